@@ -1,1 +1,12 @@
+//! certwright's resource model: cert-manager's `cert-manager.io/v1` types with their field
+//! names and defaults, the legacy `certmanager.k8s.io/v1alpha1` API, validation, and the
+//! annotation names certwright honours.
 
+pub mod annotations;
+pub mod duration;
+pub mod legacy;
+pub mod manifest;
+pub mod types;
+pub mod validate;
+
+pub use types::*;

@@ -1,0 +1,270 @@
+//! Reading multi-document YAML manifests into typed resources.
+//!
+//! Each document is parsed on its own, so one broken document costs only itself. A
+//! document that cannot be typed still names its kind, namespace and name when it can,
+//! so the error lands on the right resource.
+
+use crate::legacy;
+use crate::types::*;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// A typed resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resource {
+    Certificate(Certificate),
+    Issuer(Issuer),
+    ClusterIssuer(Issuer),
+    CertificateRequest(CertificateRequest),
+    Secret(Secret),
+    ReloadHook(ReloadHook),
+}
+
+/// Identity of a document's resource, as far as it could be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// One document of a manifest file.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// `file:line` where the document starts.
+    pub source: String,
+    /// The resource's identity, when it could be read (namespace not yet defaulted).
+    pub id: Option<ResourceId>,
+    /// Whether the document used the legacy v1alpha1 API.
+    pub legacy: bool,
+    /// The legacy per-certificate ACME block, kept for `convert`.
+    pub legacy_acme: Option<legacy::LegacyAcmeCertificateConfig>,
+    pub result: Result<Resource, DocError>,
+}
+
+/// Splits a YAML stream at `---` lines, keeping each document's first line number.
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    let mut docs = Vec::new();
+    let mut cur = String::new();
+    let mut start = 1;
+    for (i, line) in text.lines().enumerate() {
+        let is_sep = line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "...";
+        if is_sep {
+            docs.push((start, std::mem::take(&mut cur)));
+            start = i + 2;
+        } else {
+            cur.push_str(line);
+            cur.push('\n');
+        }
+    }
+    docs.push((start, cur));
+    docs.into_iter()
+        .filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .collect()
+}
+
+fn typed<T: DeserializeOwned>(v: Value) -> Result<T, DocError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        DocError {
+            reason: "InvalidManifest",
+            message: if path == "." { inner } else { format!("{path}: {inner}") },
+        }
+    })
+}
+
+fn identity(v: &Value) -> Option<ResourceId> {
+    let kind = v.get("kind")?.as_str()?.to_string();
+    let meta = v.get("metadata");
+    Some(ResourceId {
+        kind,
+        namespace: meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        name: meta
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+/// Parses every document of a YAML text. `source` names the file in messages.
+pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
+    let mut out = Vec::new();
+    for (line, doc) in split_documents(text) {
+        let src = format!("{source}:{line}");
+        let value: Value = match serde_yaml::from_str::<Value>(&doc) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(Document {
+                    source: src,
+                    id: None,
+                    legacy: false,
+                    legacy_acme: None,
+                    result: Err(DocError {
+                        reason: "InvalidYAML",
+                        message: format!("YAML syntax error: {e}"),
+                    }),
+                });
+                continue;
+            }
+        };
+        if value.get("kind").and_then(Value::as_str) == Some("List") {
+            let items = value.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(parse_value(item, format!("{src} (items[{i}])")));
+            }
+            continue;
+        }
+        out.push(parse_value(value, src));
+    }
+    out
+}
+
+/// Types one document's value.
+pub fn parse_value(value: Value, source: String) -> Document {
+    let id = identity(&value);
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let legacy = legacy::is_legacy(&api_version);
+    let mut legacy_acme = None;
+    let result = (|| -> Result<Resource, DocError> {
+        if !value.is_object() {
+            return Err(DocError { reason: "InvalidManifest", message: "a manifest must be a mapping".into() });
+        }
+        if kind.is_empty() {
+            return Err(DocError { reason: "InvalidManifest", message: "kind: required".into() });
+        }
+        if api_version.is_empty() {
+            return Err(DocError { reason: "InvalidManifest", message: "apiVersion: required".into() });
+        }
+        match (api_version.as_str(), kind.as_str()) {
+            ("v1", "Secret") => Ok(Resource::Secret(typed(value.clone())?)),
+            (API_VERSION, "Certificate") => Ok(Resource::Certificate(typed(value.clone())?)),
+            (API_VERSION, "Issuer") => Ok(Resource::Issuer(typed(value.clone())?)),
+            (API_VERSION, "ClusterIssuer") => Ok(Resource::ClusterIssuer(typed(value.clone())?)),
+            (API_VERSION, "CertificateRequest") => Ok(Resource::CertificateRequest(typed(value.clone())?)),
+            (CERTWRIGHT_API_VERSION, "ReloadHook") => Ok(Resource::ReloadHook(typed(value.clone())?)),
+            (LEGACY_API_VERSION, "Certificate") => {
+                let mut v = value.clone();
+                let spec_v = v.get("spec").cloned().unwrap_or(Value::Null);
+                let spec: legacy::LegacyCertificateSpec = typed(spec_v).map_err(|e| DocError {
+                    reason: e.reason,
+                    message: format!("spec.{}", e.message),
+                })?;
+                let (v1, acme) = legacy::convert_certificate_spec(&spec)
+                    .map_err(|m| DocError { reason: "InvalidManifest", message: m })?;
+                legacy_acme = acme;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("apiVersion".into(), Value::String(API_VERSION.into()));
+                    o.insert("spec".into(), serde_json::to_value(v1).unwrap_or(Value::Null));
+                    o.remove("status");
+                }
+                Ok(Resource::Certificate(typed(v)?))
+            }
+            (LEGACY_API_VERSION, "Issuer") | (LEGACY_API_VERSION, "ClusterIssuer") => {
+                let mut v = value.clone();
+                let spec = legacy::convert_issuer_spec(v.get("spec").unwrap_or(&Value::Null))
+                    .map_err(|m| DocError { reason: "InvalidManifest", message: m })?;
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("apiVersion".into(), Value::String(API_VERSION.into()));
+                    o.insert("spec".into(), spec);
+                    o.remove("status");
+                }
+                let issuer: Issuer = typed(v)?;
+                Ok(if kind == "Issuer" { Resource::Issuer(issuer) } else { Resource::ClusterIssuer(issuer) })
+            }
+            (API_VERSION | LEGACY_API_VERSION, other) => Err(DocError {
+                reason: "UnknownKind",
+                message: format!("unknown kind {other:?} in {api_version}"),
+            }),
+            (av, k) => Err(DocError {
+                reason: "UnknownKind",
+                message: format!(
+                    "unsupported apiVersion/kind {av}/{k}: certwright reads cert-manager.io/v1 (and certmanager.k8s.io/v1alpha1) Certificate, Issuer, ClusterIssuer, CertificateRequest, v1 Secret and certwright.io/v1alpha1 ReloadHook"
+                ),
+            }),
+        }
+    })();
+    Document { source, id, legacy, legacy_acme, result }
+}
+
+impl Resource {
+    pub fn id(&self) -> ResourceId {
+        let (kind, meta) = match self {
+            Resource::Certificate(o) => ("Certificate", &o.metadata),
+            Resource::Issuer(o) => ("Issuer", &o.metadata),
+            Resource::ClusterIssuer(o) => ("ClusterIssuer", &o.metadata),
+            Resource::CertificateRequest(o) => ("CertificateRequest", &o.metadata),
+            Resource::Secret(o) => ("Secret", &o.metadata),
+            Resource::ReloadHook(o) => ("ReloadHook", &o.metadata),
+        };
+        ResourceId {
+            kind: kind.into(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_documents_cost_only_themselves() {
+        let text = "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: a}\nspec: {selfSigned: {}}\n---\nkind: [unclosed\n---\n# only a comment\n---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: c, namespace: demo}\nspec:\n  secretName: s\n  dnsName: [x]\n  issuerRef: {name: a}\n";
+        let docs = parse_documents(text, "f.yaml");
+        assert_eq!(docs.len(), 3);
+        assert!(matches!(docs[0].result, Ok(Resource::Issuer(_))));
+        let e = docs[1].result.as_ref().expect_err("yaml error");
+        assert_eq!(e.reason, "InvalidYAML");
+        assert_eq!(docs[1].source, "f.yaml:6");
+        let e = docs[2].result.as_ref().expect_err("unknown field");
+        assert!(e.message.starts_with("spec.dnsName: unknown field `dnsName`"), "{}", e.message);
+        assert_eq!(docs[2].id.as_ref().map(|i| i.name.as_str()), Some("c"));
+    }
+
+    #[test]
+    fn unknown_kinds_are_named() {
+        let docs = parse_documents("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "f");
+        let e = docs[0].result.as_ref().expect_err("unknown");
+        assert_eq!(e.reason, "UnknownKind");
+        assert!(e.message.contains("v1/ConfigMap"));
+    }
+
+    #[test]
+    fn legacy_certificates_read_as_v1() {
+        let text = "apiVersion: certmanager.k8s.io/v1alpha1\nkind: Certificate\nmetadata: {name: c}\nspec:\n  secretName: s\n  issuerRef: {name: i}\n  commonName: c\n  keyAlgorithm: ecdsa\n  keySize: 256\n  keyEncoding: pkcs8\n";
+        let docs = parse_documents(text, "f");
+        match &docs[0].result {
+            Ok(Resource::Certificate(c)) => {
+                assert_eq!(c.api_version, API_VERSION);
+                assert_eq!(c.spec.private_key.as_ref().and_then(|p| p.algorithm.as_deref()), Some("ECDSA"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(docs[0].legacy);
+    }
+}
