@@ -1,0 +1,267 @@
+//! The pure decision for one Certificate: given its parameters, the Secret it writes, the
+//! last request, the failure history and the time, what to do and why, with cert-manager's
+//! condition reasons.
+
+use crate::backoff::BackoffPolicy;
+use crate::observe::{SecretData, TlsMaterial};
+use certwright_api::annotations as ann;
+use certwright_api::validate::{CertificateParams, IssuanceSpec};
+use certwright_pki::der::rfc3339;
+use certwright_pki::inspect::CertInfo;
+use certwright_pki::KeyAlgorithm;
+use serde::{Deserialize, Serialize};
+
+/// Why a certificate is (re)issued; the names are cert-manager's condition reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Trigger {
+    DoesNotExist,
+    MissingData,
+    InvalidKeyPair,
+    InvalidCertificate,
+    SecretMismatch,
+    IncorrectIssuer,
+    IncorrectCertificate,
+    RequestChanged,
+    Expired,
+    Renewing,
+}
+
+impl Trigger {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Trigger::DoesNotExist => "DoesNotExist",
+            Trigger::MissingData => "MissingData",
+            Trigger::InvalidKeyPair => "InvalidKeyPair",
+            Trigger::InvalidCertificate => "InvalidCertificate",
+            Trigger::SecretMismatch => "SecretMismatch",
+            Trigger::IncorrectIssuer => "IncorrectIssuer",
+            Trigger::IncorrectCertificate => "IncorrectCertificate",
+            Trigger::RequestChanged => "RequestChanged",
+            Trigger::Expired => "Expired",
+            Trigger::Renewing => "Renewing",
+        }
+    }
+}
+
+/// The record of the request that produced the current certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastIssuance {
+    pub spec: IssuanceSpec,
+    /// SHA-256 fingerprint of the certificate it produced.
+    pub certificate_sha256: String,
+}
+
+/// Failed attempts since the last success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failures {
+    pub attempts: u32,
+    /// Unix seconds.
+    pub last_failure: i64,
+    /// Digest of the inputs that failed; new inputs retry at once.
+    pub inputs: String,
+}
+
+/// Everything the decision depends on.
+pub struct Inputs<'a> {
+    /// `namespace/name`, for jitter and messages.
+    pub key: &'a str,
+    pub cert_name: &'a str,
+    pub params: &'a CertificateParams,
+    pub secret: Option<&'a SecretData>,
+    pub material: Option<&'a TlsMaterial>,
+    pub last: Option<&'a LastIssuance>,
+    pub failures: &'a Failures,
+    /// Digest of the current inputs (spec, issuer), compared with `failures.inputs`.
+    pub inputs_digest: &'a str,
+    pub backoff: BackoffPolicy,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The certificate in the Secret is good until `renewal_time`; outputs are rendered and
+    /// compared by content.
+    UpToDate {
+        not_before: i64,
+        not_after: i64,
+        renewal_time: i64,
+    },
+    /// Issue a new certificate.
+    Issue {
+        trigger: Trigger,
+        message: String,
+        /// Keep the existing private key (rotationPolicy Never, and it fits the spec).
+        reuse_key: bool,
+    },
+    /// Issuance is needed but backing off after failures.
+    Backoff {
+        trigger: Trigger,
+        message: String,
+        until: i64,
+    },
+}
+
+fn key_fits(spec: &IssuanceSpec, alg: KeyAlgorithm) -> bool {
+    spec.key() == alg
+}
+
+/// Compares a certificate's content with the spec, for Secrets with no issuance record
+/// (for example written by cert-manager before certwright took over).
+fn cert_mismatches(spec: &IssuanceSpec, leaf: &CertInfo) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let set = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v.dedup();
+        v
+    };
+    if spec.subject.literal.is_none() && leaf.common_name != spec.subject.common_name {
+        out.push("spec.commonName");
+    }
+    if set(&spec.dns_names) != set(&leaf.dns_names) {
+        out.push("spec.dnsNames");
+    }
+    let mut a = spec.ip_addresses.clone();
+    let mut b = leaf.ip_addresses.clone();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    if a != b {
+        out.push("spec.ipAddresses");
+    }
+    if set(&spec.uris) != set(&leaf.uris) {
+        out.push("spec.uris");
+    }
+    if set(&spec.email_addresses) != set(&leaf.email_addresses) {
+        out.push("spec.emailAddresses");
+    }
+    if spec.is_ca != leaf.is_ca {
+        out.push("spec.isCA");
+    }
+    out
+}
+
+/// Decides what to do for one Certificate.
+pub fn decide(i: &Inputs<'_>) -> Decision {
+    let spec = &i.params.issuance;
+    let trigger = |t: Trigger, m: String| (t, m);
+    let issue = match (i.secret, i.material) {
+        (None, _) | (_, None) => Some(trigger(Trigger::DoesNotExist, "Issuing certificate as Secret does not exist".into())),
+        (Some(secret), Some(m)) => check_secret(i, secret, m, spec),
+    };
+    let Some((trig, message)) = issue else {
+        // Up to date.
+        let leaf = i.material.and_then(|m| m.pair()).map(|(_, c)| &c[0]);
+        let (nb, na) = leaf.map(|l| (l.not_before, l.not_after)).unwrap_or((i.now, i.now));
+        return Decision::UpToDate {
+            not_before: nb,
+            not_after: na,
+            renewal_time: i.params.renewal_time(nb, na),
+        };
+    };
+    if i.failures.attempts > 0 && i.failures.inputs == i.inputs_digest {
+        let until = i.failures.last_failure + i.backoff.delay(i.failures.attempts, i.key).as_secs() as i64;
+        if i.now < until {
+            return Decision::Backoff {
+                trigger: trig,
+                message: format!(
+                    "Backing off from issuance after {} failed attempt(s); next attempt at {}",
+                    i.failures.attempts,
+                    rfc3339(until)
+                ),
+                until,
+            };
+        }
+    }
+    let reuse_key = i.params.rotation_policy == certwright_api::validate::RotationPolicy::Never
+        && i
+            .material
+            .and_then(|m| m.key.as_ref())
+            .and_then(|k| k.as_ref().ok())
+            .is_some_and(|k| key_fits(spec, k.algorithm()));
+    Decision::Issue {
+        trigger: trig,
+        message,
+        reuse_key,
+    }
+}
+
+fn check_secret(
+    i: &Inputs<'_>,
+    secret: &SecretData,
+    m: &TlsMaterial,
+    spec: &IssuanceSpec,
+) -> Option<(Trigger, String)> {
+    let key = match &m.key {
+        None => return Some((Trigger::MissingData, "Issuing certificate as Secret does not contain a private key".into())),
+        Some(Err(e)) => return Some((Trigger::InvalidKeyPair, format!("Issuing certificate as Secret contains an invalid private key: {e}"))),
+        Some(Ok(k)) => k,
+    };
+    let chain = match &m.chain {
+        None => return Some((Trigger::MissingData, "Issuing certificate as Secret does not contain a certificate".into())),
+        Some(Err(e)) => return Some((Trigger::InvalidCertificate, format!("Issuing certificate as Secret contains an invalid certificate: {e}"))),
+        Some(Ok(c)) => c,
+    };
+    let leaf = &chain[0];
+    if leaf.spki_der != key.spki_der() {
+        return Some((
+            Trigger::InvalidKeyPair,
+            "Issuing certificate as Secret contains a private key that does not match the certificate".into(),
+        ));
+    }
+    if !key_fits(spec, key.algorithm()) {
+        return Some((
+            Trigger::SecretMismatch,
+            format!(
+                "Existing private key is not up to date for spec: the Secret holds a {} key, the spec asks for {}",
+                key.algorithm(),
+                spec.key()
+            ),
+        ));
+    }
+    let a = &secret.annotations;
+    if let Some(name) = a.get(ann::ISSUER_NAME) {
+        let kind = a.get(ann::ISSUER_KIND).map(String::as_str).unwrap_or("Issuer");
+        let group = a.get(ann::ISSUER_GROUP).map(String::as_str).unwrap_or(certwright_api::GROUP);
+        if (name.as_str(), kind, group) != (spec.issuer_name.as_str(), spec.issuer_kind.as_str(), spec.issuer_group.as_str()) {
+            return Some((
+                Trigger::IncorrectIssuer,
+                format!("Issuing certificate as Secret was previously issued by {kind}.{group}/{name}"),
+            ));
+        }
+    }
+    if let Some(owner) = a.get(ann::CERT_NAME) {
+        if owner != i.cert_name {
+            return Some((
+                Trigger::IncorrectCertificate,
+                format!("Issuing certificate as Secret was previously issued for Certificate {owner:?}"),
+            ));
+        }
+    }
+    let changed: Vec<&str> = match i.last {
+        Some(last) if last.certificate_sha256 == leaf.sha256_fingerprint() => spec.changed_fields(&last.spec),
+        _ => cert_mismatches(spec, leaf),
+    };
+    if !changed.is_empty() {
+        return Some((
+            Trigger::RequestChanged,
+            format!("Fields on existing CertificateRequest resource not up to date: [{}]", changed.join(" ")),
+        ));
+    }
+    if i.now >= leaf.not_after {
+        return Some((Trigger::Expired, format!("Certificate expired on {}", rfc3339(leaf.not_after))));
+    }
+    let renewal = i.params.renewal_time(leaf.not_before, leaf.not_after);
+    if i.now >= renewal {
+        return Some((
+            Trigger::Renewing,
+            format!("Renewing certificate as renewal was scheduled at {}", rfc3339(renewal)),
+        ));
+    }
+    None
+}

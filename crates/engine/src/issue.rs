@@ -1,0 +1,252 @@
+//! Issuance: building the request for a Certificate, and the issuer interface that
+//! both synchronous signers (self-signed, CA) and asynchronous ones (ACME, whose orders take
+//! minutes and survive restarts) implement.
+//!
+//! An issuer is asked to *process* a request; it answers `Issued`, `Pending` (with state to
+//! persist and a time to ask again) or `Failed`. The shell persists the request and its
+//! state between calls, so a pending order resumes after a restart.
+
+use crate::observe::SecretData;
+use certwright_api::annotations::keys;
+use certwright_api::validate::IssuanceSpec;
+use certwright_pki::cert::{self, Csr, Signer, Validity};
+use certwright_pki::inspect::{self, CertInfo};
+use certwright_pki::{der, Name, PrivateKey, Profile, SubjectFields};
+use std::time::Duration;
+
+/// Builds the request profile for a Certificate's issuance parameters.
+pub fn profile(spec: &IssuanceSpec) -> Result<Profile, String> {
+    let subject = match &spec.subject.literal {
+        Some(l) => Name::parse_rfc4514(l).map_err(|e| format!("spec.literalSubject: {e}"))?,
+        None => {
+            let f = spec.subject.fields.clone().unwrap_or_default();
+            Name::from_fields(&SubjectFields {
+                common_name: spec.subject.common_name.clone(),
+                countries: f.countries,
+                provinces: f.provinces,
+                localities: f.localities,
+                street_addresses: f.street_addresses,
+                postal_codes: f.postal_codes,
+                organizations: f.organizations,
+                organizational_units: f.organizational_units,
+                serial_number: f.serial_number,
+            })
+        }
+    };
+    let (key_usages, ext_key_usages) = if spec.encode_usages_in_request {
+        spec.effective_usages()
+    } else {
+        (vec![], vec![])
+    };
+    Ok(Profile {
+        subject,
+        dns_names: spec.dns_names.clone(),
+        ip_addresses: spec.ip_addresses.clone(),
+        uris: spec.uris.clone(),
+        email_addresses: spec.email_addresses.clone(),
+        key_usages,
+        ext_key_usages,
+        is_ca: spec.is_ca,
+        name_constraints: spec.name_constraints_pki(),
+    })
+}
+
+/// A PEM CSR for the spec, signed by `key`.
+pub fn build_request(spec: &IssuanceSpec, key: &PrivateKey) -> Result<String, String> {
+    let p = profile(spec)?;
+    let der = cert::build_csr(&p, key).map_err(|e| format!("building the certificate request: {e}"))?;
+    Ok(certwright_pki::pem::encode("CERTIFICATE REQUEST", &der))
+}
+
+/// An issued certificate: chain (leaf first) and CA certificates, DER.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    pub chain: Vec<Vec<u8>>,
+    pub ca: Vec<Vec<u8>>,
+}
+
+/// What an issuer answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Issued(Issued),
+    /// Not done yet: persist `state` with the request and ask again after `retry_after`.
+    Pending {
+        reason: String,
+        message: String,
+        retry_after: Duration,
+        state: serde_json::Value,
+    },
+    /// This request failed; the Certificate backs off before a new request.
+    Failed { reason: String, message: String },
+}
+
+/// A request being processed.
+pub struct Request<'a> {
+    /// PEM CSR.
+    pub csr_pem: &'a str,
+    pub spec: &'a IssuanceSpec,
+    /// The request's private key; only self-signing issuers use it.
+    pub key: &'a PrivateKey,
+    /// State the issuer returned with its last `Pending` answer.
+    pub state: &'a serde_json::Value,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// The issuer seam. Implementations must be idempotent for a given request and state.
+pub trait Issuer: Send + Sync {
+    fn process(&self, req: &Request<'_>) -> Outcome;
+}
+
+fn parse_csr_pem(pem: &str) -> Result<Csr, String> {
+    let blocks = certwright_pki::pem::decode_all(pem.as_bytes()).map_err(|e| format!("certificate request: {e}"))?;
+    let b = blocks
+        .iter()
+        .find(|b| b.label == "CERTIFICATE REQUEST" || b.label == "NEW CERTIFICATE REQUEST")
+        .ok_or("certificate request: no CERTIFICATE REQUEST PEM block")?;
+    cert::parse_csr(&b.der).map_err(|e| format!("certificate request: {e}"))
+}
+
+fn failed(reason: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Failed {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+/// Signs a request with its own key.
+pub struct SelfSigned;
+
+impl Issuer for SelfSigned {
+    fn process(&self, req: &Request<'_>) -> Outcome {
+        let csr = match parse_csr_pem(req.csr_pem) {
+            Ok(c) => c,
+            Err(e) => return failed("InvalidRequest", e),
+        };
+        if csr.spki_der != req.key.spki_der() {
+            return failed("InvalidRequest", "the request's public key does not match its private key");
+        }
+        let validity = Validity {
+            not_before: req.now,
+            not_after: req.now + req.spec.duration_seconds as i64,
+        };
+        match cert::sign_csr(&csr, req.spec.is_ca, &validity, &cert::random_serial(), &Signer::SelfSigned(req.key)) {
+            Ok(der) => Outcome::Issued(Issued {
+                chain: vec![der.clone()],
+                ca: vec![der],
+            }),
+            Err(e) => failed("SigningError", format!("signing: {e}")),
+        }
+    }
+}
+
+/// A CA's signing material, checked.
+#[derive(Debug)]
+pub struct CaMaterial {
+    /// tls.crt: the CA certificate first, then its chain.
+    pub chain: Vec<CertInfo>,
+    pub key: PrivateKey,
+    /// The root that leaf secrets get as ca.crt.
+    pub root: CertInfo,
+}
+
+/// Why a CA secret cannot sign, with cert-manager's issuer condition reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaError {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl CaMaterial {
+    /// Checks a CA issuer's Secret: both halves present and parseable, matching, a CA, and
+    /// currently valid.
+    pub fn from_secret(secret_desc: &str, s: &SecretData, now: i64) -> Result<CaMaterial, CaError> {
+        let get = |k: &str| {
+            s.get(k).ok_or_else(|| CaError {
+                reason: "ErrGetKeyPair",
+                message: format!("secret {secret_desc} has no {k}"),
+            })
+        };
+        let chain = inspect::parse_pem_chain(get(keys::TLS_CRT)?).map_err(|e| CaError {
+            reason: "ErrInvalidKeyPair",
+            message: format!("secret {secret_desc} tls.crt: {e}"),
+        })?;
+        let key = PrivateKey::from_pem(get(keys::TLS_KEY)?).map_err(|e| CaError {
+            reason: "ErrInvalidKeyPair",
+            message: format!("secret {secret_desc} tls.key: {e}"),
+        })?;
+        let ca = &chain[0];
+        if ca.spki_der != key.spki_der() {
+            return Err(CaError {
+                reason: "ErrInvalidKeyPair",
+                message: format!("secret {secret_desc}: tls.key does not match the certificate in tls.crt"),
+            });
+        }
+        if !ca.is_ca {
+            return Err(CaError {
+                reason: "ErrInvalidKeyPair",
+                message: format!("secret {secret_desc}: the certificate {:?} is not a CA (basicConstraints CA:TRUE is missing)", ca.subject),
+            });
+        }
+        if now > ca.not_after {
+            return Err(CaError {
+                reason: "ErrInvalidKeyPair",
+                message: format!("secret {secret_desc}: the CA certificate expired at {}", der::rfc3339(ca.not_after)),
+            });
+        }
+        if now < ca.not_before {
+            return Err(CaError {
+                reason: "ErrInvalidKeyPair",
+                message: format!("secret {secret_desc}: the CA certificate is not valid before {}", der::rfc3339(ca.not_before)),
+            });
+        }
+        // The root: the last certificate of ca.crt or of the chain.
+        let ca_crt = s.get(keys::CA_CRT).and_then(|b| inspect::parse_pem_chain(b).ok());
+        let root = ca_crt
+            .and_then(|c| c.into_iter().last())
+            .unwrap_or_else(|| chain[chain.len() - 1].clone());
+        Ok(CaMaterial { chain, key, root })
+    }
+}
+
+/// Signs requests with a CA's key.
+pub struct CaIssuer {
+    pub material: CaMaterial,
+}
+
+impl Issuer for CaIssuer {
+    fn process(&self, req: &Request<'_>) -> Outcome {
+        let csr = match parse_csr_pem(req.csr_pem) {
+            Ok(c) => c,
+            Err(e) => return failed("InvalidRequest", e),
+        };
+        let ca = &self.material.chain[0];
+        // cert-manager caps a certificate's lifetime at its CA's.
+        let validity = Validity {
+            not_before: req.now,
+            not_after: (req.now + req.spec.duration_seconds as i64).min(ca.not_after),
+        };
+        let signer = Signer::Ca {
+            name_der: &ca.subject_der,
+            key_id: ca.subject_key_id.as_deref(),
+            key: &self.material.key,
+        };
+        match cert::sign_csr(&csr, req.spec.is_ca, &validity, &cert::random_serial(), &signer) {
+            Ok(der) => {
+                // tls.crt: leaf plus the CA's chain without a self-signed root, which goes
+                // to ca.crt.
+                let mut chain = vec![der];
+                for c in &self.material.chain {
+                    if !c.is_self_signed() {
+                        chain.push(c.der.clone());
+                    }
+                }
+                Outcome::Issued(Issued {
+                    chain,
+                    ca: vec![self.material.root.der.clone()],
+                })
+            }
+            Err(e) => failed("SigningError", format!("signing: {e}")),
+        }
+    }
+}

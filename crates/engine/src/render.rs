@@ -1,0 +1,262 @@
+//! Rendering a Secret's content from certificate material and output options, and
+//! comparing it with what is there by content, so nothing is rewritten needlessly.
+
+use crate::observe::SecretData;
+use certwright_api::annotations::{self as ann, keys};
+use certwright_api::validate::CertificateParams;
+use certwright_pki::inspect::CertInfo;
+use certwright_pki::{jks, pem, pkcs12, KeyEncoding, PrivateKey};
+use std::collections::BTreeMap;
+
+/// Resolved keystore passwords (the shell reads password Secrets).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Passwords {
+    pub jks: Option<String>,
+    pub pkcs12: Option<String>,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Passwords(redacted)")
+    }
+}
+
+/// Key material to render.
+pub struct Material<'a> {
+    pub key: &'a PrivateKey,
+    /// Leaf first.
+    pub chain: &'a [CertInfo],
+    pub ca: &'a [CertInfo],
+}
+
+/// Keystore options derived from a Certificate or from cert-utils annotations.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeystoreOptions {
+    pub jks: Option<(String, String, TrustAliases)>,
+    pub pkcs12: Option<(String, String, pkcs12::Profile)>,
+}
+
+/// How trust store entries are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustAliases {
+    /// `ca`, `ca-1`, … (cert-manager)
+    Ca,
+    /// `alias0`, `alias1`, … (cert-utils-operator)
+    Numbered,
+}
+
+impl TrustAliases {
+    fn alias(self, i: usize) -> String {
+        match (self, i) {
+            (TrustAliases::Ca, 0) => "ca".into(),
+            (TrustAliases::Ca, n) => format!("ca-{n}"),
+            (TrustAliases::Numbered, n) => format!("alias{n}"),
+        }
+    }
+}
+
+/// Which keystores a Secret gets: the Certificate's `spec.keystores` first; otherwise
+/// cert-utils-operator's `generate-java-keystores` annotation on the Secret (password from
+/// `java-keystore-password`, default `changeme`; key alias `alias`).
+pub fn keystore_options(
+    params: Option<&CertificateParams>,
+    passwords: &Passwords,
+    secret_annotations: &BTreeMap<String, String>,
+) -> KeystoreOptions {
+    let mut out = KeystoreOptions { jks: None, pkcs12: None };
+    if let Some(p) = params {
+        if let (Some(j), Some(pw)) = (&p.jks, &passwords.jks) {
+            out.jks = Some((j.alias.clone(), pw.clone(), TrustAliases::Ca));
+        }
+        if let (Some(k), Some(pw)) = (&p.pkcs12, &passwords.pkcs12) {
+            out.pkcs12 = Some(("certificate".into(), pw.clone(), k.profile));
+        }
+    }
+    let cu = secret_annotations
+        .get(ann::CU_GENERATE_JAVA_KEYSTORES)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if cu && out.jks.is_none() {
+        let pw = secret_annotations
+            .get(ann::CU_JAVA_KEYSTORE_PASSWORD)
+            .cloned()
+            .unwrap_or_else(|| ann::CU_DEFAULT_PASSWORD.into());
+        out.jks = Some((ann::CU_KEY_ALIAS.into(), pw, TrustAliases::Numbered));
+    }
+    out
+}
+
+/// The chain a keystore's key entry carries: tls.crt's certificates, then the CA
+/// certificates not already in it.
+fn full_chain(m: &Material<'_>) -> Vec<Vec<u8>> {
+    let mut chain: Vec<Vec<u8>> = m.chain.iter().map(|c| c.der.clone()).collect();
+    for c in m.ca {
+        if !chain.contains(&c.der) {
+            chain.push(c.der.clone());
+        }
+    }
+    chain
+}
+
+/// Renders the data keys derived from key material: PEM files, keystores, extra formats.
+pub fn render_data(
+    m: &Material<'_>,
+    encoding: KeyEncoding,
+    ks: &KeystoreOptions,
+    der_output: bool,
+    combined_pem: bool,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let mut data = BTreeMap::new();
+    let chain_pem: String = m.chain.iter().map(|c| pem::encode("CERTIFICATE", &c.der)).collect();
+    let ca_pem: String = m.ca.iter().map(|c| pem::encode("CERTIFICATE", &c.der)).collect();
+    let key_pem = m.key.to_pem(encoding).map_err(|e| e.to_string())?;
+    data.insert(keys::TLS_CRT.into(), chain_pem.clone().into_bytes());
+    data.insert(keys::TLS_KEY.into(), key_pem.clone().into_bytes());
+    data.insert(keys::CA_CRT.into(), ca_pem.into_bytes());
+    let stamp = m.chain.first().map(|c| c.not_before * 1000).unwrap_or(0);
+    let chain = full_chain(m);
+    if let Some((alias, pw, trust)) = &ks.jks {
+        let key_entry = jks::Entry::PrivateKey {
+            alias: alias.clone(),
+            pkcs8: m.key.pkcs8_der().to_vec(),
+            chain: chain.clone(),
+        };
+        data.insert(keys::KEYSTORE_JKS.into(), jks::encode(&[key_entry], pw, stamp));
+        let trusted: Vec<jks::Entry> = m
+            .ca
+            .iter()
+            .enumerate()
+            .map(|(i, c)| jks::Entry::TrustedCert {
+                alias: trust.alias(i),
+                cert: c.der.clone(),
+            })
+            .collect();
+        data.insert(keys::TRUSTSTORE_JKS.into(), jks::encode(&trusted, pw, stamp));
+    }
+    if let Some((alias, pw, profile)) = &ks.pkcs12 {
+        let entry = pkcs12::KeyEntry {
+            alias,
+            pkcs8: m.key.pkcs8_der(),
+            chain: &chain,
+        };
+        let ks = pkcs12::encode(Some(&entry), &[], pw, *profile).map_err(|e| e.to_string())?;
+        data.insert(keys::KEYSTORE_P12.into(), ks);
+        let trusted: Vec<(String, Vec<u8>)> = m
+            .ca
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (TrustAliases::Ca.alias(i), c.der.clone()))
+            .collect();
+        let ts = pkcs12::encode(None, &trusted, pw, *profile).map_err(|e| e.to_string())?;
+        data.insert(keys::TRUSTSTORE_P12.into(), ts);
+    }
+    if combined_pem {
+        data.insert(keys::TLS_COMBINED_PEM.into(), format!("{key_pem}{chain_pem}").into_bytes());
+    }
+    if der_output {
+        let blocks = pem::decode_all(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+        data.insert(keys::KEY_DER.into(), blocks[0].der.clone());
+    }
+    Ok(data)
+}
+
+/// The cert-manager annotations on an issued Secret.
+pub fn issued_annotations(cert_name: &str, params: &CertificateParams, leaf: &CertInfo) -> BTreeMap<String, String> {
+    let s = &params.issuance;
+    let mut a = BTreeMap::new();
+    a.insert(ann::CERT_NAME.into(), cert_name.into());
+    a.insert(ann::ISSUER_NAME.into(), s.issuer_name.clone());
+    a.insert(ann::ISSUER_KIND.into(), s.issuer_kind.clone());
+    a.insert(ann::ISSUER_GROUP.into(), s.issuer_group.clone());
+    a.insert(ann::COMMON_NAME.into(), leaf.common_name.clone().unwrap_or_default());
+    a.insert(ann::ALT_NAMES.into(), leaf.dns_names.join(","));
+    a.insert(
+        ann::IP_SANS.into(),
+        leaf.ip_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+    );
+    a.insert(ann::URI_SANS.into(), leaf.uris.join(","));
+    if !leaf.email_addresses.is_empty() {
+        a.insert(ann::EMAIL_SANS.into(), leaf.email_addresses.join(","));
+    }
+    if let Some(f) = &s.subject.fields {
+        if !f.organizations.is_empty() {
+            a.insert(ann::SUBJECT_ORGANIZATIONS.into(), f.organizations.join(","));
+        }
+    }
+    a
+}
+
+/// Keys whose content differs between `desired` and `current`. PEM values compare by
+/// their decoded blocks, keystores by what they hold (opened with `ks`'s passwords), so a
+/// keystore written by another tool with the same content is kept.
+pub fn changed_keys(
+    desired: &BTreeMap<String, Vec<u8>>,
+    current: &SecretData,
+    ks: &KeystoreOptions,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, want) in desired {
+        let Some(have) = current.data.get(k) else {
+            out.push(k.clone());
+            continue;
+        };
+        if have == want {
+            continue;
+        }
+        let same = match k.as_str() {
+            keys::TLS_CRT | keys::TLS_KEY | keys::CA_CRT | keys::TLS_COMBINED_PEM => {
+                match (pem::decode_all(have), pem::decode_all(want)) {
+                    (Ok(a), Ok(b)) => a == b,
+                    (Err(_), Err(_)) => have.is_empty() && want.is_empty(),
+                    _ => false,
+                }
+            }
+            keys::KEYSTORE_JKS | keys::TRUSTSTORE_JKS => ks
+                .jks
+                .as_ref()
+                .is_some_and(|(_, pw, _)| same_jks(have, want, pw)),
+            keys::KEYSTORE_P12 | keys::TRUSTSTORE_P12 => ks
+                .pkcs12
+                .as_ref()
+                .is_some_and(|(_, pw, _)| same_p12(have, want, pw)),
+            _ => false,
+        };
+        if !same {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+fn key_spki(pkcs8: &[u8]) -> Option<Vec<u8>> {
+    PrivateKey::from_pkcs8_der(pkcs8).ok().map(|k| k.spki_der().to_vec())
+}
+
+fn same_jks(have: &[u8], want: &[u8], pw: &str) -> bool {
+    let (Ok(a), Ok(b)) = (jks::decode(have, pw), jks::decode(want, pw)) else {
+        return false;
+    };
+    let norm = |v: Vec<jks::Entry>| -> Vec<(String, Option<Vec<u8>>, Vec<Vec<u8>>)> {
+        v.into_iter()
+            .map(|e| match e {
+                jks::Entry::PrivateKey { alias, pkcs8, chain } => (alias.to_lowercase(), key_spki(&pkcs8), chain),
+                jks::Entry::TrustedCert { alias, cert } => (alias.to_lowercase(), None, vec![cert]),
+            })
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+fn same_p12(have: &[u8], want: &[u8], pw: &str) -> bool {
+    let (Ok(a), Ok(b)) = (pkcs12::decode(have, pw), pkcs12::decode(want, pw)) else {
+        return false;
+    };
+    let keys = |c: &pkcs12::Contents| -> Vec<(Option<String>, Option<Vec<u8>>)> {
+        c.keys.iter().map(|(n, k, _)| (n.clone(), key_spki(k))).collect()
+    };
+    let certs = |c: &pkcs12::Contents| -> Vec<(Vec<u8>, bool)> {
+        let mut v: Vec<(Vec<u8>, bool)> = c.certs.iter().map(|(_, d, _, t)| (d.clone(), *t)).collect();
+        v.sort();
+        v
+    };
+    keys(&a) == keys(&b) && certs(&a) == certs(&b)
+}
