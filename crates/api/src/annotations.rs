@@ -18,7 +18,8 @@ pub const CONTROLLED_LABEL: &str = "controller.cert-manager.io/fao";
 // cert-utils-operator.
 pub const CU_GENERATE_JAVA_KEYSTORES: &str =
     "cert-utils-operator.redhat-cop.io/generate-java-keystores";
-pub const CU_JAVA_KEYSTORE_PASSWORD: &str = "cert-utils-operator.redhat-cop.io/java-keystore-password";
+pub const CU_JAVA_KEYSTORE_PASSWORD: &str =
+    "cert-utils-operator.redhat-cop.io/java-keystore-password";
 pub const CU_DEFAULT_PASSWORD: &str = "changeme";
 pub const CU_KEY_ALIAS: &str = "alias";
 

@@ -23,7 +23,9 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("{orig:?} is missing a unit (use h, m, s, ms, us or ns)"))?;
         if num_len == 0 {
-            return Err(format!("{orig:?} is not a duration (expected e.g. 2160h or 1h30m)"));
+            return Err(format!(
+                "{orig:?} is not a duration (expected e.g. 2160h or 1h30m)"
+            ));
         }
         let n: f64 = rest[..num_len]
             .parse()

@@ -71,7 +71,11 @@ pub struct LegacyDns01Ref {
     pub provider: String,
 }
 
-fn lower_to(v: &Option<String>, field: &str, map: &[(&str, &str)]) -> Result<Option<String>, String> {
+fn lower_to(
+    v: &Option<String>,
+    field: &str,
+    map: &[(&str, &str)],
+) -> Result<Option<String>, String> {
     match v.as_deref() {
         None | Some("") => Ok(None),
         Some(s) => map
@@ -90,8 +94,16 @@ fn lower_to(v: &Option<String>, field: &str, map: &[(&str, &str)]) -> Result<Opt
 pub fn convert_certificate_spec(
     l: &LegacyCertificateSpec,
 ) -> Result<(CertificateSpec, Option<LegacyAcmeCertificateConfig>), String> {
-    let algorithm = lower_to(&l.key_algorithm, "keyAlgorithm", &[("rsa", "RSA"), ("ecdsa", "ECDSA")])?;
-    let encoding = lower_to(&l.key_encoding, "keyEncoding", &[("pkcs1", "PKCS1"), ("pkcs8", "PKCS8")])?;
+    let algorithm = lower_to(
+        &l.key_algorithm,
+        "keyAlgorithm",
+        &[("rsa", "RSA"), ("ecdsa", "ECDSA")],
+    )?;
+    let encoding = lower_to(
+        &l.key_encoding,
+        "keyEncoding",
+        &[("pkcs1", "PKCS1"), ("pkcs8", "PKCS8")],
+    )?;
     let private_key = if algorithm.is_some() || encoding.is_some() || l.key_size.is_some() {
         Some(PrivateKeySpec {
             algorithm,
@@ -148,7 +160,11 @@ fn convert_acme(acme: &Value) -> Result<Value, String> {
     let mut solvers = Vec::new();
     for (k, v) in obj {
         match k.as_str() {
-            "server" | "email" | "privateKeySecretRef" | "skipTLSVerify" | "externalAccountBinding" => {
+            "server"
+            | "email"
+            | "privateKeySecretRef"
+            | "skipTLSVerify"
+            | "externalAccountBinding" => {
                 out.insert(k.clone(), v.clone());
             }
             "http01" => {
@@ -165,9 +181,9 @@ fn convert_acme(acme: &Value) -> Result<Value, String> {
                     .cloned()
                     .unwrap_or_default();
                 for (i, p) in providers.iter().enumerate() {
-                    let p = p
-                        .as_object()
-                        .ok_or_else(|| format!("spec.acme.dns01.providers[{i}]: must be a mapping"))?;
+                    let p = p.as_object().ok_or_else(|| {
+                        format!("spec.acme.dns01.providers[{i}]: must be a mapping")
+                    })?;
                     let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
                     let mut dns01 = Map::new();
                     for (pk, pv) in p {
@@ -180,7 +196,11 @@ fn convert_acme(acme: &Value) -> Result<Value, String> {
                     solvers.push(json!({"dns01": Value::Object(dns01), "x-legacy-provider": name}));
                 }
             }
-            other => return Err(format!("spec.acme.{other}: unknown field in a v1alpha1 ACME issuer")),
+            other => {
+                return Err(format!(
+                    "spec.acme.{other}: unknown field in a v1alpha1 ACME issuer"
+                ))
+            }
         }
     }
     out.insert("solvers".into(), Value::Array(solvers));
@@ -240,7 +260,10 @@ pub fn merge_solver_selectors(
         }
     }
     for issuer in issuers.iter_mut() {
-        if let Some(solvers) = issuer.pointer_mut("/spec/acme/solvers").and_then(Value::as_array_mut) {
+        if let Some(solvers) = issuer
+            .pointer_mut("/spec/acme/solvers")
+            .and_then(Value::as_array_mut)
+        {
             for s in solvers.iter_mut() {
                 if let Some(o) = s.as_object_mut() {
                     o.remove("x-legacy-provider");
@@ -274,10 +297,18 @@ mod tests {
         assert_eq!(pk.algorithm.as_deref(), Some("ECDSA"));
         assert_eq!(pk.size, Some(384));
         assert_eq!(pk.encoding.as_deref(), Some("PKCS8"));
-        assert_eq!(v1.subject.expect("subject").organizations, vec!["Acme".to_string()]);
+        assert_eq!(
+            v1.subject.expect("subject").organizations,
+            vec!["Acme".to_string()]
+        );
         assert!(acme.is_none());
-        let bad = LegacyCertificateSpec { key_algorithm: Some("dsa".into()), ..Default::default() };
-        assert!(convert_certificate_spec(&bad).expect_err("rejects").contains("keyAlgorithm"));
+        let bad = LegacyCertificateSpec {
+            key_algorithm: Some("dsa".into()),
+            ..Default::default()
+        };
+        assert!(convert_certificate_spec(&bad)
+            .expect_err("rejects")
+            .contains("keyAlgorithm"));
     }
 
     #[test]
@@ -290,7 +321,9 @@ mod tests {
         let cfg = LegacyAcmeCertificateConfig {
             config: vec![LegacyDomainSolverConfig {
                 domains: vec!["a.example.com".into()],
-                dns01: Some(LegacyDns01Ref { provider: "cluster-dns".into() }),
+                dns01: Some(LegacyDns01Ref {
+                    provider: "cluster-dns".into(),
+                }),
                 http01: None,
             }],
         };

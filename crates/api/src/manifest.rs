@@ -65,7 +65,8 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     let mut cur = String::new();
     let mut start = 1;
     for (i, line) in text.lines().enumerate() {
-        let is_sep = line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "...";
+        let is_sep =
+            line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "...";
         if is_sep {
             docs.push((start, std::mem::take(&mut cur)));
             start = i + 2;
@@ -76,7 +77,10 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
     }
     docs.push((start, cur));
     docs.into_iter()
-        .filter(|(_, d)| d.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
         .collect()
 }
 
@@ -86,7 +90,11 @@ fn typed<T: DeserializeOwned>(v: Value) -> Result<T, DocError> {
         let inner = e.into_inner().to_string();
         DocError {
             reason: "InvalidManifest",
-            message: if path == "." { inner } else { format!("{path}: {inner}") },
+            message: if path == "." {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            },
         }
     })
 }
@@ -131,7 +139,11 @@ pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
             }
         };
         if value.get("kind").and_then(Value::as_str) == Some("List") {
-            let items = value.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+            let items = value
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for (i, item) in items.into_iter().enumerate() {
                 out.push(parse_value(item, format!("{src} (items[{i}])")));
             }
@@ -145,19 +157,36 @@ pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
 /// Types one document's value.
 pub fn parse_value(value: Value, source: String) -> Document {
     let id = identity(&value);
-    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
-    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let legacy = legacy::is_legacy(&api_version);
     let mut legacy_acme = None;
     let result = (|| -> Result<Resource, DocError> {
         if !value.is_object() {
-            return Err(DocError { reason: "InvalidManifest", message: "a manifest must be a mapping".into() });
+            return Err(DocError {
+                reason: "InvalidManifest",
+                message: "a manifest must be a mapping".into(),
+            });
         }
         if kind.is_empty() {
-            return Err(DocError { reason: "InvalidManifest", message: "kind: required".into() });
+            return Err(DocError {
+                reason: "InvalidManifest",
+                message: "kind: required".into(),
+            });
         }
         if api_version.is_empty() {
-            return Err(DocError { reason: "InvalidManifest", message: "apiVersion: required".into() });
+            return Err(DocError {
+                reason: "InvalidManifest",
+                message: "apiVersion: required".into(),
+            });
         }
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Secret") => Ok(Resource::Secret(typed(value.clone())?)),
@@ -207,7 +236,13 @@ pub fn parse_value(value: Value, source: String) -> Document {
             }),
         }
     })();
-    Document { source, id, legacy, legacy_acme, result }
+    Document {
+        source,
+        id,
+        legacy,
+        legacy_acme,
+        result,
+    }
 }
 
 impl Resource {
@@ -242,13 +277,21 @@ mod tests {
         assert_eq!(e.reason, "InvalidYAML");
         assert_eq!(docs[1].source, "f.yaml:6");
         let e = docs[2].result.as_ref().expect_err("unknown field");
-        assert!(e.message.starts_with("spec.dnsName: unknown field `dnsName`"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("spec.dnsName: unknown field `dnsName`"),
+            "{}",
+            e.message
+        );
         assert_eq!(docs[2].id.as_ref().map(|i| i.name.as_str()), Some("c"));
     }
 
     #[test]
     fn unknown_kinds_are_named() {
-        let docs = parse_documents("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "f");
+        let docs = parse_documents(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "f",
+        );
         let e = docs[0].result.as_ref().expect_err("unknown");
         assert_eq!(e.reason, "UnknownKind");
         assert!(e.message.contains("v1/ConfigMap"));
@@ -261,7 +304,13 @@ mod tests {
         match &docs[0].result {
             Ok(Resource::Certificate(c)) => {
                 assert_eq!(c.api_version, API_VERSION);
-                assert_eq!(c.spec.private_key.as_ref().and_then(|p| p.algorithm.as_deref()), Some("ECDSA"));
+                assert_eq!(
+                    c.spec
+                        .private_key
+                        .as_ref()
+                        .and_then(|p| p.algorithm.as_deref()),
+                    Some("ECDSA")
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -290,7 +290,11 @@ pub type Certificate = Object<CertificateSpec, CertificateStatus>;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelfSignedIssuer {
-    #[serde(default, rename = "crlDistributionPoints", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "crlDistributionPoints",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub crl_distribution_points: Vec<String>,
 }
 

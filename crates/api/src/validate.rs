@@ -44,7 +44,11 @@ fn fe(reason: &'static str, field: impl Into<String>, message: impl Into<String>
 
 /// Joins errors into one message.
 pub fn join(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Where a certificate's subject comes from.
@@ -104,7 +108,9 @@ impl IssuanceSpec {
         if self.subject.literal != other.subject.literal {
             out.push("spec.literalSubject");
         }
-        if self.subject.fields.clone().unwrap_or_default() != other.subject.fields.clone().unwrap_or_default() {
+        if self.subject.fields.clone().unwrap_or_default()
+            != other.subject.fields.clone().unwrap_or_default()
+        {
             out.push("spec.subject");
         }
         if sorted(&self.dns_names) != sorted(&other.dns_names) {
@@ -126,7 +132,9 @@ impl IssuanceSpec {
         if self.is_ca != other.is_ca {
             out.push("spec.isCA");
         }
-        if self.usages != other.usages || self.encode_usages_in_request != other.encode_usages_in_request {
+        if self.usages != other.usages
+            || self.encode_usages_in_request != other.encode_usages_in_request
+        {
             out.push("spec.usages");
         }
         if self.key_algorithm != other.key_algorithm {
@@ -178,7 +186,9 @@ impl IssuanceSpec {
         for n in names {
             match usage(n) {
                 Some(Usage::Key(k)) if !ku.contains(&k) => ku.push(k),
-                Some(Usage::Ext(o)) if !ext.iter().any(|e: &String| e == o) => ext.push(o.to_string()),
+                Some(Usage::Ext(o)) if !ext.iter().any(|e: &String| e == o) => {
+                    ext.push(o.to_string())
+                }
                 _ => {}
             }
         }
@@ -192,10 +202,16 @@ impl IssuanceSpec {
     pub fn name_constraints_pki(&self) -> Option<NameConstraints> {
         let nc = self.name_constraints.as_ref()?;
         let conv = |i: &Option<NameConstraintItem>| -> NameConstraintItems {
-            let Some(i) = i else { return NameConstraintItems::default() };
+            let Some(i) = i else {
+                return NameConstraintItems::default();
+            };
             NameConstraintItems {
                 dns_domains: i.dns_domains.clone(),
-                ip_ranges: i.ip_ranges.iter().filter_map(|r| parse_cidr(r).ok()).collect(),
+                ip_ranges: i
+                    .ip_ranges
+                    .iter()
+                    .filter_map(|r| parse_cidr(r).ok())
+                    .collect(),
                 email_addresses: i.email_addresses.clone(),
                 uri_domains: i.uri_domains.clone(),
             }
@@ -279,7 +295,11 @@ impl CertificateParams {
             RenewBefore::Duration(d) => d.as_secs() as i64,
             RenewBefore::Percentage(p) => lifetime * i64::from(p) / 100,
         };
-        let before = if before >= lifetime { lifetime / 3 } else { before };
+        let before = if before >= lifetime {
+            lifetime / 3
+        } else {
+            before
+        };
         not_after - before
     }
 }
@@ -323,7 +343,8 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|l| {
             !l.is_empty()
-                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
@@ -336,7 +357,9 @@ pub fn check_dns_name(s: &str) -> Result<(), String> {
         return Err("empty DNS name".into());
     }
     if !s.is_ascii() {
-        return Err(format!("{s:?} is not ASCII (write internationalized names in punycode, xn--…)"));
+        return Err(format!(
+            "{s:?} is not ASCII (write internationalized names in punycode, xn--…)"
+        ));
     }
     if s.len() > 253 {
         return Err(format!("{s:?} is longer than 253 characters"));
@@ -349,20 +372,33 @@ pub fn check_dns_name(s: &str) -> Result<(), String> {
         if label.len() > 63 {
             return Err(format!("{s:?} has a label longer than 63 characters"));
         }
-        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return Err(format!("{s:?} contains {c:?}; a DNS label has letters, digits and hyphens only (RFC 1123)"));
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!(
+                "{s:?} contains {c:?}; a DNS label has letters, digits and hyphens only (RFC 1123)"
+            ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("{s:?} has a label that starts or ends with a hyphen"));
+            return Err(format!(
+                "{s:?} has a label that starts or ends with a hyphen"
+            ));
         }
     }
     Ok(())
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, p) = s.split_once('/').ok_or_else(|| format!("{s:?} is not in CIDR form (e.g. 10.0.0.0/8)"))?;
-    let ip: IpAddr = a.parse().map_err(|_| format!("{a:?} is not an IP address"))?;
-    let p: u8 = p.parse().map_err(|_| format!("{p:?} is not a prefix length"))?;
+    let (a, p) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not in CIDR form (e.g. 10.0.0.0/8)"))?;
+    let ip: IpAddr = a
+        .parse()
+        .map_err(|_| format!("{a:?} is not an IP address"))?;
+    let p: u8 = p
+        .parse()
+        .map_err(|_| format!("{p:?} is not a prefix length"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if p > max {
         return Err(format!("prefix /{p} is longer than {max}"));
@@ -371,12 +407,14 @@ fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
 }
 
 fn check_uri(s: &str) -> Result<(), String> {
-    let (scheme, rest) = s
-        .split_once(':')
-        .ok_or_else(|| format!("{s:?} is not an absolute URI (it needs a scheme, e.g. spiffe://…)"))?;
+    let (scheme, rest) = s.split_once(':').ok_or_else(|| {
+        format!("{s:?} is not an absolute URI (it needs a scheme, e.g. spiffe://…)")
+    })?;
     if scheme.is_empty()
         || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-        || !scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     {
         return Err(format!("{s:?} has an invalid scheme"));
     }
@@ -388,7 +426,12 @@ fn check_uri(s: &str) -> Result<(), String> {
 
 fn check_email(s: &str) -> Result<(), String> {
     match s.split_once('@') {
-        Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@') && !s.contains(char::is_whitespace) => {
+        Some((l, d))
+            if !l.is_empty()
+                && !d.is_empty()
+                && !d.contains('@')
+                && !s.contains(char::is_whitespace) =>
+        {
             check_dns_name(d).map_err(|e| format!("{s:?}: domain {e}"))
         }
         _ => Err(format!("{s:?} is not an email address")),
@@ -418,24 +461,43 @@ fn password_source(
 ) -> Option<PasswordSource> {
     match (literal, reference) {
         (Some(_), Some(_)) => {
-            errors.push(fe("InvalidKeystore", field, "password and passwordSecretRef are mutually exclusive"));
+            errors.push(fe(
+                "InvalidKeystore",
+                field,
+                "password and passwordSecretRef are mutually exclusive",
+            ));
             None
         }
         (Some(p), None) => {
             if p.is_empty() {
-                errors.push(fe("InvalidKeystore", format!("{field}.password"), "must not be empty"));
+                errors.push(fe(
+                    "InvalidKeystore",
+                    format!("{field}.password"),
+                    "must not be empty",
+                ));
             }
             Some(PasswordSource::Literal(p.clone()))
         }
         (None, Some(r)) => {
             if r.name.is_empty() {
-                errors.push(fe("InvalidKeystore", format!("{field}.passwordSecretRef.name"), "required"));
+                errors.push(fe(
+                    "InvalidKeystore",
+                    format!("{field}.passwordSecretRef.name"),
+                    "required",
+                ));
             }
             let key = r.key.clone().unwrap_or_default();
             if key.is_empty() {
-                errors.push(fe("InvalidKeystore", format!("{field}.passwordSecretRef.key"), "required"));
+                errors.push(fe(
+                    "InvalidKeystore",
+                    format!("{field}.passwordSecretRef.key"),
+                    "required",
+                ));
             }
-            Some(PasswordSource::SecretRef { name: r.name.clone(), key })
+            Some(PasswordSource::SecretRef {
+                name: r.name.clone(),
+                key,
+            })
         }
         (None, None) => {
             errors.push(fe(
@@ -448,7 +510,11 @@ fn password_source(
     }
 }
 
-fn parse_duration_field(v: &Option<String>, field: &str, errors: &mut Vec<FieldError>) -> Option<Duration> {
+fn parse_duration_field(
+    v: &Option<String>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<Duration> {
     let s = v.as_ref()?;
     match duration::parse(s) {
         Ok(d) => Some(d),
@@ -472,7 +538,10 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         errors.push(fe(
             "InvalidSecretName",
             "spec.secretName",
-            format!("{:?} must be a lowercase RFC 1123 subdomain", spec.secret_name),
+            format!(
+                "{:?} must be a lowercase RFC 1123 subdomain",
+                spec.secret_name
+            ),
         ));
     }
     if spec.issuer_ref.name.is_empty() {
@@ -494,7 +563,10 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
             format!("external issuer group {group:?} is not supported; use cert-manager.io"),
         ));
     }
-    let has_subject_fields = spec.subject.as_ref().is_some_and(|s| *s != Default::default());
+    let has_subject_fields = spec
+        .subject
+        .as_ref()
+        .is_some_and(|s| *s != Default::default());
     if spec.common_name.is_none()
         && spec.dns_names.is_empty()
         && spec.ip_addresses.is_empty()
@@ -510,22 +582,45 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     }
     if let Some(cn) = &spec.common_name {
         if cn.chars().count() > 64 {
-            errors.push(fe("InvalidCommonName", "spec.commonName", format!("{} characters; at most 64 (RFC 5280 ub-common-name)", cn.chars().count())));
+            errors.push(fe(
+                "InvalidCommonName",
+                "spec.commonName",
+                format!(
+                    "{} characters; at most 64 (RFC 5280 ub-common-name)",
+                    cn.chars().count()
+                ),
+            ));
         }
         if cn.is_empty() {
-            errors.push(fe("InvalidCommonName", "spec.commonName", "must not be empty when set"));
+            errors.push(fe(
+                "InvalidCommonName",
+                "spec.commonName",
+                "must not be empty when set",
+            ));
         }
     }
     if let Some(ls) = &spec.literal_subject {
         if spec.common_name.is_some() || has_subject_fields {
-            errors.push(fe("InvalidSubject", "spec.literalSubject", "cannot be combined with commonName or subject"));
+            errors.push(fe(
+                "InvalidSubject",
+                "spec.literalSubject",
+                "cannot be combined with commonName or subject",
+            ));
         }
         if let Err(e) = certwright_pki::Name::parse_rfc4514(ls) {
-            errors.push(fe("InvalidSubject", "spec.literalSubject", format!("not an RFC 4514 distinguished name: {e}")));
+            errors.push(fe(
+                "InvalidSubject",
+                "spec.literalSubject",
+                format!("not an RFC 4514 distinguished name: {e}"),
+            ));
         }
     }
     if !spec.other_names.is_empty() {
-        errors.push(fe("Unsupported", "spec.otherNames", "otherNames are not supported by certwright yet"));
+        errors.push(fe(
+            "Unsupported",
+            "spec.otherNames",
+            "otherNames are not supported by certwright yet",
+        ));
     }
     for (i, d) in spec.dns_names.iter().enumerate() {
         if let Err(e) = check_dns_name(d) {
@@ -536,7 +631,11 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     for (i, ip) in spec.ip_addresses.iter().enumerate() {
         match ip.parse::<IpAddr>() {
             Ok(a) => ips.push(a),
-            Err(_) => errors.push(fe("InvalidIPAddress", format!("spec.ipAddresses[{i}]"), format!("{ip:?} is not an IP address"))),
+            Err(_) => errors.push(fe(
+                "InvalidIPAddress",
+                format!("spec.ipAddresses[{i}]"),
+                format!("{ip:?} is not an IP address"),
+            )),
         }
     }
     for (i, u) in spec.uris.iter().enumerate() {
@@ -546,13 +645,21 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     }
     for (i, m) in spec.email_addresses.iter().enumerate() {
         if let Err(e) = check_email(m) {
-            errors.push(fe("InvalidEmailAddress", format!("spec.emailAddresses[{i}]"), e));
+            errors.push(fe(
+                "InvalidEmailAddress",
+                format!("spec.emailAddresses[{i}]"),
+                e,
+            ));
         }
     }
     let mut usages: Vec<String> = Vec::new();
     for (i, u) in spec.usages.iter().enumerate() {
         if usage(u).is_none() {
-            errors.push(fe("InvalidUsage", format!("spec.usages[{i}]"), format!("unknown usage {u:?}")));
+            errors.push(fe(
+                "InvalidUsage",
+                format!("spec.usages[{i}]"),
+                format!("unknown usage {u:?}"),
+            ));
         } else if !usages.contains(u) {
             usages.push(u.clone());
         }
@@ -560,7 +667,8 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     usages.sort();
 
     // Durations.
-    let dur = parse_duration_field(&spec.duration, "spec.duration", &mut errors).unwrap_or(DEFAULT_DURATION);
+    let dur = parse_duration_field(&spec.duration, "spec.duration", &mut errors)
+        .unwrap_or(DEFAULT_DURATION);
     if dur < MIN_DURATION {
         errors.push(fe(
             "InvalidDuration",
@@ -570,27 +678,50 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     }
     let mut renew_before = RenewBefore::Default;
     if spec.renew_before.is_some() && spec.renew_before_percentage.is_some() {
-        errors.push(fe("InvalidRenewBefore", "spec.renewBefore", "renewBefore and renewBeforePercentage are mutually exclusive"));
+        errors.push(fe(
+            "InvalidRenewBefore",
+            "spec.renewBefore",
+            "renewBefore and renewBeforePercentage are mutually exclusive",
+        ));
     }
     if let Some(rb) = parse_duration_field(&spec.renew_before, "spec.renewBefore", &mut errors) {
         if rb < MIN_RENEW_BEFORE {
-            errors.push(fe("InvalidRenewBefore", "spec.renewBefore", format!("{} is less than the minimum of 5m", duration::format(rb))));
+            errors.push(fe(
+                "InvalidRenewBefore",
+                "spec.renewBefore",
+                format!("{} is less than the minimum of 5m", duration::format(rb)),
+            ));
         } else if rb >= dur {
             errors.push(fe(
                 "InvalidRenewBefore",
                 "spec.renewBefore",
-                format!("{} must be less than spec.duration ({})", duration::format(rb), duration::format(dur)),
+                format!(
+                    "{} must be less than spec.duration ({})",
+                    duration::format(rb),
+                    duration::format(dur)
+                ),
             ));
         }
         renew_before = RenewBefore::Duration(rb);
     }
     if let Some(p) = spec.renew_before_percentage {
         if !(1..=99).contains(&p) {
-            errors.push(fe("InvalidRenewBefore", "spec.renewBeforePercentage", format!("{p} must be between 1 and 99")));
+            errors.push(fe(
+                "InvalidRenewBefore",
+                "spec.renewBeforePercentage",
+                format!("{p} must be between 1 and 99"),
+            ));
         } else {
             let rb = dur.mul_f64(p as f64 / 100.0);
             if rb < MIN_RENEW_BEFORE {
-                errors.push(fe("InvalidRenewBefore", "spec.renewBeforePercentage", format!("{p}% of {} is less than the minimum of 5m", duration::format(dur))));
+                errors.push(fe(
+                    "InvalidRenewBefore",
+                    "spec.renewBeforePercentage",
+                    format!(
+                        "{p}% of {} is less than the minimum of 5m",
+                        duration::format(dur)
+                    ),
+                ));
             }
             renew_before = RenewBefore::Percentage(p as u32);
         }
@@ -603,7 +734,11 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         Some("ECDSA") => "ECDSA",
         Some("Ed25519") => "Ed25519",
         Some(other) => {
-            errors.push(fe("InvalidPrivateKey", "spec.privateKey.algorithm", format!("{other:?} must be RSA, ECDSA or Ed25519")));
+            errors.push(fe(
+                "InvalidPrivateKey",
+                "spec.privateKey.algorithm",
+                format!("{other:?} must be RSA, ECDSA or Ed25519"),
+            ));
             "RSA"
         }
     };
@@ -612,22 +747,38 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         "RSA" => {
             let s = if size == 0 { 2048 } else { size };
             if !(2048..=8192).contains(&s) {
-                errors.push(fe("InvalidPrivateKey", "spec.privateKey.size", format!("RSA key size {s} must be between 2048 and 8192")));
+                errors.push(fe(
+                    "InvalidPrivateKey",
+                    "spec.privateKey.size",
+                    format!("RSA key size {s} must be between 2048 and 8192"),
+                ));
             } else if ![2048, 3072, 4096, 8192].contains(&s) {
-                errors.push(fe("UnsupportedKeySize", "spec.privateKey.size", format!("RSA key size {s} is not supported: use 2048, 3072, 4096 or 8192")));
+                errors.push(fe(
+                    "UnsupportedKeySize",
+                    "spec.privateKey.size",
+                    format!("RSA key size {s} is not supported: use 2048, 3072, 4096 or 8192"),
+                ));
             }
             s as u32
         }
         "ECDSA" => {
             let s = if size == 0 { 256 } else { size };
             if ![256, 384, 521].contains(&s) {
-                errors.push(fe("InvalidPrivateKey", "spec.privateKey.size", format!("ECDSA key size {s} must be 256, 384 or 521")));
+                errors.push(fe(
+                    "InvalidPrivateKey",
+                    "spec.privateKey.size",
+                    format!("ECDSA key size {s} must be 256, 384 or 521"),
+                ));
             }
             s as u32
         }
         _ => {
             if size != 0 {
-                errors.push(fe("InvalidPrivateKey", "spec.privateKey.size", "must not be set for Ed25519 keys"));
+                errors.push(fe(
+                    "InvalidPrivateKey",
+                    "spec.privateKey.size",
+                    "must not be set for Ed25519 keys",
+                ));
             }
             0
         }
@@ -636,7 +787,11 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         None | Some("") | Some("PKCS1") => KeyEncoding::Pkcs1,
         Some("PKCS8") => KeyEncoding::Pkcs8,
         Some(other) => {
-            errors.push(fe("InvalidPrivateKey", "spec.privateKey.encoding", format!("{other:?} must be PKCS1 or PKCS8")));
+            errors.push(fe(
+                "InvalidPrivateKey",
+                "spec.privateKey.encoding",
+                format!("{other:?} must be PKCS1 or PKCS8"),
+            ));
             KeyEncoding::Pkcs1
         }
     };
@@ -644,36 +799,58 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         None | Some("") | Some("Always") => RotationPolicy::Always,
         Some("Never") => RotationPolicy::Never,
         Some(other) => {
-            errors.push(fe("InvalidPrivateKey", "spec.privateKey.rotationPolicy", format!("{other:?} must be Always or Never")));
+            errors.push(fe(
+                "InvalidPrivateKey",
+                "spec.privateKey.rotationPolicy",
+                format!("{other:?} must be Always or Never"),
+            ));
             RotationPolicy::Always
         }
     };
     if let Some(sa) = &spec.signature_algorithm {
         let ok = match algorithm {
             "RSA" => ["SHA256WithRSA", "SHA384WithRSA", "SHA512WithRSA"].contains(&sa.as_str()),
-            "ECDSA" => ["ECDSAWithSHA256", "ECDSAWithSHA384", "ECDSAWithSHA512"].contains(&sa.as_str()),
+            "ECDSA" => {
+                ["ECDSAWithSHA256", "ECDSAWithSHA384", "ECDSAWithSHA512"].contains(&sa.as_str())
+            }
             _ => sa == "PureEd25519",
         };
         if !ok {
-            errors.push(fe("InvalidSignatureAlgorithm", "spec.signatureAlgorithm", format!("{sa:?} does not fit a {algorithm} key")));
+            errors.push(fe(
+                "InvalidSignatureAlgorithm",
+                "spec.signatureAlgorithm",
+                format!("{sa:?} does not fit a {algorithm} key"),
+            ));
         }
     }
 
     // Name constraints.
     if let Some(nc) = &spec.name_constraints {
         if !spec.is_ca {
-            errors.push(fe("InvalidNameConstraints", "spec.nameConstraints", "only allowed when isCA is true"));
+            errors.push(fe(
+                "InvalidNameConstraints",
+                "spec.nameConstraints",
+                "only allowed when isCA is true",
+            ));
         }
         for (side, item) in [("permitted", &nc.permitted), ("excluded", &nc.excluded)] {
             let Some(item) = item else { continue };
             for (i, d) in item.dns_domains.iter().enumerate() {
                 if let Err(e) = check_dns_name(d.trim_start_matches('.')) {
-                    errors.push(fe("InvalidNameConstraints", format!("spec.nameConstraints.{side}.dnsDomains[{i}]"), e));
+                    errors.push(fe(
+                        "InvalidNameConstraints",
+                        format!("spec.nameConstraints.{side}.dnsDomains[{i}]"),
+                        e,
+                    ));
                 }
             }
             for (i, r) in item.ip_ranges.iter().enumerate() {
                 if let Err(e) = parse_cidr(r) {
-                    errors.push(fe("InvalidNameConstraints", format!("spec.nameConstraints.{side}.ipRanges[{i}]"), e));
+                    errors.push(fe(
+                        "InvalidNameConstraints",
+                        format!("spec.nameConstraints.{side}.ipRanges[{i}]"),
+                        e,
+                    ));
                 }
             }
         }
@@ -686,9 +863,18 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         if let Some(j) = ks.jks.as_ref().filter(|j| j.create) {
             let alias = j.alias.clone().unwrap_or_else(|| "certificate".into());
             if alias.is_empty() {
-                errors.push(fe("InvalidKeystore", "spec.keystores.jks.alias", "must not be empty"));
+                errors.push(fe(
+                    "InvalidKeystore",
+                    "spec.keystores.jks.alias",
+                    "must not be empty",
+                ));
             }
-            if let Some(password) = password_source(&j.password, &j.password_secret_ref, "spec.keystores.jks", &mut errors) {
+            if let Some(password) = password_source(
+                &j.password,
+                &j.password_secret_ref,
+                "spec.keystores.jks",
+                &mut errors,
+            ) {
                 jks = Some(JksOutput { password, alias });
             }
         }
@@ -699,11 +885,20 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
                 Some("LegacyDES") => Profile::LegacyDes,
                 Some("Modern2023") => Profile::Modern2023,
                 Some(other) => {
-                    errors.push(fe("InvalidKeystore", "spec.keystores.pkcs12.profile", format!("{other:?} must be LegacyRC2, LegacyDES or Modern2023")));
+                    errors.push(fe(
+                        "InvalidKeystore",
+                        "spec.keystores.pkcs12.profile",
+                        format!("{other:?} must be LegacyRC2, LegacyDES or Modern2023"),
+                    ));
                     Profile::LegacyRc2
                 }
             };
-            if let Some(password) = password_source(&p.password, &p.password_secret_ref, "spec.keystores.pkcs12", &mut errors) {
+            if let Some(password) = password_source(
+                &p.password,
+                &p.password_secret_ref,
+                "spec.keystores.pkcs12",
+                &mut errors,
+            ) {
                 pkcs12 = Some(Pkcs12Output { password, profile });
             }
         }
@@ -714,13 +909,21 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         match f.format.as_str() {
             "DER" => output_der = true,
             "CombinedPEM" => output_combined_pem = true,
-            other => errors.push(fe("InvalidOutputFormat", format!("spec.additionalOutputFormats[{i}].type"), format!("{other:?} must be DER or CombinedPEM"))),
+            other => errors.push(fe(
+                "InvalidOutputFormat",
+                format!("spec.additionalOutputFormats[{i}].type"),
+                format!("{other:?} must be DER or CombinedPEM"),
+            )),
         }
     }
     let template = spec.secret_template.clone().unwrap_or_default();
     for k in template.annotations.keys() {
         if k.starts_with("cert-manager.io/") {
-            errors.push(fe("InvalidSecretTemplate", "spec.secretTemplate.annotations", format!("{k:?}: cert-manager.io/ annotations are set by the issuer")));
+            errors.push(fe(
+                "InvalidSecretTemplate",
+                "spec.secretTemplate.annotations",
+                format!("{k:?}: cert-manager.io/ annotations are set by the issuer"),
+            ));
         }
     }
 
@@ -777,10 +980,16 @@ pub fn issuer(issuer: &Issuer) -> Result<IssuerType, Vec<FieldError>> {
         errors.push(e);
     }
     let s = &issuer.spec;
-    let set = [s.self_signed.is_some(), s.ca.is_some(), s.acme.is_some(), s.vault.is_some(), s.venafi.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let set = [
+        s.self_signed.is_some(),
+        s.ca.is_some(),
+        s.acme.is_some(),
+        s.vault.is_some(),
+        s.venafi.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if set != 1 {
         errors.push(fe(
             "InvalidIssuer",
@@ -795,11 +1004,17 @@ pub fn issuer(issuer: &Issuer) -> Result<IssuerType, Vec<FieldError>> {
         if ca.secret_name.is_empty() {
             errors.push(fe("InvalidIssuer", "spec.ca.secretName", "required"));
         }
-        IssuerType::Ca { secret_name: ca.secret_name.clone() }
+        IssuerType::Ca {
+            secret_name: ca.secret_name.clone(),
+        }
     } else if let Some(a) = &s.acme {
         IssuerType::Acme(a.clone())
     } else {
-        errors.push(fe("UnsupportedIssuer", "spec", "vault and venafi issuers are not supported by certwright"));
+        errors.push(fe(
+            "UnsupportedIssuer",
+            "spec",
+            "vault and venafi issuers are not supported by certwright",
+        ));
         return Err(errors);
     };
     if errors.is_empty() {

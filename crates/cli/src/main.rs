@@ -1,1 +1,163 @@
-fn main() {}
+//! The `certwright` binary: parses flags and calls the libraries.
+
+mod convert;
+mod inspect;
+mod status;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "certwright",
+    version,
+    about = "Issues, converts, delivers and rolls out certificates"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The local runtime: manifests from files, secrets as directories.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+    /// Print the status of a local runtime's certificates.
+    Status {
+        /// The state directory of `local run`.
+        #[arg(long)]
+        state: PathBuf,
+        /// Output format: table or json.
+        #[arg(short = 'o', long, default_value = "table")]
+        output: String,
+    },
+    /// Describe a certificate, key or keystore file, or a secret directory.
+    Inspect {
+        path: PathBuf,
+        /// Keystore password (default: the secret's cert-utils annotation, else changeme).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
+    Convert {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Reconcile the manifests under the given paths into the state directory.
+    Run {
+        /// Manifest files or directories (.yaml, .yml, .json), repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        paths: Vec<PathBuf>,
+        /// Also read manifests in subdirectories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// State directory: secrets/, status/, requests/.
+        #[arg(long)]
+        state: PathBuf,
+        /// Reconcile once and exit: 0 only if every Certificate is Ready.
+        #[arg(long)]
+        once: bool,
+        /// Namespace holding ClusterIssuers' secrets.
+        #[arg(long, default_value = "cert-manager")]
+        cluster_resource_namespace: String,
+        /// Worker threads (default: the number of CPUs).
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Skip fsync (faster; a power cut may lose the latest writes).
+        #[arg(long)]
+        no_fsync: bool,
+        /// Log level: debug, info, warn, error.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Local {
+            command:
+                LocalCommand::Run {
+                    paths,
+                    recursive,
+                    state,
+                    once,
+                    cluster_resource_namespace,
+                    workers,
+                    no_fsync,
+                    log_level,
+                },
+        } => {
+            certwright_local::log::set_level(match log_level.as_str() {
+                "debug" => 0,
+                "warn" => 2,
+                "error" => 3,
+                _ => 1,
+            });
+            let workers = workers.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+            });
+            let mut rt = certwright_local::Runtime::new(certwright_local::Options {
+                paths,
+                recursive,
+                state,
+                once,
+                cluster_resource_namespace,
+                workers,
+                durable: !no_fsync,
+            })?;
+            let stop = certwright_local::runtime::stop_flag();
+            let summary = rt.run(&stop);
+            if once {
+                let not_ready: Vec<_> =
+                    summary.certificates.iter().filter(|c| !c.ready()).collect();
+                for c in &not_ready {
+                    let r = c.status.condition("Ready").cloned().unwrap_or_default();
+                    eprintln!(
+                        "not ready: Certificate {}/{}: {}: {}",
+                        c.namespace, c.name, r.reason, r.message
+                    );
+                }
+                for p in &summary.problems {
+                    eprintln!("problem: {}: {}: {}", p.source, p.reason, p.message);
+                }
+                let ready = summary.certificates.len() - not_ready.len();
+                eprintln!(
+                    "{ready} of {} certificates ready, {} manifest problems",
+                    summary.certificates.len(),
+                    summary.problems.len()
+                );
+                return Ok(if summary.all_ready() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { state, output } => status::print(&state, &output),
+        Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
+        Command::Convert { files } => convert::run(&files),
+    }
+}

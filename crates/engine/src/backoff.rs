@@ -48,7 +48,9 @@ mod tests {
     #[test]
     fn grows_exponentially_and_caps() {
         let p = BackoffPolicy::LOCAL;
-        let d: Vec<f64> = (1..=10).map(|n| p.delay(n, "demo/c").as_secs_f64()).collect();
+        let d: Vec<f64> = (1..=10)
+            .map(|n| p.delay(n, "demo/c").as_secs_f64())
+            .collect();
         assert!((9.0..=11.0).contains(&d[0]), "{d:?}");
         assert!((18.0..=22.0).contains(&d[1]), "{d:?}");
         assert!((36.0..=44.0).contains(&d[2]), "{d:?}");

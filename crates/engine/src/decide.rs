@@ -151,13 +151,18 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
     let spec = &i.params.issuance;
     let trigger = |t: Trigger, m: String| (t, m);
     let issue = match (i.secret, i.material) {
-        (None, _) | (_, None) => Some(trigger(Trigger::DoesNotExist, "Issuing certificate as Secret does not exist".into())),
+        (None, _) | (_, None) => Some(trigger(
+            Trigger::DoesNotExist,
+            "Issuing certificate as Secret does not exist".into(),
+        )),
         (Some(secret), Some(m)) => check_secret(i, secret, m, spec),
     };
     let Some((trig, message)) = issue else {
         // Up to date.
         let leaf = i.material.and_then(|m| m.pair()).map(|(_, c)| &c[0]);
-        let (nb, na) = leaf.map(|l| (l.not_before, l.not_after)).unwrap_or((i.now, i.now));
+        let (nb, na) = leaf
+            .map(|l| (l.not_before, l.not_after))
+            .unwrap_or((i.now, i.now));
         return Decision::UpToDate {
             not_before: nb,
             not_after: na,
@@ -165,7 +170,8 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         };
     };
     if i.failures.attempts > 0 && i.failures.inputs == i.inputs_digest {
-        let until = i.failures.last_failure + i.backoff.delay(i.failures.attempts, i.key).as_secs() as i64;
+        let until =
+            i.failures.last_failure + i.backoff.delay(i.failures.attempts, i.key).as_secs() as i64;
         if i.now < until {
             return Decision::Backoff {
                 trigger: trig,
@@ -179,8 +185,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         }
     }
     let reuse_key = i.params.rotation_policy == certwright_api::validate::RotationPolicy::Never
-        && i
-            .material
+        && i.material
             .and_then(|m| m.key.as_ref())
             .and_then(|k| k.as_ref().ok())
             .is_some_and(|k| key_fits(spec, k.algorithm()));
@@ -198,13 +203,33 @@ fn check_secret(
     spec: &IssuanceSpec,
 ) -> Option<(Trigger, String)> {
     let key = match &m.key {
-        None => return Some((Trigger::MissingData, "Issuing certificate as Secret does not contain a private key".into())),
-        Some(Err(e)) => return Some((Trigger::InvalidKeyPair, format!("Issuing certificate as Secret contains an invalid private key: {e}"))),
+        None => {
+            return Some((
+                Trigger::MissingData,
+                "Issuing certificate as Secret does not contain a private key".into(),
+            ))
+        }
+        Some(Err(e)) => {
+            return Some((
+                Trigger::InvalidKeyPair,
+                format!("Issuing certificate as Secret contains an invalid private key: {e}"),
+            ))
+        }
         Some(Ok(k)) => k,
     };
     let chain = match &m.chain {
-        None => return Some((Trigger::MissingData, "Issuing certificate as Secret does not contain a certificate".into())),
-        Some(Err(e)) => return Some((Trigger::InvalidCertificate, format!("Issuing certificate as Secret contains an invalid certificate: {e}"))),
+        None => {
+            return Some((
+                Trigger::MissingData,
+                "Issuing certificate as Secret does not contain a certificate".into(),
+            ))
+        }
+        Some(Err(e)) => {
+            return Some((
+                Trigger::InvalidCertificate,
+                format!("Issuing certificate as Secret contains an invalid certificate: {e}"),
+            ))
+        }
         Some(Ok(c)) => c,
     };
     let leaf = &chain[0];
@@ -226,12 +251,26 @@ fn check_secret(
     }
     let a = &secret.annotations;
     if let Some(name) = a.get(ann::ISSUER_NAME) {
-        let kind = a.get(ann::ISSUER_KIND).map(String::as_str).unwrap_or("Issuer");
-        let group = a.get(ann::ISSUER_GROUP).map(String::as_str).unwrap_or(certwright_api::GROUP);
-        if (name.as_str(), kind, group) != (spec.issuer_name.as_str(), spec.issuer_kind.as_str(), spec.issuer_group.as_str()) {
+        let kind = a
+            .get(ann::ISSUER_KIND)
+            .map(String::as_str)
+            .unwrap_or("Issuer");
+        let group = a
+            .get(ann::ISSUER_GROUP)
+            .map(String::as_str)
+            .unwrap_or(certwright_api::GROUP);
+        if (name.as_str(), kind, group)
+            != (
+                spec.issuer_name.as_str(),
+                spec.issuer_kind.as_str(),
+                spec.issuer_group.as_str(),
+            )
+        {
             return Some((
                 Trigger::IncorrectIssuer,
-                format!("Issuing certificate as Secret was previously issued by {kind}.{group}/{name}"),
+                format!(
+                    "Issuing certificate as Secret was previously issued by {kind}.{group}/{name}"
+                ),
             ));
         }
     }
@@ -239,28 +278,41 @@ fn check_secret(
         if owner != i.cert_name {
             return Some((
                 Trigger::IncorrectCertificate,
-                format!("Issuing certificate as Secret was previously issued for Certificate {owner:?}"),
+                format!(
+                    "Issuing certificate as Secret was previously issued for Certificate {owner:?}"
+                ),
             ));
         }
     }
     let changed: Vec<&str> = match i.last {
-        Some(last) if last.certificate_sha256 == leaf.sha256_fingerprint() => spec.changed_fields(&last.spec),
+        Some(last) if last.certificate_sha256 == leaf.sha256_fingerprint() => {
+            spec.changed_fields(&last.spec)
+        }
         _ => cert_mismatches(spec, leaf),
     };
     if !changed.is_empty() {
         return Some((
             Trigger::RequestChanged,
-            format!("Fields on existing CertificateRequest resource not up to date: [{}]", changed.join(" ")),
+            format!(
+                "Fields on existing CertificateRequest resource not up to date: [{}]",
+                changed.join(" ")
+            ),
         ));
     }
     if i.now >= leaf.not_after {
-        return Some((Trigger::Expired, format!("Certificate expired on {}", rfc3339(leaf.not_after))));
+        return Some((
+            Trigger::Expired,
+            format!("Certificate expired on {}", rfc3339(leaf.not_after)),
+        ));
     }
     let renewal = i.params.renewal_time(leaf.not_before, leaf.not_after);
     if i.now >= renewal {
         return Some((
             Trigger::Renewing,
-            format!("Renewing certificate as renewal was scheduled at {}", rfc3339(renewal)),
+            format!(
+                "Renewing certificate as renewal was scheduled at {}",
+                rfc3339(renewal)
+            ),
         ));
     }
     None

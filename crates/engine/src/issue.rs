@@ -54,7 +54,8 @@ pub fn profile(spec: &IssuanceSpec) -> Result<Profile, String> {
 /// A PEM CSR for the spec, signed by `key`.
 pub fn build_request(spec: &IssuanceSpec, key: &PrivateKey) -> Result<String, String> {
     let p = profile(spec)?;
-    let der = cert::build_csr(&p, key).map_err(|e| format!("building the certificate request: {e}"))?;
+    let der =
+        cert::build_csr(&p, key).map_err(|e| format!("building the certificate request: {e}"))?;
     Ok(certwright_pki::pem::encode("CERTIFICATE REQUEST", &der))
 }
 
@@ -77,7 +78,10 @@ pub enum Outcome {
         state: serde_json::Value,
     },
     /// This request failed; the Certificate backs off before a new request.
-    Failed { reason: String, message: String },
+    Failed {
+        reason: String,
+        message: String,
+    },
 }
 
 /// A request being processed.
@@ -99,7 +103,8 @@ pub trait Issuer: Send + Sync {
 }
 
 fn parse_csr_pem(pem: &str) -> Result<Csr, String> {
-    let blocks = certwright_pki::pem::decode_all(pem.as_bytes()).map_err(|e| format!("certificate request: {e}"))?;
+    let blocks = certwright_pki::pem::decode_all(pem.as_bytes())
+        .map_err(|e| format!("certificate request: {e}"))?;
     let b = blocks
         .iter()
         .find(|b| b.label == "CERTIFICATE REQUEST" || b.label == "NEW CERTIFICATE REQUEST")
@@ -124,13 +129,22 @@ impl Issuer for SelfSigned {
             Err(e) => return failed("InvalidRequest", e),
         };
         if csr.spki_der != req.key.spki_der() {
-            return failed("InvalidRequest", "the request's public key does not match its private key");
+            return failed(
+                "InvalidRequest",
+                "the request's public key does not match its private key",
+            );
         }
         let validity = Validity {
             not_before: req.now,
             not_after: req.now + req.spec.duration_seconds as i64,
         };
-        match cert::sign_csr(&csr, req.spec.is_ca, &validity, &cert::random_serial(), &Signer::SelfSigned(req.key)) {
+        match cert::sign_csr(
+            &csr,
+            req.spec.is_ca,
+            &validity,
+            &cert::random_serial(),
+            &Signer::SelfSigned(req.key),
+        ) {
             Ok(der) => Outcome::Issued(Issued {
                 chain: vec![der.clone()],
                 ca: vec![der],
@@ -179,7 +193,9 @@ impl CaMaterial {
         if ca.spki_der != key.spki_der() {
             return Err(CaError {
                 reason: "ErrInvalidKeyPair",
-                message: format!("secret {secret_desc}: tls.key does not match the certificate in tls.crt"),
+                message: format!(
+                    "secret {secret_desc}: tls.key does not match the certificate in tls.crt"
+                ),
             });
         }
         if !ca.is_ca {
@@ -191,17 +207,25 @@ impl CaMaterial {
         if now > ca.not_after {
             return Err(CaError {
                 reason: "ErrInvalidKeyPair",
-                message: format!("secret {secret_desc}: the CA certificate expired at {}", der::rfc3339(ca.not_after)),
+                message: format!(
+                    "secret {secret_desc}: the CA certificate expired at {}",
+                    der::rfc3339(ca.not_after)
+                ),
             });
         }
         if now < ca.not_before {
             return Err(CaError {
                 reason: "ErrInvalidKeyPair",
-                message: format!("secret {secret_desc}: the CA certificate is not valid before {}", der::rfc3339(ca.not_before)),
+                message: format!(
+                    "secret {secret_desc}: the CA certificate is not valid before {}",
+                    der::rfc3339(ca.not_before)
+                ),
             });
         }
         // The root: the last certificate of ca.crt or of the chain.
-        let ca_crt = s.get(keys::CA_CRT).and_then(|b| inspect::parse_pem_chain(b).ok());
+        let ca_crt = s
+            .get(keys::CA_CRT)
+            .and_then(|b| inspect::parse_pem_chain(b).ok());
         let root = ca_crt
             .and_then(|c| c.into_iter().last())
             .unwrap_or_else(|| chain[chain.len() - 1].clone());
@@ -231,7 +255,13 @@ impl Issuer for CaIssuer {
             key_id: ca.subject_key_id.as_deref(),
             key: &self.material.key,
         };
-        match cert::sign_csr(&csr, req.spec.is_ca, &validity, &cert::random_serial(), &signer) {
+        match cert::sign_csr(
+            &csr,
+            req.spec.is_ca,
+            &validity,
+            &cert::random_serial(),
+            &signer,
+        ) {
             Ok(der) => {
                 // tls.crt: leaf plus the CA's chain without a self-signed root, which goes
                 // to ca.crt.

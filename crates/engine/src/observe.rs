@@ -27,7 +27,10 @@ impl std::fmt::Debug for SecretData {
 
 impl SecretData {
     pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.data.get(key).map(Vec::as_slice).filter(|v| !v.is_empty())
+        self.data
+            .get(key)
+            .map(Vec::as_slice)
+            .filter(|v| !v.is_empty())
     }
 }
 

@@ -63,7 +63,10 @@ pub fn keystore_options(
     passwords: &Passwords,
     secret_annotations: &BTreeMap<String, String>,
 ) -> KeystoreOptions {
-    let mut out = KeystoreOptions { jks: None, pkcs12: None };
+    let mut out = KeystoreOptions {
+        jks: None,
+        pkcs12: None,
+    };
     if let Some(p) = params {
         if let (Some(j), Some(pw)) = (&p.jks, &passwords.jks) {
             out.jks = Some((j.alias.clone(), pw.clone(), TrustAliases::Ca));
@@ -106,8 +109,15 @@ pub fn render_data(
     combined_pem: bool,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let mut data = BTreeMap::new();
-    let chain_pem: String = m.chain.iter().map(|c| pem::encode("CERTIFICATE", &c.der)).collect();
-    let ca_pem: String = m.ca.iter().map(|c| pem::encode("CERTIFICATE", &c.der)).collect();
+    let chain_pem: String = m
+        .chain
+        .iter()
+        .map(|c| pem::encode("CERTIFICATE", &c.der))
+        .collect();
+    let ca_pem: String =
+        m.ca.iter()
+            .map(|c| pem::encode("CERTIFICATE", &c.der))
+            .collect();
     let key_pem = m.key.to_pem(encoding).map_err(|e| e.to_string())?;
     data.insert(keys::TLS_CRT.into(), chain_pem.clone().into_bytes());
     data.insert(keys::TLS_KEY.into(), key_pem.clone().into_bytes());
@@ -120,17 +130,22 @@ pub fn render_data(
             pkcs8: m.key.pkcs8_der().to_vec(),
             chain: chain.clone(),
         };
-        data.insert(keys::KEYSTORE_JKS.into(), jks::encode(&[key_entry], pw, stamp));
-        let trusted: Vec<jks::Entry> = m
-            .ca
-            .iter()
-            .enumerate()
-            .map(|(i, c)| jks::Entry::TrustedCert {
-                alias: trust.alias(i),
-                cert: c.der.clone(),
-            })
-            .collect();
-        data.insert(keys::TRUSTSTORE_JKS.into(), jks::encode(&trusted, pw, stamp));
+        data.insert(
+            keys::KEYSTORE_JKS.into(),
+            jks::encode(&[key_entry], pw, stamp),
+        );
+        let trusted: Vec<jks::Entry> =
+            m.ca.iter()
+                .enumerate()
+                .map(|(i, c)| jks::Entry::TrustedCert {
+                    alias: trust.alias(i),
+                    cert: c.der.clone(),
+                })
+                .collect();
+        data.insert(
+            keys::TRUSTSTORE_JKS.into(),
+            jks::encode(&trusted, pw, stamp),
+        );
     }
     if let Some((alias, pw, profile)) = &ks.pkcs12 {
         let entry = pkcs12::KeyEntry {
@@ -140,17 +155,19 @@ pub fn render_data(
         };
         let ks = pkcs12::encode(Some(&entry), &[], pw, *profile).map_err(|e| e.to_string())?;
         data.insert(keys::KEYSTORE_P12.into(), ks);
-        let trusted: Vec<(String, Vec<u8>)> = m
-            .ca
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (TrustAliases::Ca.alias(i), c.der.clone()))
-            .collect();
+        let trusted: Vec<(String, Vec<u8>)> =
+            m.ca.iter()
+                .enumerate()
+                .map(|(i, c)| (TrustAliases::Ca.alias(i), c.der.clone()))
+                .collect();
         let ts = pkcs12::encode(None, &trusted, pw, *profile).map_err(|e| e.to_string())?;
         data.insert(keys::TRUSTSTORE_P12.into(), ts);
     }
     if combined_pem {
-        data.insert(keys::TLS_COMBINED_PEM.into(), format!("{key_pem}{chain_pem}").into_bytes());
+        data.insert(
+            keys::TLS_COMBINED_PEM.into(),
+            format!("{key_pem}{chain_pem}").into_bytes(),
+        );
     }
     if der_output {
         let blocks = pem::decode_all(key_pem.as_bytes()).map_err(|e| e.to_string())?;
@@ -160,18 +177,29 @@ pub fn render_data(
 }
 
 /// The cert-manager annotations on an issued Secret.
-pub fn issued_annotations(cert_name: &str, params: &CertificateParams, leaf: &CertInfo) -> BTreeMap<String, String> {
+pub fn issued_annotations(
+    cert_name: &str,
+    params: &CertificateParams,
+    leaf: &CertInfo,
+) -> BTreeMap<String, String> {
     let s = &params.issuance;
     let mut a = BTreeMap::new();
     a.insert(ann::CERT_NAME.into(), cert_name.into());
     a.insert(ann::ISSUER_NAME.into(), s.issuer_name.clone());
     a.insert(ann::ISSUER_KIND.into(), s.issuer_kind.clone());
     a.insert(ann::ISSUER_GROUP.into(), s.issuer_group.clone());
-    a.insert(ann::COMMON_NAME.into(), leaf.common_name.clone().unwrap_or_default());
+    a.insert(
+        ann::COMMON_NAME.into(),
+        leaf.common_name.clone().unwrap_or_default(),
+    );
     a.insert(ann::ALT_NAMES.into(), leaf.dns_names.join(","));
     a.insert(
         ann::IP_SANS.into(),
-        leaf.ip_addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        leaf.ip_addresses
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     );
     a.insert(ann::URI_SANS.into(), leaf.uris.join(","));
     if !leaf.email_addresses.is_empty() {
@@ -228,7 +256,9 @@ pub fn changed_keys(
 }
 
 fn key_spki(pkcs8: &[u8]) -> Option<Vec<u8>> {
-    PrivateKey::from_pkcs8_der(pkcs8).ok().map(|k| k.spki_der().to_vec())
+    PrivateKey::from_pkcs8_der(pkcs8)
+        .ok()
+        .map(|k| k.spki_der().to_vec())
 }
 
 fn same_jks(have: &[u8], want: &[u8], pw: &str) -> bool {
@@ -238,7 +268,11 @@ fn same_jks(have: &[u8], want: &[u8], pw: &str) -> bool {
     let norm = |v: Vec<jks::Entry>| -> Vec<(String, Option<Vec<u8>>, Vec<Vec<u8>>)> {
         v.into_iter()
             .map(|e| match e {
-                jks::Entry::PrivateKey { alias, pkcs8, chain } => (alias.to_lowercase(), key_spki(&pkcs8), chain),
+                jks::Entry::PrivateKey {
+                    alias,
+                    pkcs8,
+                    chain,
+                } => (alias.to_lowercase(), key_spki(&pkcs8), chain),
                 jks::Entry::TrustedCert { alias, cert } => (alias.to_lowercase(), None, vec![cert]),
             })
             .collect()
@@ -251,10 +285,14 @@ fn same_p12(have: &[u8], want: &[u8], pw: &str) -> bool {
         return false;
     };
     let keys = |c: &pkcs12::Contents| -> Vec<(Option<String>, Option<Vec<u8>>)> {
-        c.keys.iter().map(|(n, k, _)| (n.clone(), key_spki(k))).collect()
+        c.keys
+            .iter()
+            .map(|(n, k, _)| (n.clone(), key_spki(k)))
+            .collect()
     };
     let certs = |c: &pkcs12::Contents| -> Vec<(Vec<u8>, bool)> {
-        let mut v: Vec<(Vec<u8>, bool)> = c.certs.iter().map(|(_, d, _, t)| (d.clone(), *t)).collect();
+        let mut v: Vec<(Vec<u8>, bool)> =
+            c.certs.iter().map(|(_, d, _, t)| (d.clone(), *t)).collect();
         v.sort();
         v
     };

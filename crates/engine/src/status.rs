@@ -4,7 +4,14 @@ use certwright_api::Condition;
 use certwright_pki::der::rfc3339;
 
 /// Sets a condition, keeping its lastTransitionTime when its status does not change.
-pub fn set_condition(conds: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, now: i64) {
+pub fn set_condition(
+    conds: &mut Vec<Condition>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: i64,
+) {
     let status = if status { "True" } else { "False" };
     if let Some(c) = conds.iter_mut().find(|c| c.type_ == type_) {
         if c.status != status {
@@ -38,10 +45,16 @@ mod tests {
         let mut c = Vec::new();
         set_condition(&mut c, "Ready", false, "DoesNotExist", "m", 0);
         set_condition(&mut c, "Ready", false, "Issuing", "m2", 10);
-        assert_eq!(c[0].last_transition_time.as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            c[0].last_transition_time.as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
         assert_eq!(c[0].reason, "Issuing");
         set_condition(&mut c, "Ready", true, "Ready", "ok", 20);
-        assert_eq!(c[0].last_transition_time.as_deref(), Some("1970-01-01T00:00:20Z"));
+        assert_eq!(
+            c[0].last_transition_time.as_deref(),
+            Some("1970-01-01T00:00:20Z")
+        );
         remove_condition(&mut c, "Ready");
         assert!(c.is_empty());
     }

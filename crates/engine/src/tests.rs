@@ -20,10 +20,16 @@ fn params(spec_yaml: &str) -> CertificateParams {
     validate::certificate(&c).expect("fixture is valid")
 }
 
-const BASIC: &str = "secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c, c.demo.svc]";
+const BASIC: &str =
+    "secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c, c.demo.svc]";
 
 /// Issues with `issuer` and renders a Secret the way a shell would.
-fn issue_with(p: &CertificateParams, issuer: &dyn Issuer, now: i64, key: Option<PrivateKey>) -> SecretData {
+fn issue_with(
+    p: &CertificateParams,
+    issuer: &dyn Issuer,
+    now: i64,
+    key: Option<PrivateKey>,
+) -> SecretData {
     let key = key.unwrap_or_else(|| PrivateKey::generate(p.issuance.key()).expect("key"));
     let csr = issue::build_request(&p.issuance, &key).expect("csr");
     let out = issuer.process(&Request {
@@ -33,13 +39,31 @@ fn issue_with(p: &CertificateParams, issuer: &dyn Issuer, now: i64, key: Option<
         state: &serde_json::Value::Null,
         now,
     });
-    let Outcome::Issued(issued) = out else { panic!("not issued: {out:?}") };
-    let chain: Vec<CertInfo> = issued.chain.iter().map(|d| CertInfo::parse(d).expect("cert")).collect();
-    let ca: Vec<CertInfo> = issued.ca.iter().map(|d| CertInfo::parse(d).expect("ca")).collect();
-    let m = Material { key: &key, chain: &chain, ca: &ca };
-    let pw = Passwords { jks: Some("changeme".into()), pkcs12: Some("changeme".into()) };
+    let Outcome::Issued(issued) = out else {
+        panic!("not issued: {out:?}")
+    };
+    let chain: Vec<CertInfo> = issued
+        .chain
+        .iter()
+        .map(|d| CertInfo::parse(d).expect("cert"))
+        .collect();
+    let ca: Vec<CertInfo> = issued
+        .ca
+        .iter()
+        .map(|d| CertInfo::parse(d).expect("ca"))
+        .collect();
+    let m = Material {
+        key: &key,
+        chain: &chain,
+        ca: &ca,
+    };
+    let pw = Passwords {
+        jks: Some("changeme".into()),
+        pkcs12: Some("changeme".into()),
+    };
     let ks = render::keystore_options(Some(p), &pw, &Default::default());
-    let data = render::render_data(&m, p.encoding, &ks, p.output_der, p.output_combined_pem).expect("render");
+    let data = render::render_data(&m, p.encoding, &ks, p.output_der, p.output_combined_pem)
+        .expect("render");
     SecretData {
         type_: Some("kubernetes.io/tls".into()),
         data,
@@ -48,7 +72,13 @@ fn issue_with(p: &CertificateParams, issuer: &dyn Issuer, now: i64, key: Option<
     }
 }
 
-fn decide_at(p: &CertificateParams, s: Option<&SecretData>, last: Option<&LastIssuance>, f: &Failures, now: i64) -> Decision {
+fn decide_at(
+    p: &CertificateParams,
+    s: Option<&SecretData>,
+    last: Option<&LastIssuance>,
+    f: &Failures,
+    now: i64,
+) -> Decision {
     let m = s.map(TlsMaterial::read);
     decide(&Inputs {
         key: "demo/c",
@@ -66,7 +96,10 @@ fn decide_at(p: &CertificateParams, s: Option<&SecretData>, last: Option<&LastIs
 
 fn last_for(p: &CertificateParams, s: &SecretData) -> LastIssuance {
     let leaf = &inspect::parse_pem_chain(&s.data[keys::TLS_CRT]).expect("chain")[0];
-    LastIssuance { spec: p.issuance.clone(), certificate_sha256: leaf.sha256_fingerprint() }
+    LastIssuance {
+        spec: p.issuance.clone(),
+        certificate_sha256: leaf.sha256_fingerprint(),
+    }
 }
 
 fn trigger(d: &Decision) -> Option<Trigger> {
@@ -80,19 +113,48 @@ fn trigger(d: &Decision) -> Option<Trigger> {
 fn missing_secret_issues_and_fresh_certificate_is_up_to_date() {
     let p = params(BASIC);
     let none = Failures::default();
-    assert_eq!(trigger(&decide_at(&p, None, None, &none, NOW)), Some(Trigger::DoesNotExist));
+    assert_eq!(
+        trigger(&decide_at(&p, None, None, &none, NOW)),
+        Some(Trigger::DoesNotExist)
+    );
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let last = last_for(&p, &s);
     match decide_at(&p, Some(&s), Some(&last), &none, NOW + 1) {
-        Decision::UpToDate { not_before, not_after, renewal_time } => {
+        Decision::UpToDate {
+            not_before,
+            not_after,
+            renewal_time,
+        } => {
             assert_eq!(not_before, NOW);
             assert_eq!(not_after, NOW + 90 * 86_400);
-            assert_eq!(renewal_time, NOW + 60 * 86_400, "renews at two thirds by default");
+            assert_eq!(
+                renewal_time,
+                NOW + 60 * 86_400,
+                "renews at two thirds by default"
+            );
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(trigger(&decide_at(&p, Some(&s), Some(&last), &none, NOW + 60 * 86_400)), Some(Trigger::Renewing));
-    assert_eq!(trigger(&decide_at(&p, Some(&s), Some(&last), &none, NOW + 90 * 86_400)), Some(Trigger::Expired));
+    assert_eq!(
+        trigger(&decide_at(
+            &p,
+            Some(&s),
+            Some(&last),
+            &none,
+            NOW + 60 * 86_400
+        )),
+        Some(Trigger::Renewing)
+    );
+    assert_eq!(
+        trigger(&decide_at(
+            &p,
+            Some(&s),
+            Some(&last),
+            &none,
+            NOW + 90 * 86_400
+        )),
+        Some(Trigger::Expired)
+    );
 }
 
 #[test]
@@ -104,7 +166,16 @@ fn one_minute_renewal_demo() {
         Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, NOW + 60),
         other => panic!("{other:?}"),
     }
-    assert_eq!(trigger(&decide_at(&p, Some(&s), Some(&last), &Failures::default(), NOW + 60)), Some(Trigger::Renewing));
+    assert_eq!(
+        trigger(&decide_at(
+            &p,
+            Some(&s),
+            Some(&last),
+            &Failures::default(),
+            NOW + 60
+        )),
+        Some(Trigger::Renewing)
+    );
 }
 
 #[test]
@@ -114,23 +185,57 @@ fn spec_changes_reissue_and_name_the_fields() {
     let last = last_for(&p, &s);
     let p2 = params("secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c, c.demo.svc, extra]\nduration: 48h");
     match decide_at(&p2, Some(&s), Some(&last), &Failures::default(), NOW) {
-        Decision::Issue { trigger: Trigger::RequestChanged, message, .. } => {
-            assert!(message.contains("spec.dnsNames") && message.contains("spec.duration"), "{message}");
+        Decision::Issue {
+            trigger: Trigger::RequestChanged,
+            message,
+            ..
+        } => {
+            assert!(
+                message.contains("spec.dnsNames") && message.contains("spec.duration"),
+                "{message}"
+            );
         }
         other => panic!("{other:?}"),
     }
     // Without a record (a Secret from another tool) the certificate's content is compared.
     match decide_at(&p2, Some(&s), None, &Failures::default(), NOW) {
-        Decision::Issue { trigger: Trigger::RequestChanged, message, .. } => assert!(message.contains("spec.dnsNames")),
+        Decision::Issue {
+            trigger: Trigger::RequestChanged,
+            message,
+            ..
+        } => assert!(message.contains("spec.dnsNames")),
         other => panic!("{other:?}"),
     }
     // Output-only changes do not reissue.
-    let p3 = params(&format!("{BASIC}\nkeystores: {{jks: {{create: true, password: other}}}}"));
-    assert!(matches!(decide_at(&p3, Some(&s), Some(&last), &Failures::default(), NOW), Decision::UpToDate { .. }));
+    let p3 = params(&format!(
+        "{BASIC}\nkeystores: {{jks: {{create: true, password: other}}}}"
+    ));
+    assert!(matches!(
+        decide_at(&p3, Some(&s), Some(&last), &Failures::default(), NOW),
+        Decision::UpToDate { .. }
+    ));
     let p4 = params(&format!("{BASIC}\nprivateKey: {{algorithm: ECDSA}}"));
-    assert_eq!(trigger(&decide_at(&p4, Some(&s), Some(&last), &Failures::default(), NOW)), Some(Trigger::SecretMismatch));
+    assert_eq!(
+        trigger(&decide_at(
+            &p4,
+            Some(&s),
+            Some(&last),
+            &Failures::default(),
+            NOW
+        )),
+        Some(Trigger::SecretMismatch)
+    );
     let p5 = params("secretName: s\nissuerRef: {name: other, kind: ClusterIssuer}\ncommonName: c.demo.svc\ndnsNames: [c, c.demo.svc]");
-    assert_eq!(trigger(&decide_at(&p5, Some(&s), Some(&last), &Failures::default(), NOW)), Some(Trigger::IncorrectIssuer));
+    assert_eq!(
+        trigger(&decide_at(
+            &p5,
+            Some(&s),
+            Some(&last),
+            &Failures::default(),
+            NOW
+        )),
+        Some(Trigger::IncorrectIssuer)
+    );
 }
 
 #[test]
@@ -138,25 +243,52 @@ fn broken_secrets_reissue() {
     let p = params(BASIC);
     let mut s = issue_with(&p, &SelfSigned, NOW, None);
     let other = PrivateKey::generate(p.issuance.key()).expect("key");
-    s.data.insert(keys::TLS_KEY.into(), other.to_pem(p.encoding).expect("pem").into_bytes());
-    assert_eq!(trigger(&decide_at(&p, Some(&s), None, &Failures::default(), NOW)), Some(Trigger::InvalidKeyPair));
+    s.data.insert(
+        keys::TLS_KEY.into(),
+        other.to_pem(p.encoding).expect("pem").into_bytes(),
+    );
+    assert_eq!(
+        trigger(&decide_at(&p, Some(&s), None, &Failures::default(), NOW)),
+        Some(Trigger::InvalidKeyPair)
+    );
     s.data.insert(keys::TLS_KEY.into(), b"garbage".to_vec());
-    assert_eq!(trigger(&decide_at(&p, Some(&s), None, &Failures::default(), NOW)), Some(Trigger::InvalidKeyPair));
+    assert_eq!(
+        trigger(&decide_at(&p, Some(&s), None, &Failures::default(), NOW)),
+        Some(Trigger::InvalidKeyPair)
+    );
     s.data.remove(keys::TLS_KEY);
-    assert_eq!(trigger(&decide_at(&p, Some(&s), None, &Failures::default(), NOW)), Some(Trigger::MissingData));
+    assert_eq!(
+        trigger(&decide_at(&p, Some(&s), None, &Failures::default(), NOW)),
+        Some(Trigger::MissingData)
+    );
 }
 
 #[test]
 fn failures_back_off_until_inputs_change() {
     let p = params(BASIC);
-    let f = Failures { attempts: 2, last_failure: NOW, inputs: "d1".into() };
+    let f = Failures {
+        attempts: 2,
+        last_failure: NOW,
+        inputs: "d1".into(),
+    };
     match decide_at(&p, None, None, &f, NOW + 5) {
-        Decision::Backoff { until, .. } => assert!(until >= NOW + 18 && until <= NOW + 22, "{until}"),
+        Decision::Backoff { until, .. } => {
+            assert!(until >= NOW + 18 && until <= NOW + 22, "{until}")
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(decide_at(&p, None, None, &f, NOW + 30), Decision::Issue { .. }));
-    let changed = Failures { inputs: "d0".into(), ..f };
-    assert!(matches!(decide_at(&p, None, None, &changed, NOW + 5), Decision::Issue { .. }));
+    assert!(matches!(
+        decide_at(&p, None, None, &f, NOW + 30),
+        Decision::Issue { .. }
+    ));
+    let changed = Failures {
+        inputs: "d0".into(),
+        ..f
+    };
+    assert!(matches!(
+        decide_at(&p, None, None, &changed, NOW + 5),
+        Decision::Issue { .. }
+    ));
 }
 
 #[test]
@@ -164,12 +296,24 @@ fn rotation_policy_never_reuses_a_fitting_key() {
     let p = params(&format!("{BASIC}\nprivateKey: {{rotationPolicy: Never}}"));
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let last = last_for(&p, &s);
-    match decide_at(&p, Some(&s), Some(&last), &Failures::default(), NOW + 61 * 86_400) {
+    match decide_at(
+        &p,
+        Some(&s),
+        Some(&last),
+        &Failures::default(),
+        NOW + 61 * 86_400,
+    ) {
         Decision::Issue { reuse_key, .. } => assert!(reuse_key),
         other => panic!("{other:?}"),
     }
     let p2 = params(BASIC);
-    match decide_at(&p2, Some(&s), Some(&last), &Failures::default(), NOW + 61 * 86_400) {
+    match decide_at(
+        &p2,
+        Some(&s),
+        Some(&last),
+        &Failures::default(),
+        NOW + 61 * 86_400,
+    ) {
         Decision::Issue { reuse_key, .. } => assert!(!reuse_key),
         other => panic!("{other:?}"),
     }
@@ -186,14 +330,21 @@ fn ca_issuer_chains_to_root_and_caps_lifetime() {
     let roots = inspect::parse_pem_chain(&leaf.data[keys::CA_CRT]).expect("ca");
     assert_eq!(chain.len(), 1, "a root is not repeated in tls.crt");
     inspect::verify_chain(&chain, &roots, NOW + 1).expect("chain verifies");
-    assert_eq!(chain[0].not_after, NOW + 100 * 3600, "capped at the CA's notAfter");
+    assert_eq!(
+        chain[0].not_after,
+        NOW + 100 * 3600,
+        "capped at the CA's notAfter"
+    );
     assert_eq!(chain[0].authority_key_id, roots[0].subject_key_id);
-    assert!(String::from_utf8_lossy(&leaf.data[keys::TLS_KEY]).starts_with("-----BEGIN PRIVATE KEY"));
+    assert!(
+        String::from_utf8_lossy(&leaf.data[keys::TLS_KEY]).starts_with("-----BEGIN PRIVATE KEY")
+    );
     // A leaf is not a CA.
     let err = CaMaterial::from_secret("demo/s", &leaf, NOW).expect_err("not a CA");
     assert_eq!(err.reason, "ErrInvalidKeyPair");
     assert!(err.message.contains("not a CA"));
-    let expired = CaMaterial::from_secret("cert-manager/rootca", &root, NOW + 101 * 3600).expect_err("expired");
+    let expired = CaMaterial::from_secret("cert-manager/rootca", &root, NOW + 101 * 3600)
+        .expect_err("expired");
     assert!(expired.message.contains("expired"));
 }
 
@@ -203,17 +354,30 @@ fn rendering_is_stable_and_compares_content() {
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let m = TlsMaterial::read(&s);
     let (key, chain) = m.pair().expect("pair");
-    let mat = Material { key, chain, ca: m.ca_certs() };
-    let pw = Passwords { jks: Some("changeme".into()), pkcs12: Some("changeme".into()) };
+    let mat = Material {
+        key,
+        chain,
+        ca: m.ca_certs(),
+    };
+    let pw = Passwords {
+        jks: Some("changeme".into()),
+        pkcs12: Some("changeme".into()),
+    };
     let ks = render::keystore_options(Some(&p), &pw, &Default::default());
     let again = render::render_data(&mat, p.encoding, &ks, false, false).expect("render");
     assert_eq!(again, s.data, "same input, same bytes");
     assert!(render::changed_keys(&again, &s, &ks).is_empty());
     // A password change rewrites the keystores only.
-    let pw2 = Passwords { jks: Some("other".into()), pkcs12: Some("changeme".into()) };
+    let pw2 = Passwords {
+        jks: Some("other".into()),
+        pkcs12: Some("changeme".into()),
+    };
     let ks2 = render::keystore_options(Some(&p), &pw2, &Default::default());
     let d2 = render::render_data(&mat, p.encoding, &ks2, false, false).expect("render");
-    assert_eq!(render::changed_keys(&d2, &s, &ks2), vec!["keystore.jks".to_string(), "truststore.jks".to_string()]);
+    assert_eq!(
+        render::changed_keys(&d2, &s, &ks2),
+        vec!["keystore.jks".to_string(), "truststore.jks".to_string()]
+    );
     // PEM with different line breaks is the same content.
     let mut reflowed = s.clone();
     let crt = String::from_utf8_lossy(&s.data[keys::TLS_CRT]).replace('\n', "\r\n");
@@ -227,13 +391,26 @@ fn cert_utils_annotation_gives_java_keystores() {
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let m = TlsMaterial::read(&s);
     let (key, chain) = m.pair().expect("pair");
-    let mat = Material { key, chain, ca: m.ca_certs() };
+    let mat = Material {
+        key,
+        chain,
+        ca: m.ca_certs(),
+    };
     let mut ann = std::collections::BTreeMap::new();
-    ann.insert(certwright_api::annotations::CU_GENERATE_JAVA_KEYSTORES.to_string(), "true".to_string());
+    ann.insert(
+        certwright_api::annotations::CU_GENERATE_JAVA_KEYSTORES.to_string(),
+        "true".to_string(),
+    );
     let ks = render::keystore_options(Some(&p), &Passwords::default(), &ann);
     let d = render::render_data(&mat, p.encoding, &ks, false, false).expect("render");
-    let entries = certwright_pki::jks::decode(&d[keys::KEYSTORE_JKS], "changeme").expect("decodes with changeme");
-    assert!(matches!(&entries[0], certwright_pki::jks::Entry::PrivateKey { alias, .. } if alias == "alias"));
-    let trust = certwright_pki::jks::decode(&d[keys::TRUSTSTORE_JKS], "changeme").expect("truststore");
-    assert!(matches!(&trust[0], certwright_pki::jks::Entry::TrustedCert { alias, .. } if alias == "alias0"));
+    let entries = certwright_pki::jks::decode(&d[keys::KEYSTORE_JKS], "changeme")
+        .expect("decodes with changeme");
+    assert!(
+        matches!(&entries[0], certwright_pki::jks::Entry::PrivateKey { alias, .. } if alias == "alias")
+    );
+    let trust =
+        certwright_pki::jks::decode(&d[keys::TRUSTSTORE_JKS], "changeme").expect("truststore");
+    assert!(
+        matches!(&trust[0], certwright_pki::jks::Entry::TrustedCert { alias, .. } if alias == "alias0")
+    );
 }

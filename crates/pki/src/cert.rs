@@ -101,7 +101,11 @@ pub struct Extension {
 impl Extension {
     fn to_der(&self) -> Vec<u8> {
         if self.critical {
-            der::seq(&[&der::oid(&self.oid), &der::boolean(true), &der::octets(&self.value)])
+            der::seq(&[
+                &der::oid(&self.oid),
+                &der::boolean(true),
+                &der::octets(&self.value),
+            ])
         } else {
             der::seq(&[&der::oid(&self.oid), &der::octets(&self.value)])
         }
@@ -263,7 +267,11 @@ pub fn build_csr(profile: &Profile, key: &PrivateKey) -> Result<Vec<u8>, CertErr
     ]);
     let alg = key.signature_algorithm();
     let sig = key.sign(&info)?;
-    Ok(der::seq(&[&info, &alg.algorithm_identifier(), &der::bits(&sig)]))
+    Ok(der::seq(&[
+        &info,
+        &alg.algorithm_identifier(),
+        &der::bits(&sig),
+    ]))
 }
 
 /// A parsed and signature-checked certificate request.
@@ -284,7 +292,10 @@ fn parse_extensions(seq: der::Element<'_>) -> Result<Vec<Extension>, CertError> 
             Some(b) => b.content.first().is_some_and(|v| *v != 0),
             None => false,
         };
-        let value = e.expect(der::OCTET_STRING, "extension value")?.content.to_vec();
+        let value = e
+            .expect(der::OCTET_STRING, "extension value")?
+            .content
+            .to_vec();
         out.push(Extension {
             oid,
             critical,
@@ -296,7 +307,8 @@ fn parse_extensions(seq: der::Element<'_>) -> Result<Vec<Extension>, CertError> 
 
 /// Parses a DER PKCS#10 request and verifies its self-signature.
 pub fn parse_csr(csr: &[u8]) -> Result<Csr, CertError> {
-    let top = der::parse_one(csr, "certificate request")?.expect(der::SEQUENCE, "certificate request")?;
+    let top =
+        der::parse_one(csr, "certificate request")?.expect(der::SEQUENCE, "certificate request")?;
     let mut r = top.reader();
     let info = r.expect(der::SEQUENCE, "certificationRequestInfo")?;
     let mut alg = r.expect(der::SEQUENCE, "signatureAlgorithm")?.reader();
@@ -409,13 +421,20 @@ pub fn sign_csr(
         &der::uint(&serial),
         &alg.algorithm_identifier(),
         issuer_name,
-        &der::seq(&[&der::time(validity.not_before), &der::time(validity.not_after)]),
+        &der::seq(&[
+            &der::time(validity.not_before),
+            &der::time(validity.not_after),
+        ]),
         &csr.subject_der,
         &csr.spki_der,
         &der::tlv(der::ctx(3), &der::tlv(der::SEQUENCE, &ext_der.concat())),
     ]);
     let sig = key.sign(&tbs)?;
-    Ok(der::seq(&[&tbs, &alg.algorithm_identifier(), &der::bits(&sig)]))
+    Ok(der::seq(&[
+        &tbs,
+        &alg.algorithm_identifier(),
+        &der::bits(&sig),
+    ]))
 }
 
 /// A fresh 128-bit random serial number.

@@ -427,7 +427,12 @@ mod tests {
 
     #[test]
     fn oid_round_trip() {
-        for s in ["1.2.840.113549.1.1.11", "2.5.29.17", "1.3.6.1.4.1.42.2.17.1.1", "2.999.3"] {
+        for s in [
+            "1.2.840.113549.1.1.11",
+            "2.5.29.17",
+            "1.3.6.1.4.1.42.2.17.1.1",
+            "2.999.3",
+        ] {
             assert_eq!(oid_to_string(&oid_content(s)), s);
         }
         assert_eq!(oid("2.5.4.3"), vec![0x06, 0x03, 0x55, 0x04, 0x03]);
@@ -447,7 +452,10 @@ mod tests {
         assert_eq!(uint(&[0x80]), vec![0x02, 0x02, 0x00, 0x80]);
         assert_eq!(uint(&[0, 0, 1]), vec![0x02, 0x01, 0x01]);
         assert_eq!(small_uint(0), vec![0x02, 0x01, 0x00]);
-        assert_eq!(parse_one(&small_uint(2048), "i").and_then(|e| e.small_uint()), Ok(2048));
+        assert_eq!(
+            parse_one(&small_uint(2048), "i").and_then(|e| e.small_uint()),
+            Ok(2048)
+        );
     }
 
     #[test]
@@ -455,7 +463,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(parse_rfc3339("2000-02-29T01:00:00+01:00"), Some(951_782_400));
+        assert_eq!(
+            parse_rfc3339("2000-02-29T01:00:00+01:00"),
+            Some(951_782_400)
+        );
         assert_eq!(time(951_782_400), tlv(UTC_TIME, b"000229000000Z"));
         assert_eq!(&time(2_556_143_999 + 1)[..1], &[GENERALIZED_TIME]);
         assert_eq!(parse_rfc3339("garbage"), None);

@@ -48,7 +48,10 @@ pub struct CertInfo {
 }
 
 fn hex(b: &[u8], sep: &str) -> String {
-    b.iter().map(|x| format!("{x:02X}")).collect::<Vec<_>>().join(sep)
+    b.iter()
+        .map(|x| format!("{x:02X}"))
+        .collect::<Vec<_>>()
+        .join(sep)
 }
 
 impl CertInfo {
@@ -99,8 +102,12 @@ impl CertInfo {
                     GeneralName::URI(u) => info.uris.push(u.to_string()),
                     GeneralName::RFC822Name(e) => info.email_addresses.push(e.to_string()),
                     GeneralName::IPAddress(b) => match b.len() {
-                        4 => info.ip_addresses.push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
-                        16 => info.ip_addresses.push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                        4 => info
+                            .ip_addresses
+                            .push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                        16 => info
+                            .ip_addresses
+                            .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
                         _ => {}
                     },
                     _ => {}
@@ -120,7 +127,11 @@ impl CertInfo {
                 (k.encipher_only(), "encipher only"),
                 (k.decipher_only(), "decipher only"),
             ];
-            info.key_usages = names.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
+            info.key_usages = names
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| n.to_string())
+                .collect();
         }
         if let Ok(Some(eku)) = c.extended_key_usage() {
             let e = eku.value;
@@ -133,8 +144,13 @@ impl CertInfo {
                 (e.time_stamping, "timestamping"),
                 (e.ocsp_signing, "ocsp signing"),
             ];
-            info.ext_key_usages = names.iter().filter(|(on, _)| *on).map(|(_, n)| n.to_string()).collect();
-            info.ext_key_usages.extend(e.other.iter().map(|o| o.to_id_string()));
+            info.ext_key_usages = names
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| n.to_string())
+                .collect();
+            info.ext_key_usages
+                .extend(e.other.iter().map(|o| o.to_id_string()));
         }
         for ext in c.extensions() {
             use x509_parser::extensions::ParsedExtension as P;
@@ -154,7 +170,10 @@ impl CertInfo {
     }
 
     pub fn sha1_fingerprint(&self) -> String {
-        hex(digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der).as_ref(), ":")
+        hex(
+            digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der).as_ref(),
+            ":",
+        )
     }
 
     pub fn is_self_signed(&self) -> bool {
@@ -169,8 +188,12 @@ impl CertInfo {
                 self.issuer, issuer.subject
             ));
         }
-        let alg = SignatureAlgorithm::from_oid(&self.signature_algorithm)
-            .ok_or_else(|| format!("unsupported signature algorithm {}", self.signature_algorithm))?;
+        let alg = SignatureAlgorithm::from_oid(&self.signature_algorithm).ok_or_else(|| {
+            format!(
+                "unsupported signature algorithm {}",
+                self.signature_algorithm
+            )
+        })?;
         key::verify_signature(&issuer.spki_der, alg, &self.tbs_der, &self.signature)
             .map_err(|_| format!("signature by {:?} does not verify", issuer.subject))
     }

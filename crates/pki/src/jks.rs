@@ -38,7 +38,11 @@ impl std::fmt::Debug for Entry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Entry::PrivateKey { alias, chain, .. } => {
-                write!(f, "PrivateKey({alias:?}, chain of {}, key redacted)", chain.len())
+                write!(
+                    f,
+                    "PrivateKey({alias:?}, chain of {}, key redacted)",
+                    chain.len()
+                )
             }
             Entry::TrustedCert { alias, .. } => write!(f, "TrustedCert({alias:?})"),
         }
@@ -58,7 +62,10 @@ pub enum JksError {
 }
 
 fn password_bytes(password: &str) -> Vec<u8> {
-    password.encode_utf16().flat_map(|u| u.to_be_bytes()).collect()
+    password
+        .encode_utf16()
+        .flat_map(|u| u.to_be_bytes())
+        .collect()
 }
 
 /// Java's modified UTF-8 (DataOutput.writeUTF), length-prefixed.
@@ -214,7 +221,9 @@ pub fn decode(data: &[u8], password: &str) -> Result<Vec<Entry>, JksError> {
     }
     let version = c.u32("version")?;
     if version != 1 && version != 2 {
-        return Err(JksError::Malformed(format!("unsupported version {version}")));
+        return Err(JksError::Malformed(format!(
+            "unsupported version {version}"
+        )));
     }
     let mut ctx = digest::Context::new(&SHA1);
     ctx.update(&pw);
@@ -233,7 +242,8 @@ pub fn decode(data: &[u8], password: &str) -> Result<Vec<Entry>, JksError> {
             TAG_KEY => {
                 let n = c.u32("key length")? as usize;
                 let protected = c.take(n, "key")?;
-                let pkcs8 = unprotect_key(&pw, protected).ok_or_else(|| JksError::KeyCheck(alias.clone()))?;
+                let pkcs8 = unprotect_key(&pw, protected)
+                    .ok_or_else(|| JksError::KeyCheck(alias.clone()))?;
                 let chain_len = c.u32("chain length")?;
                 let mut chain = Vec::new();
                 for _ in 0..chain_len {
@@ -308,7 +318,11 @@ mod tests {
         let back = decode(&a, "changeme").expect("decodes");
         assert_eq!(back.len(), 2);
         match &back[0] {
-            Entry::PrivateKey { alias, pkcs8, chain } => {
+            Entry::PrivateKey {
+                alias,
+                pkcs8,
+                chain,
+            } => {
                 assert_eq!(alias, "alias");
                 assert_eq!(pkcs8, &vec![0x30, 0x03, 2, 1, 0]);
                 assert_eq!(chain.len(), 2);
@@ -316,7 +330,12 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(decode(&a, "wrong"), Err(JksError::Integrity));
-        assert_eq!(decode(&a[..10], "changeme").err().map(|e| matches!(e, JksError::Malformed(_))), Some(true));
+        assert_eq!(
+            decode(&a[..10], "changeme")
+                .err()
+                .map(|e| matches!(e, JksError::Malformed(_))),
+            Some(true)
+        );
         let mut bad = a.clone();
         bad[0] = 0;
         assert_eq!(decode(&bad, "changeme"), Err(JksError::BadMagic));

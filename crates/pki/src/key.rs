@@ -156,11 +156,7 @@ impl PrivateKey {
                 spki_der(k.public_key())?,
             ),
         };
-        Ok(Self {
-            inner,
-            pkcs8,
-            spki,
-        })
+        Ok(Self { inner, pkcs8, spki })
     }
 
     /// Reads a key from unencrypted PKCS#8 DER.
@@ -278,7 +274,11 @@ impl PrivateKey {
                     .map_err(|_| KeyError::Sign)?;
                 Ok(sig)
             }
-            Inner::Ec(k, _) => Ok(k.sign(&rng, msg).map_err(|_| KeyError::Sign)?.as_ref().to_vec()),
+            Inner::Ec(k, _) => Ok(k
+                .sign(&rng, msg)
+                .map_err(|_| KeyError::Sign)?
+                .as_ref()
+                .to_vec()),
             Inner::Ed(k) => Ok(k.sign(msg).as_ref().to_vec()),
         }
     }
@@ -297,13 +297,28 @@ fn malformed(e: der::DerError) -> KeyError {
 /// Algorithm OID (and curve for EC keys) of a PKCS#8 `PrivateKeyInfo`.
 fn pkcs8_algorithm(der: &[u8]) -> Result<(String, Option<Curve>), KeyError> {
     let top = der::parse_one(der, "PKCS#8").map_err(malformed)?;
-    let mut r = top.expect(der::SEQUENCE, "PKCS#8").map_err(malformed)?.reader();
-    r.expect(der::INTEGER, "PKCS#8 version").map_err(malformed)?;
-    let mut alg = r.expect(der::SEQUENCE, "PKCS#8 algorithm").map_err(malformed)?.reader();
-    let oid = alg.next("algorithm").map_err(malformed)?.oid_string().map_err(malformed)?;
+    let mut r = top
+        .expect(der::SEQUENCE, "PKCS#8")
+        .map_err(malformed)?
+        .reader();
+    r.expect(der::INTEGER, "PKCS#8 version")
+        .map_err(malformed)?;
+    let mut alg = r
+        .expect(der::SEQUENCE, "PKCS#8 algorithm")
+        .map_err(malformed)?
+        .reader();
+    let oid = alg
+        .next("algorithm")
+        .map_err(malformed)?
+        .oid_string()
+        .map_err(malformed)?;
     let mut curve = None;
     if oid == OID_EC {
-        let p = alg.next("curve").map_err(malformed)?.oid_string().map_err(malformed)?;
+        let p = alg
+            .next("curve")
+            .map_err(malformed)?
+            .oid_string()
+            .map_err(malformed)?;
         curve = Some(match p.as_str() {
             OID_P256 => Curve::P256,
             OID_P384 => Curve::P384,
@@ -317,23 +332,37 @@ fn pkcs8_algorithm(der: &[u8]) -> Result<(String, Option<Curve>), KeyError> {
 fn pkcs8_private_octets(der: &[u8]) -> Result<&[u8], KeyError> {
     let top = der::parse_one(der, "PKCS#8").map_err(malformed)?;
     let mut r = top.reader();
-    r.expect(der::INTEGER, "PKCS#8 version").map_err(malformed)?;
-    r.expect(der::SEQUENCE, "PKCS#8 algorithm").map_err(malformed)?;
-    Ok(r.expect(der::OCTET_STRING, "PKCS#8 key").map_err(malformed)?.content)
+    r.expect(der::INTEGER, "PKCS#8 version")
+        .map_err(malformed)?;
+    r.expect(der::SEQUENCE, "PKCS#8 algorithm")
+        .map_err(malformed)?;
+    Ok(r.expect(der::OCTET_STRING, "PKCS#8 key")
+        .map_err(malformed)?
+        .content)
 }
 
 /// Key algorithm of a DER `SubjectPublicKeyInfo`.
 pub fn spki_algorithm(spki: &[u8]) -> Result<KeyAlgorithm, KeyError> {
     let top = der::parse_one(spki, "SubjectPublicKeyInfo").map_err(malformed)?;
     let mut r = top.reader();
-    let mut alg = r.expect(der::SEQUENCE, "algorithm").map_err(malformed)?.reader();
-    let oid = alg.next("algorithm").map_err(malformed)?.oid_string().map_err(malformed)?;
+    let mut alg = r
+        .expect(der::SEQUENCE, "algorithm")
+        .map_err(malformed)?
+        .reader();
+    let oid = alg
+        .next("algorithm")
+        .map_err(malformed)?
+        .oid_string()
+        .map_err(malformed)?;
     let key = r.expect(der::BIT_STRING, "public key").map_err(malformed)?;
     match oid.as_str() {
         OID_RSA => {
             let bits = key.content.get(1..).unwrap_or_default();
             let rsa = der::parse_one(bits, "RSAPublicKey").map_err(malformed)?;
-            let n = rsa.reader().expect(der::INTEGER, "modulus").map_err(malformed)?;
+            let n = rsa
+                .reader()
+                .expect(der::INTEGER, "modulus")
+                .map_err(malformed)?;
             let lead = n.content.iter().take_while(|b| **b == 0).count();
             let mag = &n.content[lead..];
             let bits = if mag.is_empty() {
@@ -344,7 +373,11 @@ pub fn spki_algorithm(spki: &[u8]) -> Result<KeyAlgorithm, KeyError> {
             Ok(KeyAlgorithm::Rsa(bits))
         }
         OID_EC => {
-            let p = alg.next("curve").map_err(malformed)?.oid_string().map_err(malformed)?;
+            let p = alg
+                .next("curve")
+                .map_err(malformed)?
+                .oid_string()
+                .map_err(malformed)?;
             Ok(KeyAlgorithm::Ecdsa(match p.as_str() {
                 OID_P256 => Curve::P256,
                 OID_P384 => Curve::P384,
@@ -384,9 +417,17 @@ impl SignatureAlgorithm {
 
     pub fn from_oid(oid: &str) -> Option<Self> {
         use SignatureAlgorithm::*;
-        [RsaSha256, RsaSha384, RsaSha512, EcdsaSha256, EcdsaSha384, EcdsaSha512, Ed25519]
-            .into_iter()
-            .find(|a| a.oid() == oid)
+        [
+            RsaSha256,
+            RsaSha384,
+            RsaSha512,
+            EcdsaSha256,
+            EcdsaSha384,
+            EcdsaSha512,
+            Ed25519,
+        ]
+        .into_iter()
+        .find(|a| a.oid() == oid)
     }
 
     /// DER AlgorithmIdentifier (RSA carries NULL parameters, ECDSA and Ed25519 none:
@@ -473,19 +514,33 @@ mod tests {
             let msg = b"hello";
             let sig = k.sign(msg).expect("signs");
             verify_signature(k.spki_der(), k.signature_algorithm(), msg, &sig).expect("verifies");
-            assert!(verify_signature(k.spki_der(), k.signature_algorithm(), b"other", &sig).is_err());
+            assert!(
+                verify_signature(k.spki_der(), k.signature_algorithm(), b"other", &sig).is_err()
+            );
         }
     }
 
     #[test]
     fn pem_labels_follow_encoding() {
         let rsa = PrivateKey::generate(KeyAlgorithm::Rsa(2048)).expect("rsa");
-        assert!(rsa.to_pem(KeyEncoding::Pkcs1).expect("pem").starts_with("-----BEGIN RSA PRIVATE KEY"));
-        assert!(rsa.to_pem(KeyEncoding::Pkcs8).expect("pem").starts_with("-----BEGIN PRIVATE KEY"));
+        assert!(rsa
+            .to_pem(KeyEncoding::Pkcs1)
+            .expect("pem")
+            .starts_with("-----BEGIN RSA PRIVATE KEY"));
+        assert!(rsa
+            .to_pem(KeyEncoding::Pkcs8)
+            .expect("pem")
+            .starts_with("-----BEGIN PRIVATE KEY"));
         let ec = PrivateKey::generate(KeyAlgorithm::Ecdsa(Curve::P256)).expect("ec");
-        assert!(ec.to_pem(KeyEncoding::Pkcs1).expect("pem").starts_with("-----BEGIN EC PRIVATE KEY"));
+        assert!(ec
+            .to_pem(KeyEncoding::Pkcs1)
+            .expect("pem")
+            .starts_with("-----BEGIN EC PRIVATE KEY"));
         let ed = PrivateKey::generate(KeyAlgorithm::Ed25519).expect("ed");
-        assert!(ed.to_pem(KeyEncoding::Pkcs1).expect("pem").starts_with("-----BEGIN PRIVATE KEY"));
+        assert!(ed
+            .to_pem(KeyEncoding::Pkcs1)
+            .expect("pem")
+            .starts_with("-----BEGIN PRIVATE KEY"));
     }
 
     #[test]
@@ -494,13 +549,22 @@ mod tests {
             PrivateKey::generate(KeyAlgorithm::Rsa(2049)).err(),
             Some(KeyError::UnsupportedRsaSize(2049))
         );
-        assert!(matches!(PrivateKey::from_pem(b"nonsense"), Err(KeyError::Pem(_))));
+        assert!(matches!(
+            PrivateKey::from_pem(b"nonsense"),
+            Err(KeyError::Pem(_))
+        ));
         let cert_only = pem::encode("CERTIFICATE", &[1, 2, 3]);
-        assert!(matches!(PrivateKey::from_pem(cert_only.as_bytes()), Err(KeyError::NoKeyBlock(_))));
+        assert!(matches!(
+            PrivateKey::from_pem(cert_only.as_bytes()),
+            Err(KeyError::NoKeyBlock(_))
+        ));
         let garbage = pem::encode("PRIVATE KEY", &[0x30, 0x03, 1, 2, 3]);
         let err = PrivateKey::from_pem(garbage.as_bytes()).expect_err("rejects");
         assert!(matches!(err, KeyError::Malformed(_)));
-        let dbg = format!("{:?}", PrivateKey::generate(KeyAlgorithm::Ed25519).expect("ed"));
+        let dbg = format!(
+            "{:?}",
+            PrivateKey::generate(KeyAlgorithm::Ed25519).expect("ed")
+        );
         assert_eq!(dbg, "PrivateKey(Ed25519, redacted)");
     }
 }

@@ -53,9 +53,8 @@ pub struct SubjectFields {
 }
 
 fn is_printable(s: &str) -> bool {
-    s.chars().all(|c| {
-        c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c)
-    })
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || " '()+,-./:=?".contains(c))
 }
 
 impl Name {
@@ -138,8 +137,7 @@ impl Name {
                     .split_once('=')
                     .ok_or_else(|| format!("{ava:?} is not TYPE=VALUE"))?;
                 let ty = ty.trim();
-                let oid = attr_oid(ty)
-                    .ok_or_else(|| format!("unknown attribute type {ty:?}"))?;
+                let oid = attr_oid(ty).ok_or_else(|| format!("unknown attribute type {ty:?}"))?;
                 let raw = val.trim_start();
                 let value = if let Some(hex) = raw.strip_prefix('#') {
                     AttrValue::Der(
@@ -184,7 +182,9 @@ fn attr_oid(ty: &str) -> Option<String> {
         return Some(known.to_string());
     }
     let dotted = ty.split('.').count() >= 2
-        && ty.split('.').all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
+        && ty
+            .split('.')
+            .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()));
     dotted.then(|| ty.to_string())
 }
 
@@ -278,10 +278,14 @@ mod tests {
 
     #[test]
     fn rfc4514_parses_escapes_and_multivalued_rdns() {
-        let n = Name::parse_rfc4514(r#"CN=a\,b+UID=7,O="Acme, Inc.",DC=example,2.5.4.11=#0c026f75"#)
-            .expect("parses");
+        let n =
+            Name::parse_rfc4514(r#"CN=a\,b+UID=7,O="Acme, Inc.",DC=example,2.5.4.11=#0c026f75"#)
+                .expect("parses");
         assert_eq!(n.rdns.len(), 4);
-        assert_eq!(n.rdns[0][0].value, AttrValue::Der(vec![0x0c, 0x02, b'o', b'u']));
+        assert_eq!(
+            n.rdns[0][0].value,
+            AttrValue::Der(vec![0x0c, 0x02, b'o', b'u'])
+        );
         assert_eq!(n.rdns[2][0].value, AttrValue::Utf8("Acme, Inc.".into()));
         assert_eq!(n.rdns[3].len(), 2);
         assert_eq!(n.rdns[3][0].value, AttrValue::Utf8("a,b".into()));

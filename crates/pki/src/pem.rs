@@ -83,12 +83,13 @@ pub fn decode_all(input: &[u8]) -> Result<Vec<Block>, PemError> {
                             found: end.to_string(),
                         });
                     }
-                    let der = STANDARD.decode(body.as_bytes()).map_err(|_| {
-                        PemError::BadBase64 {
-                            label: label.clone(),
-                            line: *start,
-                        }
-                    })?;
+                    let der =
+                        STANDARD
+                            .decode(body.as_bytes())
+                            .map_err(|_| PemError::BadBase64 {
+                                label: label.clone(),
+                                line: *start,
+                            })?;
                     blocks.push(Block {
                         label: label.clone(),
                         der,

@@ -93,13 +93,23 @@ enum Pbe {
 }
 
 fn bmp_password(password: &str) -> Vec<u8> {
-    let mut v: Vec<u8> = password.encode_utf16().flat_map(|u| u.to_be_bytes()).collect();
+    let mut v: Vec<u8> = password
+        .encode_utf16()
+        .flat_map(|u| u.to_be_bytes())
+        .collect();
     v.extend_from_slice(&[0, 0]);
     v
 }
 
 /// RFC 7292 Appendix B.2 key derivation.
-fn pkcs12_kdf(hash: &'static Hash, pw_bmp: &[u8], salt: &[u8], id: u8, iterations: u32, n: usize) -> Vec<u8> {
+fn pkcs12_kdf(
+    hash: &'static Hash,
+    pw_bmp: &[u8],
+    salt: &[u8],
+    id: u8,
+    iterations: u32,
+    n: usize,
+) -> Vec<u8> {
     const V: usize = 64;
     let expand = |src: &[u8]| -> Vec<u8> {
         if src.is_empty() {
@@ -178,9 +188,15 @@ fn rc2_cbc(key: &[u8], iv: &[u8], data: &[u8], encrypt: bool) -> Result<Vec<u8>,
     }
 }
 
-fn block_encrypt(alg: &'static aws_lc_rs::cipher::Algorithm, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, Pkcs12Error> {
+fn block_encrypt(
+    alg: &'static aws_lc_rs::cipher::Algorithm,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, Pkcs12Error> {
     let bad = |_| Pkcs12Error::Unsupported("cipher setup".into());
-    let k = PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(alg, key).map_err(bad)?).map_err(bad)?;
+    let k = PaddedBlockEncryptingKey::cbc_pkcs7(UnboundCipherKey::new(alg, key).map_err(bad)?)
+        .map_err(bad)?;
     let ctx = if iv.len() == 16 {
         EncryptionContext::Iv128(FixedLength::try_from(iv).map_err(bad)?)
     } else {
@@ -191,7 +207,12 @@ fn block_encrypt(alg: &'static aws_lc_rs::cipher::Algorithm, key: &[u8], iv: &[u
     Ok(buf)
 }
 
-fn block_decrypt(alg: &'static aws_lc_rs::cipher::Algorithm, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, Pkcs12Error> {
+fn block_decrypt(
+    alg: &'static aws_lc_rs::cipher::Algorithm,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, Pkcs12Error> {
     let k = PaddedBlockDecryptingKey::cbc_pkcs7(
         UnboundCipherKey::new(alg, key).map_err(|_| Pkcs12Error::Decrypt)?,
     )
@@ -219,7 +240,12 @@ fn derive_bytes(purpose: &str, password: &str, content: &[u8], n: usize) -> Vec<
 }
 
 /// Encrypts with a password-based scheme; returns (AlgorithmIdentifier, ciphertext).
-fn pbe_encrypt(pbe: Pbe, password: &str, purpose: &str, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Pkcs12Error> {
+fn pbe_encrypt(
+    pbe: Pbe,
+    password: &str,
+    purpose: &str,
+    plain: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>), Pkcs12Error> {
     let salt = derive_bytes(purpose, password, plain, 16);
     let iter = der::small_uint(u64::from(ITERATIONS));
     match pbe {
@@ -229,7 +255,10 @@ fn pbe_encrypt(pbe: Pbe, password: &str, purpose: &str, plain: &[u8]) -> Result<
             let iv = pkcs12_kdf(&SHA1, &pw, salt, 2, ITERATIONS, 8);
             let (oid, ct) = if matches!(pbe, Pbe::Sha1TripleDes) {
                 let key = pkcs12_kdf(&SHA1, &pw, salt, 1, ITERATIONS, 24);
-                (OID_PBE_SHA1_3DES, block_encrypt(&DES_EDE3_FOR_LEGACY_USE_ONLY, &key, &iv, plain)?)
+                (
+                    OID_PBE_SHA1_3DES,
+                    block_encrypt(&DES_EDE3_FOR_LEGACY_USE_ONLY, &key, &iv, plain)?,
+                )
             } else {
                 let key = pkcs12_kdf(&SHA1, &pw, salt, 1, ITERATIONS, 5);
                 (OID_PBE_SHA1_RC2_40, rc2_cbc(&key, &iv, plain, true)?)
@@ -286,7 +315,9 @@ fn pbe_decrypt(alg: Element<'_>, password: &str, ct: &[u8]) -> Result<Vec<u8>, P
             let mut p = r.expect(der::SEQUENCE, "PBES2 parameters")?.reader();
             let mut kdf = p.expect(der::SEQUENCE, "key derivation")?.reader();
             if !kdf.next("kdf")?.is_oid(OID_PBKDF2) {
-                return Err(Pkcs12Error::Unsupported("PBES2 key derivation other than PBKDF2".into()));
+                return Err(Pkcs12Error::Unsupported(
+                    "PBES2 key derivation other than PBKDF2".into(),
+                ));
             }
             let mut kp = kdf.expect(der::SEQUENCE, "PBKDF2 parameters")?.reader();
             let salt = kp.expect(der::OCTET_STRING, "salt")?.content;
@@ -306,11 +337,19 @@ fn pbe_decrypt(alg: Element<'_>, password: &str, ct: &[u8]) -> Result<Vec<u8>, P
             };
             let mut enc = p.expect(der::SEQUENCE, "encryption scheme")?.reader();
             if !enc.next("cipher")?.is_oid(OID_AES256_CBC) {
-                return Err(Pkcs12Error::Unsupported("PBES2 cipher other than AES-256-CBC".into()));
+                return Err(Pkcs12Error::Unsupported(
+                    "PBES2 cipher other than AES-256-CBC".into(),
+                ));
             }
             let iv = enc.expect(der::OCTET_STRING, "iv")?.content;
             let mut key = [0u8; 32];
-            pbkdf2::derive(prf, NonZeroU32::new(iter).unwrap_or(NonZeroU32::MIN), salt, password.as_bytes(), &mut key);
+            pbkdf2::derive(
+                prf,
+                NonZeroU32::new(iter).unwrap_or(NonZeroU32::MIN),
+                salt,
+                password.as_bytes(),
+                &mut key,
+            );
             block_decrypt(&AES_256, &key, iv, ct)
         }
         other => Err(Pkcs12Error::Unsupported(other.to_string())),
@@ -319,7 +358,9 @@ fn pbe_decrypt(alg: Element<'_>, password: &str, ct: &[u8]) -> Result<Vec<u8>, P
 
 fn check_iterations(iter: u32) -> Result<(), Pkcs12Error> {
     if iter == 0 || iter > 10_000_000 {
-        return Err(Pkcs12Error::Malformed(format!("unreasonable iteration count {iter}")));
+        return Err(Pkcs12Error::Malformed(format!(
+            "unreasonable iteration count {iter}"
+        )));
     }
     Ok(())
 }
@@ -332,17 +373,27 @@ fn safe_bag(bag_oid: &str, value: &[u8], attrs: Vec<Vec<u8>>) -> Vec<u8> {
     if attrs.is_empty() {
         der::seq(&[&der::oid(bag_oid), &der::tlv(der::ctx(0), value)])
     } else {
-        der::seq(&[&der::oid(bag_oid), &der::tlv(der::ctx(0), value), &der::set_of(attrs)])
+        der::seq(&[
+            &der::oid(bag_oid),
+            &der::tlv(der::ctx(0), value),
+            &der::set_of(attrs),
+        ])
     }
 }
 
 fn cert_bag(cert: &[u8], attrs: Vec<Vec<u8>>) -> Vec<u8> {
-    let value = der::seq(&[&der::oid(OID_X509_CERT), &der::tlv(der::ctx(0), &der::octets(cert))]);
+    let value = der::seq(&[
+        &der::oid(OID_X509_CERT),
+        &der::tlv(der::ctx(0), &der::octets(cert)),
+    ]);
     safe_bag(OID_CERT_BAG, &value, attrs)
 }
 
 fn data_content_info(content: &[u8]) -> Vec<u8> {
-    der::seq(&[&der::oid(OID_DATA), &der::tlv(der::ctx(0), &der::octets(content))])
+    der::seq(&[
+        &der::oid(OID_DATA),
+        &der::tlv(der::ctx(0), &der::octets(content)),
+    ])
 }
 
 fn encrypted_content_info(alg: &[u8], ct: &[u8]) -> Vec<u8> {
@@ -366,7 +417,10 @@ pub fn encode(
     let mut cert_bags = Vec::new();
     let mut key_bags = Vec::new();
     if let Some(k) = key {
-        let leaf = k.chain.first().ok_or_else(|| Pkcs12Error::Malformed("key entry without certificate".into()))?;
+        let leaf = k
+            .chain
+            .first()
+            .ok_or_else(|| Pkcs12Error::Malformed("key entry without certificate".into()))?;
         let local_id = digest::digest(&SHA1, leaf).as_ref().to_vec();
         let attrs = || {
             vec![
@@ -399,21 +453,41 @@ pub fn encode(
         safes.push(encrypted_content_info(&alg, &ct));
     }
     if !key_bags.is_empty() {
-        safes.push(data_content_info(&der::tlv(der::SEQUENCE, &key_bags.concat())));
+        safes.push(data_content_info(&der::tlv(
+            der::SEQUENCE,
+            &key_bags.concat(),
+        )));
     }
     let auth_safe = der::tlv(der::SEQUENCE, &safes.concat());
     let mac_salt = derive_bytes("mac", password, &auth_safe, 16);
     let mac = compute_mac(mac_hash, password, &mac_salt, ITERATIONS, &auth_safe);
-    let digest_oid = if mac_hash == &SHA1 { OID_SHA1 } else { OID_SHA256 };
+    let digest_oid = if mac_hash == &SHA1 {
+        OID_SHA1
+    } else {
+        OID_SHA256
+    };
     let mac_data = der::seq(&[
-        &der::seq(&[&der::algorithm(digest_oid, Some(&der::null())), &der::octets(&mac)]),
+        &der::seq(&[
+            &der::algorithm(digest_oid, Some(&der::null())),
+            &der::octets(&mac),
+        ]),
         &der::octets(&mac_salt),
         &der::small_uint(u64::from(ITERATIONS)),
     ]);
-    Ok(der::seq(&[&der::small_uint(3), &data_content_info(&auth_safe), &mac_data]))
+    Ok(der::seq(&[
+        &der::small_uint(3),
+        &data_content_info(&auth_safe),
+        &mac_data,
+    ]))
 }
 
-fn compute_mac(hash: &'static Hash, password: &str, salt: &[u8], iter: u32, data: &[u8]) -> Vec<u8> {
+fn compute_mac(
+    hash: &'static Hash,
+    password: &str,
+    salt: &[u8],
+    iter: u32,
+    data: &[u8],
+) -> Vec<u8> {
     let pw = bmp_password(password);
     let n = hash.output_len();
     let key = pkcs12_kdf(hash, &pw, salt, 3, iter, n);
@@ -422,7 +496,9 @@ fn compute_mac(hash: &'static Hash, password: &str, salt: &[u8], iter: u32, data
     } else {
         hmac::HMAC_SHA256
     };
-    hmac::sign(&hmac::Key::new(alg, &key), data).as_ref().to_vec()
+    hmac::sign(&hmac::Key::new(alg, &key), data)
+        .as_ref()
+        .to_vec()
 }
 
 /// What a decoded store holds.
@@ -436,7 +512,12 @@ pub struct Contents {
 
 impl std::fmt::Debug for Contents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Contents({} keys redacted, {} certs)", self.keys.len(), self.certs.len())
+        write!(
+            f,
+            "Contents({} keys redacted, {} certs)",
+            self.keys.len(),
+            self.certs.len()
+        )
     }
 }
 
@@ -446,13 +527,19 @@ pub fn decode(data: &[u8], password: &str) -> Result<Contents, Pkcs12Error> {
     let mut r = pfx.reader();
     let version = r.next("version")?.small_uint()?;
     if version != 3 {
-        return Err(Pkcs12Error::Malformed(format!("unsupported version {version}")));
+        return Err(Pkcs12Error::Malformed(format!(
+            "unsupported version {version}"
+        )));
     }
     let auth_safe = data_content(r.expect(der::SEQUENCE, "authSafe")?)?;
     if let Some(mac) = r.optional(der::SEQUENCE, "macData")? {
         let mut m = mac.reader();
         let mut di = m.expect(der::SEQUENCE, "DigestInfo")?.reader();
-        let alg = di.expect(der::SEQUENCE, "digest algorithm")?.reader().next("oid")?.oid_string()?;
+        let alg = di
+            .expect(der::SEQUENCE, "digest algorithm")?
+            .reader()
+            .next("oid")?
+            .oid_string()?;
         let expected = di.expect(der::OCTET_STRING, "digest")?.content;
         let salt = m.expect(der::OCTET_STRING, "macSalt")?.content;
         let iter = match m.optional(der::INTEGER, "iterations")? {
@@ -470,7 +557,9 @@ pub fn decode(data: &[u8], password: &str) -> Result<Contents, Pkcs12Error> {
         }
     }
     let mut out = Contents::default();
-    let mut safes = der::parse_one(auth_safe, "AuthenticatedSafe")?.expect(der::SEQUENCE, "AuthenticatedSafe")?.reader();
+    let mut safes = der::parse_one(auth_safe, "AuthenticatedSafe")?
+        .expect(der::SEQUENCE, "AuthenticatedSafe")?
+        .reader();
     while !safes.is_empty() {
         let ci = safes.expect(der::SEQUENCE, "ContentInfo")?;
         let mut cr = ci.reader();
@@ -479,7 +568,10 @@ pub fn decode(data: &[u8], password: &str) -> Result<Contents, Pkcs12Error> {
             data_content(ci)?.to_vec()
         } else if ty.is_oid(OID_ENCRYPTED_DATA) {
             let wrapped = cr.expect(der::ctx(0), "content")?;
-            let mut ed = wrapped.reader().expect(der::SEQUENCE, "EncryptedData")?.reader();
+            let mut ed = wrapped
+                .reader()
+                .expect(der::SEQUENCE, "EncryptedData")?
+                .reader();
             ed.next("version")?;
             let mut eci = ed.expect(der::SEQUENCE, "EncryptedContentInfo")?.reader();
             eci.next("content type")?;
@@ -487,7 +579,10 @@ pub fn decode(data: &[u8], password: &str) -> Result<Contents, Pkcs12Error> {
             let ct = eci.expect(der::ctx_prim(0), "encrypted content")?.content;
             pbe_decrypt(alg, password, ct)?
         } else {
-            return Err(Pkcs12Error::Unsupported(format!("content type {}", ty.oid_string()?)));
+            return Err(Pkcs12Error::Unsupported(format!(
+                "content type {}",
+                ty.oid_string()?
+            )));
         };
         read_bags(&contents, password, &mut out)?;
     }
@@ -504,11 +599,16 @@ fn data_content<'a>(ci: Element<'a>) -> Result<&'a [u8], Pkcs12Error> {
 }
 
 fn read_bags(contents: &[u8], password: &str, out: &mut Contents) -> Result<(), Pkcs12Error> {
-    let mut bags = der::parse_one(contents, "SafeContents")?.expect(der::SEQUENCE, "SafeContents")?.reader();
+    let mut bags = der::parse_one(contents, "SafeContents")?
+        .expect(der::SEQUENCE, "SafeContents")?
+        .reader();
     while !bags.is_empty() {
         let mut b = bags.expect(der::SEQUENCE, "SafeBag")?.reader();
         let id = b.next("bag id")?;
-        let value = b.expect(der::ctx(0), "bag value")?.reader().next("bag value")?;
+        let value = b
+            .expect(der::ctx(0), "bag value")?
+            .reader()
+            .next("bag value")?;
         let (mut name, mut local_id, mut trusted) = (None, None, false);
         if let Some(attrs) = b.optional(der::SET, "attributes")? {
             let mut ar = attrs.reader();
@@ -518,7 +618,11 @@ fn read_bags(contents: &[u8], password: &str, out: &mut Contents) -> Result<(), 
                 let mut vals: Reader<'_> = a.expect(der::SET, "attribute values")?.reader();
                 let v = vals.next("attribute value")?;
                 if ty.is_oid(OID_FRIENDLY_NAME) {
-                    let units: Vec<u16> = v.content.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])).collect();
+                    let units: Vec<u16> = v
+                        .content
+                        .chunks(2)
+                        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                        .collect();
                     name = Some(String::from_utf16_lossy(&units));
                 } else if ty.is_oid(OID_LOCAL_KEY_ID) {
                     local_id = Some(v.content.to_vec());
@@ -530,13 +634,18 @@ fn read_bags(contents: &[u8], password: &str, out: &mut Contents) -> Result<(), 
         if id.is_oid(OID_CERT_BAG) {
             let mut cb = value.reader();
             cb.next("cert type")?;
-            let cert = cb.expect(der::ctx(0), "cert value")?.reader().expect(der::OCTET_STRING, "cert")?.content;
+            let cert = cb
+                .expect(der::ctx(0), "cert value")?
+                .reader()
+                .expect(der::OCTET_STRING, "cert")?
+                .content;
             out.certs.push((name, cert.to_vec(), local_id, trusted));
         } else if id.is_oid(OID_SHROUDED_KEY_BAG) {
             let mut e = value.reader();
             let alg = e.next("algorithm")?;
             let ct = e.expect(der::OCTET_STRING, "encrypted key")?.content;
-            out.keys.push((name, pbe_decrypt(alg, password, ct)?, local_id));
+            out.keys
+                .push((name, pbe_decrypt(alg, password, ct)?, local_id));
         } else if id.is_oid(OID_KEY_BAG) {
             out.keys.push((name, value.raw.to_vec(), local_id));
         }
@@ -556,8 +665,8 @@ mod tests {
         assert_eq!(
             key,
             vec![
-                0x8A, 0xAA, 0xE6, 0x29, 0x7B, 0x6C, 0xB0, 0x46, 0x42, 0xAB, 0x5B, 0x07, 0x78,
-                0x51, 0x28, 0x4E, 0xB7, 0x12, 0x8F, 0x1A, 0x2A, 0x7F, 0xBC, 0xA3
+                0x8A, 0xAA, 0xE6, 0x29, 0x7B, 0x6C, 0xB0, 0x46, 0x42, 0xAB, 0x5B, 0x07, 0x78, 0x51,
+                0x28, 0x4E, 0xB7, 0x12, 0x8F, 0x1A, 0x2A, 0x7F, 0xBC, 0xA3
             ]
         );
     }
@@ -567,7 +676,11 @@ mod tests {
         let chain = vec![vec![0x30, 0x00], vec![0x30, 0x01, 0x00]];
         let key = [0x30, 0x03, 0x02, 0x01, 0x00];
         for profile in [Profile::LegacyRc2, Profile::LegacyDes, Profile::Modern2023] {
-            let entry = KeyEntry { alias: "alias", pkcs8: &key, chain: &chain };
+            let entry = KeyEntry {
+                alias: "alias",
+                pkcs8: &key,
+                chain: &chain,
+            };
             let trusted = vec![("ca".to_string(), vec![0x30, 0x02, 0x05, 0x00])];
             let a = encode(Some(&entry), &trusted, "changeme", profile).expect("encodes");
             let b = encode(Some(&entry), &trusted, "changeme", profile).expect("encodes");

@@ -1,0 +1,74 @@
+//! `certwright convert`: manifests in, `cert-manager.io/v1` YAML out.
+
+use anyhow::{Context, Result};
+use certwright_api::legacy;
+use certwright_api::manifest::{self, Resource};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn run(files: &[PathBuf]) -> Result<ExitCode> {
+    let mut out: Vec<Value> = Vec::new();
+    let mut issuer_idx = Vec::new();
+    let mut acme_configs = Vec::new();
+    let mut errors = 0;
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for doc in manifest::parse_documents(&text, &f.display().to_string()) {
+            match doc.result {
+                Ok(r) => {
+                    let v = match &r {
+                        Resource::Certificate(c) => serde_json::to_value(c)?,
+                        Resource::Issuer(i) | Resource::ClusterIssuer(i) => {
+                            issuer_idx.push(out.len());
+                            serde_json::to_value(i)?
+                        }
+                        Resource::CertificateRequest(c) => serde_json::to_value(c)?,
+                        Resource::Secret(s) => serde_json::to_value(s)?,
+                        Resource::ReloadHook(h) => serde_json::to_value(h)?,
+                    };
+                    if let Some(acme) = doc.legacy_acme {
+                        let id = r.id();
+                        acme_configs.push((
+                            format!(
+                                "{}/{}",
+                                if id.namespace.is_empty() {
+                                    "default"
+                                } else {
+                                    &id.namespace
+                                },
+                                id.name
+                            ),
+                            acme,
+                        ));
+                    }
+                    out.push(v);
+                }
+                Err(e) => {
+                    errors += 1;
+                    eprintln!("error: {}: {}: {}", doc.source, e.reason, e.message);
+                }
+            }
+        }
+    }
+    let mut issuers: Vec<Value> = issuer_idx.iter().map(|i| out[*i].take()).collect();
+    {
+        let mut refs: Vec<&mut Value> = issuers.iter_mut().collect();
+        for w in legacy::merge_solver_selectors(&mut refs, &acme_configs) {
+            eprintln!("warning: {w}");
+        }
+    }
+    for (i, v) in issuer_idx.iter().zip(issuers) {
+        out[*i] = v;
+    }
+    for v in &out {
+        println!("---");
+        print!("{}", serde_yaml::to_string(v)?);
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

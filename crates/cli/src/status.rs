@@ -1,0 +1,108 @@
+//! `certwright status`: the local runtime's certificates as a table or JSON.
+
+use anyhow::{bail, Result};
+use certwright_local::records::StateDir;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
+    let dir = StateDir::new(state);
+    if !dir.exists() {
+        bail!(
+            "{} is not a certwright state directory (run `certwright local run --state {}` first)",
+            state.display(),
+            state.display()
+        );
+    }
+    let o = dir.overview();
+    match output {
+        "json" => {
+            println!("{}", serde_json::to_string_pretty(&o)?);
+        }
+        "table" | "wide" => {
+            let mut rows = vec![[
+                "NAMESPACE".to_string(),
+                "NAME".into(),
+                "READY".into(),
+                "REASON".into(),
+                "NOT AFTER".into(),
+                "RENEWAL TIME".into(),
+                "SECRET".into(),
+            ]];
+            for c in &o.certificates {
+                let ready = c.status.condition("Ready").cloned().unwrap_or_default();
+                rows.push([
+                    c.namespace.clone(),
+                    c.name.clone(),
+                    if ready.status.is_empty() {
+                        "Unknown".into()
+                    } else {
+                        ready.status.clone()
+                    },
+                    ready.reason.clone(),
+                    c.status.not_after.clone().unwrap_or_else(|| "-".into()),
+                    c.status.renewal_time.clone().unwrap_or_else(|| "-".into()),
+                    c.secret_name.clone(),
+                ]);
+            }
+            let widths: Vec<usize> = (0..7)
+                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+                .collect();
+            for r in &rows {
+                let line: Vec<String> = r
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                println!("{}", line.join("  ").trim_end());
+            }
+            let not_ready: Vec<_> = o.certificates.iter().filter(|c| !c.ready()).collect();
+            if !not_ready.is_empty() {
+                println!();
+                for c in not_ready {
+                    let r = c.status.condition("Ready").cloned().unwrap_or_default();
+                    println!("{}/{}: {}", c.namespace, c.name, r.message);
+                }
+            }
+            let bad_issuers: Vec<_> = o
+                .issuers
+                .iter()
+                .filter(|i| {
+                    i.status
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status != "True")
+                })
+                .collect();
+            if !bad_issuers.is_empty() {
+                println!();
+                for i in bad_issuers {
+                    let c = i
+                        .status
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == "Ready")
+                        .cloned()
+                        .unwrap_or_default();
+                    let ns = if i.namespace.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/", i.namespace)
+                    };
+                    println!(
+                        "{} {ns}{} not ready: {}: {}",
+                        i.kind, i.name, c.reason, c.message
+                    );
+                }
+            }
+            if !o.problems.is_empty() {
+                println!();
+                for p in &o.problems {
+                    println!("problem: {}: {}", p.reason, p.message);
+                }
+            }
+        }
+        other => bail!("unknown output format {other:?}: use table or json"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

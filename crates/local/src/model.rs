@@ -1,0 +1,283 @@
+//! The resources the local runtime manages, loaded from manifest files and directories.
+
+use base64::Engine;
+use certwright_api::manifest::{self, DocError, Resource, ResourceId};
+use certwright_api::validate::{self, CertificateParams, FieldError, IssuerType};
+use certwright_api::{Certificate, Issuer, ReloadHook, Secret};
+use certwright_engine::SecretData;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A problem attached to a resource, or to a document whose resource is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn from_fields(errors: &[FieldError]) -> Self {
+        Self::new(errors[0].reason, validate::join(errors))
+    }
+
+    fn from_doc(source: &str, e: &DocError) -> Self {
+        Self::new(e.reason, format!("{source}: {}", e.message))
+    }
+}
+
+/// (namespace, name); cluster-scoped resources use an empty namespace.
+pub type Key = (String, String);
+
+#[derive(Debug, Clone)]
+pub struct CertEntry {
+    pub source: String,
+    pub cert: Option<Certificate>,
+    /// Validated parameters, or why the Certificate is unusable.
+    pub params: Result<CertificateParams, Problem>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IssuerEntry {
+    pub source: String,
+    pub issuer: Option<Issuer>,
+    pub kind: Result<IssuerType, Problem>,
+}
+
+/// Everything read from the manifests.
+#[derive(Debug, Default, Clone)]
+pub struct Model {
+    pub certificates: BTreeMap<Key, CertEntry>,
+    pub issuers: BTreeMap<Key, IssuerEntry>,
+    pub cluster_issuers: BTreeMap<String, IssuerEntry>,
+    /// Secret manifests, decoded.
+    pub secrets: BTreeMap<Key, (String, SecretData)>,
+    pub hooks: BTreeMap<Key, (String, ReloadHook)>,
+    /// Documents whose resource could not be identified, or kinds the runtime does not
+    /// manage (for example CertificateRequest).
+    pub errors: Vec<(String, Problem)>,
+    /// The files read, with their modification stamps, for change detection.
+    pub files: Vec<PathBuf>,
+}
+
+fn collect_files(
+    path: &Path,
+    recursive: bool,
+    top: bool,
+    out: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for e in entries {
+            let name = e
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.starts_with('.') {
+                continue;
+            }
+            if e.is_dir() {
+                if recursive {
+                    collect_files(&e, recursive, false, out)?;
+                }
+            } else if name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json") {
+                out.push(e);
+            }
+        }
+    } else if top {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// The manifest files under `paths`: files as given, and the `.yaml`, `.yml` and `.json`
+/// files of directories (their subdirectories too when `recursive`, as `kubectl -R`).
+pub fn manifest_files(
+    paths: &[PathBuf],
+    recursive: bool,
+) -> (Vec<PathBuf>, Vec<(String, Problem)>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for p in paths {
+        if let Err(e) = collect_files(p, recursive, true, &mut files) {
+            errors.push((
+                p.display().to_string(),
+                Problem::new("ManifestUnreadable", format!("{}: {e}", p.display())),
+            ));
+        }
+    }
+    (files, errors)
+}
+
+fn decode_secret(s: &Secret) -> Result<SecretData, Problem> {
+    let mut data = BTreeMap::new();
+    for (k, v) in &s.data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|_| Problem::new("InvalidSecret", format!("data.{k}: not valid base64")))?;
+        data.insert(k.clone(), bytes);
+    }
+    for (k, v) in &s.string_data {
+        data.insert(k.clone(), v.clone().into_bytes());
+    }
+    for k in data.keys() {
+        if !crate::store::valid_key(k) {
+            return Err(Problem::new(
+                "InvalidSecret",
+                format!("data.{k}: invalid key (letters, digits, '-', '_', '.')"),
+            ));
+        }
+    }
+    Ok(SecretData {
+        type_: s.type_.clone(),
+        data,
+        annotations: s.metadata.annotations.clone(),
+        labels: s.metadata.labels.clone(),
+    })
+}
+
+impl Model {
+    /// Loads manifests. Never fails: unreadable files and documents become `errors` or
+    /// problems on their resources.
+    pub fn load(paths: &[PathBuf], recursive: bool) -> Model {
+        let (files, errors) = manifest_files(paths, recursive);
+        let mut m = Model {
+            errors,
+            ..Default::default()
+        };
+        for f in &files {
+            match std::fs::read(f) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    for doc in manifest::parse_documents(&text, &f.display().to_string()) {
+                        m.add(doc);
+                    }
+                }
+                Err(e) => m.errors.push((
+                    f.display().to_string(),
+                    Problem::new("ManifestUnreadable", format!("{}: {e}", f.display())),
+                )),
+            }
+        }
+        m.files = files;
+        m
+    }
+
+    fn add(&mut self, doc: manifest::Document) {
+        let source = doc.source.clone();
+        match doc.result {
+            Ok(r) => self.add_resource(source, r),
+            Err(e) => {
+                let problem = Problem::from_doc(&source, &e);
+                match doc.id {
+                    Some(id) if id.kind == "Certificate" && !id.name.is_empty() => {
+                        let key = (ns_or_default(&id.namespace), id.name.clone());
+                        self.insert_cert(
+                            key,
+                            CertEntry {
+                                source,
+                                cert: None,
+                                params: Err(problem),
+                            },
+                        );
+                    }
+                    Some(id)
+                        if (id.kind == "Issuer" || id.kind == "ClusterIssuer")
+                            && !id.name.is_empty() =>
+                    {
+                        let entry = IssuerEntry {
+                            source,
+                            issuer: None,
+                            kind: Err(problem),
+                        };
+                        if id.kind == "Issuer" {
+                            self.issuers
+                                .insert((ns_or_default(&id.namespace), id.name), entry);
+                        } else {
+                            self.cluster_issuers.insert(id.name, entry);
+                        }
+                    }
+                    _ => self.errors.push((source, problem)),
+                }
+            }
+        }
+    }
+
+    fn insert_cert(&mut self, key: Key, entry: CertEntry) {
+        if let Some(prev) = self.certificates.get(&key) {
+            let p = Problem::new(
+                "DuplicateResource",
+                format!(
+                    "Certificate {}/{} is defined twice: {} and {}",
+                    key.0, key.1, prev.source, entry.source
+                ),
+            );
+            self.errors.push((entry.source.clone(), p));
+            return;
+        }
+        self.certificates.insert(key, entry);
+    }
+
+    fn add_resource(&mut self, source: String, r: Resource) {
+        let id: ResourceId = r.id();
+        match r {
+            Resource::Certificate(mut c) => {
+                let ns = ns_or_default(&id.namespace);
+                c.metadata.namespace = Some(ns.clone());
+                let params = validate::certificate(&c).map_err(|e| Problem::from_fields(&e));
+                self.insert_cert((ns, id.name), CertEntry { source, cert: Some(c), params });
+            }
+            Resource::Issuer(mut i) => {
+                let ns = ns_or_default(&id.namespace);
+                i.metadata.namespace = Some(ns.clone());
+                let kind = validate::issuer(&i).map_err(|e| Problem::from_fields(&e));
+                self.issuers.insert((ns, id.name), IssuerEntry { source, issuer: Some(i), kind });
+            }
+            Resource::ClusterIssuer(i) => {
+                let kind = validate::issuer(&i).map_err(|e| Problem::from_fields(&e));
+                self.cluster_issuers.insert(id.name, IssuerEntry { source, issuer: Some(i), kind });
+            }
+            Resource::Secret(s) => {
+                let key = (ns_or_default(&id.namespace), id.name.clone());
+                if let Err(e) = validate::check_name(&id.name, "metadata.name") {
+                    self.errors.push((source, Problem::new(e.reason, format!("Secret: {e}"))));
+                    return;
+                }
+                match decode_secret(&s) {
+                    Ok(d) => {
+                        self.secrets.insert(key, (source, d));
+                    }
+                    Err(p) => self.errors.push((source.clone(), Problem::new(p.reason, format!("{source}: Secret {}/{}: {}", key.0, key.1, p.message)))),
+                }
+            }
+            Resource::ReloadHook(mut h) => {
+                let ns = ns_or_default(&id.namespace);
+                h.metadata.namespace = Some(ns.clone());
+                self.hooks.insert((ns, id.name), (source, h));
+            }
+            Resource::CertificateRequest(_) => self.errors.push((
+                source.clone(),
+                Problem::new("Unsupported", format!("{source}: {id}: the local runtime issues Certificates; CertificateRequests are its records, not inputs")),
+            )),
+        }
+    }
+}
+
+pub fn ns_or_default(ns: &str) -> String {
+    if ns.is_empty() {
+        "default".into()
+    } else {
+        ns.to_string()
+    }
+}

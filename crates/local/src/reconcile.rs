@@ -1,0 +1,924 @@
+//! Reconciling one Certificate (or one plain Secret manifest) in the local runtime: read,
+//! ask the engine, act, record.
+
+use crate::log;
+use crate::model::{Key, Model, Problem};
+use crate::records::{CertRecord, Pending, StateDir};
+use crate::store::SecretStore;
+use certwright_api::annotations::{self as ann, keys};
+use certwright_api::validate::{CertificateParams, IssuerType, PasswordSource};
+use certwright_api::{
+    CertificateRequest, CertificateRequestSpec, CertificateRequestStatus, Condition, IssuerRef,
+    ObjectMeta,
+};
+use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer, Outcome, Request};
+use certwright_engine::render::{self, KeystoreOptions, Material, Passwords};
+use certwright_engine::status::{remove_condition, set_condition};
+use certwright_engine::{
+    decide, BackoffPolicy, Decision, Failures, Inputs, LastIssuance, SecretData, TlsMaterial,
+};
+use certwright_pki::der::rfc3339;
+use certwright_pki::inspect::CertInfo;
+use certwright_pki::PrivateKey;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Keys certwright writes into a Certificate's Secret; others are preserved.
+const MANAGED_KEYS: [&str; 9] = [
+    keys::TLS_CRT,
+    keys::TLS_KEY,
+    keys::CA_CRT,
+    keys::KEYSTORE_JKS,
+    keys::TRUSTSTORE_JKS,
+    keys::KEYSTORE_P12,
+    keys::TRUSTSTORE_P12,
+    keys::TLS_COMBINED_PEM,
+    keys::KEY_DER,
+];
+
+/// Shared, read-only context of a reconcile pass.
+pub struct Ctx<'a> {
+    pub model: &'a Model,
+    pub store: &'a SecretStore,
+    pub state: &'a StateDir,
+    pub cluster_ns: &'a str,
+    pub now: i64,
+}
+
+/// An issuer as resolved for a pass.
+#[derive(Clone)]
+pub enum Resolved {
+    Ready {
+        issuer: Arc<dyn Issuer>,
+        policy: BackoffPolicy,
+        /// Identifies the issuer's signing material, for backoff resets.
+        digest: String,
+    },
+    Unavailable(Problem),
+}
+
+impl Ctx<'_> {
+    /// Reads a Secret: the store first, then a Secret manifest of that name.
+    pub fn secret(&self, ns: &str, name: &str) -> Result<Option<SecretData>, Problem> {
+        match self.store.read(ns, name) {
+            Ok(Some(s)) => Ok(Some(s)),
+            Ok(None) => Ok(self
+                .model
+                .secrets
+                .get(&(ns.to_string(), name.to_string()))
+                .map(|(_, s)| s.clone())),
+            Err(e) => Err(Problem::new("SecretUnreadable", e.to_string())),
+        }
+    }
+
+    /// Resolves a Certificate's issuer.
+    pub fn resolve(&self, cert_ns: &str, issuer_name: &str, issuer_kind: &str) -> Resolved {
+        let (entry, ns, desc) = if issuer_kind == "ClusterIssuer" {
+            (
+                self.model.cluster_issuers.get(issuer_name),
+                self.cluster_ns.to_string(),
+                format!("ClusterIssuer {issuer_name:?}"),
+            )
+        } else {
+            (
+                self.model
+                    .issuers
+                    .get(&(cert_ns.to_string(), issuer_name.to_string())),
+                cert_ns.to_string(),
+                format!("Issuer {issuer_name:?} in namespace {cert_ns:?}"),
+            )
+        };
+        let Some(entry) = entry else {
+            return Resolved::Unavailable(Problem::new(
+                "IssuerNotFound",
+                format!("{desc} not found"),
+            ));
+        };
+        let kind = match &entry.kind {
+            Ok(k) => k,
+            Err(p) => {
+                return Resolved::Unavailable(Problem::new(
+                    "IssuerNotReady",
+                    format!("{desc} is invalid: {}: {}", p.reason, p.message),
+                ))
+            }
+        };
+        match kind {
+            IssuerType::SelfSigned => Resolved::Ready {
+                issuer: Arc::new(issue::SelfSigned),
+                policy: BackoffPolicy::LOCAL,
+                digest: "selfSigned".into(),
+            },
+            IssuerType::Ca { secret_name } => {
+                let sdesc = format!("{ns}/{secret_name}");
+                let secret =
+                    match self.secret(&ns, secret_name) {
+                        Ok(Some(s)) => s,
+                        Ok(None) => return Resolved::Unavailable(Problem::new(
+                            "IssuerNotReady",
+                            format!(
+                                "{desc} is not ready: ErrGetKeyPair: CA secret {sdesc} not found"
+                            ),
+                        )),
+                        Err(p) => {
+                            return Resolved::Unavailable(Problem::new(
+                                "IssuerNotReady",
+                                format!("{desc} is not ready: {}", p.message),
+                            ))
+                        }
+                    };
+                match CaMaterial::from_secret(&sdesc, &secret, self.now) {
+                    Ok(m) => {
+                        let digest = format!("ca:{}", m.chain[0].sha256_fingerprint());
+                        Resolved::Ready {
+                            issuer: Arc::new(CaIssuer { material: m }),
+                            policy: BackoffPolicy::LOCAL,
+                            digest,
+                        }
+                    }
+                    Err(e) => Resolved::Unavailable(Problem::new(
+                        "IssuerNotReady",
+                        format!("{desc} is not ready: {}: {}", e.reason, e.message),
+                    )),
+                }
+            }
+            IssuerType::Acme(_) => Resolved::Unavailable(Problem::new(
+                "IssuerNotReady",
+                format!(
+                    "{desc} is an ACME issuer, which this build of certwright does not support yet"
+                ),
+            )),
+        }
+    }
+
+    fn password(&self, ns: &str, src: &PasswordSource, field: &str) -> Result<String, Problem> {
+        match src {
+            PasswordSource::Literal(p) => Ok(p.clone()),
+            PasswordSource::SecretRef { name, key } => {
+                let s = self.secret(ns, name)?.ok_or_else(|| {
+                    Problem::new(
+                        "MissingPasswordSecret",
+                        format!("{field}.passwordSecretRef: secret {ns}/{name} not found"),
+                    )
+                })?;
+                let v = s.data.get(key).ok_or_else(|| {
+                    Problem::new(
+                        "MissingPasswordSecret",
+                        format!("{field}.passwordSecretRef: secret {ns}/{name} has no key {key:?}"),
+                    )
+                })?;
+                let p = String::from_utf8(v.clone()).map_err(|_| {
+                    Problem::new("InvalidPassword", format!("{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is not UTF-8"))
+                })?;
+                if p.is_empty() {
+                    return Err(Problem::new(
+                        "InvalidPassword",
+                        format!(
+                            "{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is empty"
+                        ),
+                    ));
+                }
+                Ok(p)
+            }
+        }
+    }
+
+    fn passwords(&self, ns: &str, p: &CertificateParams) -> Result<Passwords, Problem> {
+        Ok(Passwords {
+            jks: p
+                .jks
+                .as_ref()
+                .map(|j| self.password(ns, &j.password, "spec.keystores.jks"))
+                .transpose()?,
+            pkcs12: p
+                .pkcs12
+                .as_ref()
+                .map(|j| self.password(ns, &j.password, "spec.keystores.pkcs12"))
+                .transpose()?,
+        })
+    }
+}
+
+/// What reconciling one Certificate did.
+pub struct Result_ {
+    pub record: CertRecord,
+    /// The Secret was rewritten.
+    pub wrote: bool,
+}
+
+fn ready(rec: &mut CertRecord, ok: bool, reason: &str, message: &str, now: i64) {
+    set_condition(
+        &mut rec.status.conditions,
+        "Ready",
+        ok,
+        reason,
+        message,
+        now,
+    );
+}
+
+fn fail(mut rec: CertRecord, p: &Problem, now: i64, retry: Option<i64>) -> Result_ {
+    ready(&mut rec, false, &p.reason, &p.message, now);
+    remove_condition(&mut rec.status.conditions, "Issuing");
+    rec.next_check = retry;
+    Result_ {
+        record: rec,
+        wrote: false,
+    }
+}
+
+/// Digest of the inputs a failure is tied to.
+fn inputs_digest(p: &CertificateParams, issuer_digest: &str) -> String {
+    use aws_lc_rs::digest;
+    let spec = serde_json::to_vec(&p.issuance).unwrap_or_default();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&spec);
+    ctx.update(issuer_digest.as_bytes());
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Reconciles one Certificate.
+pub fn certificate(
+    ctx: &Ctx<'_>,
+    key: &Key,
+    prev: CertRecord,
+    issuer: Option<&Resolved>,
+) -> Result_ {
+    let (ns, name) = (key.0.as_str(), key.1.as_str());
+    let now = ctx.now;
+    let mut rec = prev;
+    rec.namespace = ns.into();
+    rec.name = name.into();
+    let Some(entry) = ctx.model.certificates.get(key) else {
+        return fail(
+            rec,
+            &Problem::new("NotFound", "no such Certificate"),
+            now,
+            None,
+        );
+    };
+    let params = match &entry.params {
+        Ok(p) => p,
+        Err(p) => return fail(rec, p, now, None),
+    };
+    rec.secret_name = params.secret_name.clone();
+    let passwords = match ctx.passwords(ns, params) {
+        Ok(p) => p,
+        Err(p) => return fail(rec, &p, now, Some(now + 30)),
+    };
+    let current = match ctx.store.read(ns, &params.secret_name) {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                rec,
+                &Problem::new("SecretUnreadable", e.to_string()),
+                now,
+                Some(now + 30),
+            )
+        }
+    };
+    let material = current.as_ref().map(TlsMaterial::read);
+    let resolved = issuer.cloned().unwrap_or_else(|| {
+        ctx.resolve(
+            ns,
+            &params.issuance.issuer_name,
+            &params.issuance.issuer_kind,
+        )
+    });
+    let (policy, issuer_digest) = match &resolved {
+        Resolved::Ready { policy, digest, .. } => (*policy, digest.clone()),
+        Resolved::Unavailable(_) => (BackoffPolicy::LOCAL, String::new()),
+    };
+    let digest = inputs_digest(params, &issuer_digest);
+    let key_str = format!("{ns}/{name}");
+    let decision = decide(&Inputs {
+        key: &key_str,
+        cert_name: name,
+        params,
+        secret: current.as_ref(),
+        material: material.as_ref(),
+        last: rec.last.as_ref(),
+        failures: &rec.failures,
+        inputs_digest: &digest,
+        backoff: policy,
+        now,
+    });
+    match decision {
+        Decision::UpToDate {
+            not_before,
+            not_after,
+            renewal_time,
+        } => {
+            let Some((k, chain)) = material.as_ref().and_then(|m| m.pair()) else {
+                return fail(
+                    rec,
+                    &Problem::new("InternalError", "up to date without key material"),
+                    now,
+                    Some(now + 30),
+                );
+            };
+            let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
+            let m = Material { key: k, chain, ca };
+            let wrote = match write_outputs(ctx, ns, name, params, &m, &passwords, current.as_ref())
+            {
+                Ok(w) => w,
+                Err(p) => return fail(rec, &p, now, Some(now + 30)),
+            };
+            if wrote {
+                log::info(
+                    "secret outputs rewritten",
+                    &[("certificate", &key_str), ("secret", &params.secret_name)],
+                );
+            }
+            set_times(&mut rec, not_before, not_after, renewal_time);
+            ready(
+                &mut rec,
+                true,
+                "Ready",
+                "Certificate is up to date and has not expired",
+                now,
+            );
+            remove_condition(&mut rec.status.conditions, "Issuing");
+            rec.next_check = Some(renewal_time);
+            Result_ { record: rec, wrote }
+        }
+        Decision::Backoff {
+            trigger,
+            message,
+            until,
+        } => {
+            ready(&mut rec, false, trigger.reason(), &message, now);
+            rec.next_check = Some(until);
+            Result_ {
+                record: rec,
+                wrote: false,
+            }
+        }
+        Decision::Issue {
+            trigger,
+            message,
+            reuse_key,
+        } => {
+            let (issuer, policy) = match &resolved {
+                Resolved::Ready { issuer, policy, .. } => (issuer.clone(), *policy),
+                Resolved::Unavailable(p) => {
+                    ready(&mut rec, false, &p.reason, &p.message, now);
+                    set_condition(
+                        &mut rec.status.conditions,
+                        "Issuing",
+                        true,
+                        trigger.reason(),
+                        &message,
+                        now,
+                    );
+                    rec.next_check = Some(now + 30);
+                    return Result_ {
+                        record: rec,
+                        wrote: false,
+                    };
+                }
+            };
+            set_condition(
+                &mut rec.status.conditions,
+                "Issuing",
+                true,
+                trigger.reason(),
+                &message,
+                now,
+            );
+            log::info(
+                "issuing",
+                &[
+                    ("certificate", &key_str),
+                    ("reason", trigger.reason()),
+                    ("message", &message),
+                ],
+            );
+            issue_certificate(
+                ctx,
+                rec,
+                params,
+                &passwords,
+                current.as_ref(),
+                material.as_ref(),
+                reuse_key,
+                issuer.as_ref(),
+                policy,
+                &digest,
+                trigger.reason(),
+            )
+        }
+    }
+}
+
+fn set_times(rec: &mut CertRecord, nb: i64, na: i64, renewal: i64) {
+    rec.status.not_before = Some(rfc3339(nb));
+    rec.status.not_after = Some(rfc3339(na));
+    rec.status.renewal_time = Some(rfc3339(renewal));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn issue_certificate(
+    ctx: &Ctx<'_>,
+    mut rec: CertRecord,
+    params: &CertificateParams,
+    passwords: &Passwords,
+    current: Option<&SecretData>,
+    material: Option<&TlsMaterial>,
+    reuse_key: bool,
+    issuer: &dyn Issuer,
+    policy: BackoffPolicy,
+    digest: &str,
+    trigger: &str,
+) -> Result_ {
+    let now = ctx.now;
+    let (ns, name) = (rec.namespace.clone(), rec.name.clone());
+    let key_str = format!("{ns}/{name}");
+    let pending_path = ctx.state.pending_key_path(&ns, &name);
+    // The key: the existing one (rotationPolicy Never), the pending request's, or new.
+    let pending = rec.pending.clone().filter(|p| p.spec == params.issuance);
+    let key = if reuse_key {
+        material
+            .and_then(|m| m.key.as_ref())
+            .and_then(|k| k.as_ref().ok())
+            .map(|k| PrivateKey::from_pkcs8_der(k.pkcs8_der()))
+    } else if pending.is_some() {
+        std::fs::read(&pending_path)
+            .ok()
+            .map(|b| PrivateKey::from_pem(&b))
+    } else {
+        None
+    };
+    let key = match key {
+        Some(Ok(k)) => k,
+        _ => match PrivateKey::generate(params.issuance.key()) {
+            Ok(k) => k,
+            Err(e) => {
+                return fail(
+                    rec,
+                    &Problem::new("KeyGenerationFailed", e.to_string()),
+                    now,
+                    Some(now + 30),
+                )
+            }
+        },
+    };
+    let (csr_pem, state, request_name) = match &pending {
+        Some(p) if !reuse_key => (p.csr_pem.clone(), p.state.clone(), p.request_name.clone()),
+        _ => match issue::build_request(&params.issuance, &key) {
+            Ok(c) => {
+                let rev = rec.status.revision.unwrap_or(0) + 1;
+                (c, serde_json::Value::Null, format!("{name}-{rev}"))
+            }
+            Err(e) => return fail(rec, &Problem::new("InvalidRequest", e), now, None),
+        },
+    };
+    let outcome = issuer.process(&Request {
+        csr_pem: &csr_pem,
+        spec: &params.issuance,
+        key: &key,
+        state: &state,
+        now,
+    });
+    match outcome {
+        Outcome::Issued(issued) => {
+            let parsed: Result<Vec<CertInfo>, _> =
+                issued.chain.iter().map(|d| CertInfo::parse(d)).collect();
+            let ca: Result<Vec<CertInfo>, _> =
+                issued.ca.iter().map(|d| CertInfo::parse(d)).collect();
+            let (chain, ca) = match (parsed, ca) {
+                (Ok(c), Ok(a)) if !c.is_empty() && c[0].spki_der == key.spki_der() => (c, a),
+                _ => {
+                    return failed(
+                        rec,
+                        "InvalidCertificate",
+                        "the issuer returned a certificate that does not match the request",
+                        now,
+                        policy,
+                        digest,
+                        trigger,
+                        &key_str,
+                    )
+                }
+            };
+            let m = Material {
+                key: &key,
+                chain: &chain,
+                ca: &ca,
+            };
+            if let Err(p) = write_outputs(ctx, &ns, &name, params, &m, passwords, current) {
+                return fail(rec, &p, now, Some(now + 30));
+            }
+            let leaf = &chain[0];
+            let revision = rec.status.revision.unwrap_or(0) + 1;
+            rec.status.revision = Some(revision);
+            rec.last = Some(LastIssuance {
+                spec: params.issuance.clone(),
+                certificate_sha256: leaf.sha256_fingerprint(),
+            });
+            rec.failures = Failures::default();
+            rec.status.last_failure_time = None;
+            rec.status.failed_issuance_attempts = None;
+            rec.pending = None;
+            let _ = std::fs::remove_file(&pending_path);
+            save_request(
+                ctx,
+                &ns,
+                &request_name,
+                params,
+                &csr_pem,
+                Some((&chain, &ca)),
+                None,
+            );
+            let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
+            set_times(&mut rec, leaf.not_before, leaf.not_after, renewal);
+            ready(
+                &mut rec,
+                true,
+                "Ready",
+                "Certificate is up to date and has not expired",
+                now,
+            );
+            remove_condition(&mut rec.status.conditions, "Issuing");
+            rec.next_check = Some(renewal);
+            log::info(
+                "certificate issued",
+                &[
+                    ("certificate", &key_str),
+                    ("secret", &params.secret_name),
+                    ("revision", &revision.to_string()),
+                    ("serial", &leaf.serial_hex),
+                    ("notAfter", &rfc3339(leaf.not_after)),
+                ],
+            );
+            Result_ {
+                record: rec,
+                wrote: true,
+            }
+        }
+        Outcome::Pending {
+            reason,
+            message,
+            retry_after,
+            state,
+        } => {
+            if let Ok(pem) = key.to_pem(certwright_pki::KeyEncoding::Pkcs8) {
+                if let Err(e) = crate::store::write_atomic(&pending_path, pem.as_bytes()) {
+                    return fail(
+                        rec,
+                        &Problem::new(
+                            "StateUnwritable",
+                            format!("saving the pending private key: {e}"),
+                        ),
+                        now,
+                        Some(now + 30),
+                    );
+                }
+            }
+            rec.pending = Some(Pending {
+                request_name,
+                spec: params.issuance.clone(),
+                csr_pem,
+                state,
+                retry_at: now + retry_after.as_secs() as i64,
+            });
+            ready(
+                &mut rec,
+                false,
+                trigger,
+                &format!("Waiting for the issuer: {reason}: {message}"),
+                now,
+            );
+            rec.next_check = Some(now + retry_after.as_secs().max(1) as i64);
+            Result_ {
+                record: rec,
+                wrote: false,
+            }
+        }
+        Outcome::Failed { reason, message } => {
+            save_request(
+                ctx,
+                &ns,
+                &request_name,
+                params,
+                &csr_pem,
+                None,
+                Some((&reason, &message)),
+            );
+            failed(
+                rec, &reason, &message, now, policy, digest, trigger, &key_str,
+            )
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn failed(
+    mut rec: CertRecord,
+    reason: &str,
+    message: &str,
+    now: i64,
+    policy: BackoffPolicy,
+    digest: &str,
+    trigger: &str,
+    key_str: &str,
+) -> Result_ {
+    let attempts = if rec.failures.inputs == digest {
+        rec.failures.attempts + 1
+    } else {
+        1
+    };
+    rec.failures = Failures {
+        attempts,
+        last_failure: now,
+        inputs: digest.into(),
+    };
+    rec.status.last_failure_time = Some(rfc3339(now));
+    rec.status.failed_issuance_attempts = Some(i64::from(attempts));
+    rec.pending = None;
+    let msg = format!(
+        "The certificate request has failed to complete and will be retried: {reason}: {message}"
+    );
+    ready(&mut rec, false, trigger, &msg, now);
+    set_condition(
+        &mut rec.status.conditions,
+        "Issuing",
+        false,
+        "Failed",
+        &msg,
+        now,
+    );
+    rec.next_check = Some(now + policy.delay(attempts, key_str).as_secs() as i64);
+    log::warn(
+        "issuance failed",
+        &[
+            ("certificate", key_str),
+            ("reason", reason),
+            ("message", message),
+        ],
+    );
+    Result_ {
+        record: rec,
+        wrote: false,
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// Records the request as a cert-manager CertificateRequest (for debugging and `status`).
+fn save_request(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    request_name: &str,
+    params: &CertificateParams,
+    csr_pem: &str,
+    issued: Option<(&[CertInfo], &[CertInfo])>,
+    failure: Option<(&str, &str)>,
+) {
+    let now = rfc3339(ctx.now);
+    let cond = |t: &str, s: &str, r: &str, m: &str| Condition {
+        type_: t.into(),
+        status: s.into(),
+        reason: r.into(),
+        message: m.into(),
+        last_transition_time: Some(now.clone()),
+        observed_generation: None,
+    };
+    let mut status = CertificateRequestStatus {
+        conditions: vec![cond(
+            "Approved",
+            "True",
+            "cert-manager.io",
+            "Certificate request has been approved by certwright",
+        )],
+        ..Default::default()
+    };
+    if let Some((chain, ca)) = issued {
+        let pem_of = |c: &[CertInfo]| {
+            c.iter()
+                .map(|c| certwright_pki::pem::encode("CERTIFICATE", &c.der))
+                .collect::<String>()
+        };
+        status.certificate = Some(b64(&pem_of(chain)));
+        status.ca = Some(b64(&pem_of(ca)));
+        status.conditions.push(cond(
+            "Ready",
+            "True",
+            "Issued",
+            "Certificate fetched from issuer successfully",
+        ));
+    }
+    if let Some((reason, message)) = failure {
+        status.failure_time = Some(now.clone());
+        status.conditions.push(cond(
+            "Ready",
+            "False",
+            "Failed",
+            &format!("{reason}: {message}"),
+        ));
+    }
+    let cr = CertificateRequest {
+        api_version: certwright_api::API_VERSION.into(),
+        kind: "CertificateRequest".into(),
+        metadata: ObjectMeta {
+            name: request_name.into(),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        spec: CertificateRequestSpec {
+            duration: Some(certwright_api::duration::format(params.issuance.duration())),
+            issuer_ref: IssuerRef {
+                name: params.issuance.issuer_name.clone(),
+                kind: Some(params.issuance.issuer_kind.clone()),
+                group: Some(params.issuance.issuer_group.clone()),
+            },
+            request: b64(csr_pem),
+            is_ca: params.issuance.is_ca,
+            usages: params.issuance.usages.clone(),
+            ..Default::default()
+        },
+        status: Some(status),
+    };
+    let path = ctx.state.request_path(ns, request_name);
+    if let Ok(bytes) = serde_json::to_vec_pretty(&cr) {
+        if let Err(e) = crate::store::write_atomic(&path, &bytes) {
+            log::warn(
+                "cannot record request",
+                &[("request", request_name), ("error", &e.to_string())],
+            );
+        }
+    }
+}
+
+/// Annotations that configure outputs: the Secret manifest's, then the template's.
+fn output_annotations(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    params: Option<&CertificateParams>,
+    secret_name: &str,
+) -> BTreeMap<String, String> {
+    let mut a = ctx
+        .model
+        .secrets
+        .get(&(ns.to_string(), secret_name.to_string()))
+        .map(|(_, s)| s.annotations.clone())
+        .unwrap_or_default();
+    if let Some(p) = params {
+        a.extend(p.secret_annotations.clone());
+    }
+    a
+}
+
+/// Renders a Certificate's Secret and writes it if its content differs. Returns whether
+/// it wrote.
+pub fn write_outputs(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    cert_name: &str,
+    params: &CertificateParams,
+    m: &Material<'_>,
+    passwords: &Passwords,
+    current: Option<&SecretData>,
+) -> Result<bool, Problem> {
+    let base = ctx
+        .model
+        .secrets
+        .get(&(ns.to_string(), params.secret_name.clone()))
+        .map(|(_, s)| s);
+    let annotations_in = output_annotations(ctx, ns, Some(params), &params.secret_name);
+    let ks = render::keystore_options(Some(params), passwords, &annotations_in);
+    let rendered = render::render_data(
+        m,
+        params.encoding,
+        &ks,
+        params.output_der,
+        params.output_combined_pem,
+    )
+    .map_err(|e| Problem::new("RenderFailed", e))?;
+    let mut desired = SecretData {
+        type_: Some(ann::SECRET_TYPE_TLS.into()),
+        ..Default::default()
+    };
+    // Keys others put there are kept; managed keys come from the rendering only.
+    if let Some(c) = current {
+        for (k, v) in &c.data {
+            if !MANAGED_KEYS.contains(&k.as_str()) {
+                desired.data.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(b) = base {
+        for (k, v) in &b.data {
+            if !MANAGED_KEYS.contains(&k.as_str()) {
+                desired.data.insert(k.clone(), v.clone());
+            }
+        }
+        desired.labels.extend(b.labels.clone());
+    }
+    desired.annotations = annotations_in;
+    desired
+        .annotations
+        .extend(render::issued_annotations(cert_name, params, &m.chain[0]));
+    desired.labels.extend(params.secret_labels.clone());
+    desired
+        .labels
+        .insert(ann::CONTROLLED_LABEL.into(), "true".into());
+    write_if_changed(
+        ctx,
+        ns,
+        &params.secret_name,
+        desired,
+        rendered,
+        current,
+        &ks,
+    )
+}
+
+fn write_if_changed(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    secret_name: &str,
+    mut desired: SecretData,
+    rendered: BTreeMap<String, Vec<u8>>,
+    current: Option<&SecretData>,
+    ks: &KeystoreOptions,
+) -> Result<bool, Problem> {
+    let empty = SecretData::default();
+    let cur = current.unwrap_or(&empty);
+    let changed = render::changed_keys(&rendered, cur, ks);
+    for (k, v) in rendered {
+        // Content-equal values keep their current bytes.
+        if changed.contains(&k) {
+            desired.data.insert(k, v);
+        } else if let Some(old) = cur.data.get(&k) {
+            desired.data.insert(k, old.clone());
+        } else {
+            desired.data.insert(k, v);
+        }
+    }
+    let same = current.is_some()
+        && cur.data == desired.data
+        && cur.annotations == desired.annotations
+        && cur.labels == desired.labels
+        && cur.type_ == desired.type_;
+    if same {
+        return Ok(false);
+    }
+    ctx.store
+        .write(ns, secret_name, &desired)
+        .map_err(|e| Problem::new("SecretUnwritable", e.to_string()))?;
+    Ok(true)
+}
+
+/// Reconciles a Secret manifest that no Certificate writes: its data, plus Java
+/// keystores when it carries cert-utils' annotation and TLS data.
+pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
+    let Some((_, manifest)) = ctx.model.secrets.get(key) else {
+        return Ok(false);
+    };
+    let current = ctx
+        .store
+        .read(&key.0, &key.1)
+        .map_err(|e| Problem::new("SecretUnreadable", e.to_string()))?;
+    let mut desired = manifest.clone();
+    let mut rendered = BTreeMap::new();
+    let ks = render::keystore_options(None, &Passwords::default(), &manifest.annotations);
+    if ks.jks.is_some() {
+        let m = TlsMaterial::read(manifest);
+        if let Some((k, chain)) = m.pair() {
+            let mat = Material {
+                key: k,
+                chain,
+                ca: m.ca_certs(),
+            };
+            let all =
+                render::render_data(&mat, certwright_pki::KeyEncoding::Pkcs1, &ks, false, false)
+                    .map_err(|e| Problem::new("RenderFailed", e))?;
+            for k in [keys::KEYSTORE_JKS, keys::TRUSTSTORE_JKS] {
+                if let Some(v) = all.get(k) {
+                    rendered.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+    }
+    for k in rendered.keys() {
+        desired.data.remove(k);
+    }
+    write_if_changed(
+        ctx,
+        &key.0,
+        &key.1,
+        desired,
+        rendered,
+        current.as_ref(),
+        &ks,
+    )
+}

@@ -1,0 +1,580 @@
+//! The local runtime's loop: load manifests, reconcile in dependency order on all cores,
+//! persist status, run reload hooks; with `once`, a single pass; otherwise keep going,
+//! renew on time, react to manifest and Secret changes, stop on SIGINT/SIGTERM.
+
+use crate::hooks::{self, Hooks};
+use crate::log;
+use crate::model::{Key, Model, Problem};
+use crate::reconcile::{self, Ctx, Resolved};
+use crate::records::{CertRecord, IssuerRecord, ProblemRecord, StateDir};
+use crate::store::{self, SecretStore};
+use certwright_api::validate::IssuerType;
+use certwright_engine::status::set_condition;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How the runtime is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub paths: Vec<PathBuf>,
+    /// Read subdirectories of manifest directories too.
+    pub recursive: bool,
+    pub state: PathBuf,
+    pub once: bool,
+    pub cluster_resource_namespace: String,
+    pub workers: usize,
+    /// fsync every write (default); off trades crash safety against power loss for speed.
+    pub durable: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("state directory {path}: {source}")]
+    State {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("state directory {0} is in use by another certwright process")]
+    Locked(String),
+}
+
+/// The result of a run: every Certificate's readiness and the problems found.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub certificates: Vec<CertRecord>,
+    pub problems: Vec<ProblemRecord>,
+}
+
+impl Summary {
+    pub fn all_ready(&self) -> bool {
+        self.certificates.iter().all(CertRecord::ready) && self.problems.is_empty()
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Certificates grouped by dependency level: a Certificate whose issuer is a CA backed
+/// by another Certificate's Secret comes after that Certificate.
+pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
+    let mut writer: HashMap<(String, String), Key> = HashMap::new();
+    for (k, e) in &model.certificates {
+        if let Ok(p) = &e.params {
+            writer
+                .entry((k.0.clone(), p.secret_name.clone()))
+                .or_insert_with(|| k.clone());
+        }
+    }
+    let dep = |k: &Key| -> Option<Key> {
+        let p = model.certificates.get(k)?.params.as_ref().ok()?;
+        let (entry, ns) = if p.issuance.issuer_kind == "ClusterIssuer" {
+            (
+                model.cluster_issuers.get(&p.issuance.issuer_name)?,
+                cluster_ns.to_string(),
+            )
+        } else {
+            (
+                model
+                    .issuers
+                    .get(&(k.0.clone(), p.issuance.issuer_name.clone()))?,
+                k.0.clone(),
+            )
+        };
+        match entry.kind.as_ref().ok()? {
+            IssuerType::Ca { secret_name } => writer
+                .get(&(ns, secret_name.clone()))
+                .filter(|w| *w != k)
+                .cloned(),
+            _ => None,
+        }
+    };
+    fn level_of(
+        k: &Key,
+        dep: &dyn Fn(&Key) -> Option<Key>,
+        memo: &mut HashMap<Key, usize>,
+        visiting: &mut BTreeSet<Key>,
+    ) -> usize {
+        if let Some(l) = memo.get(k) {
+            return *l;
+        }
+        if !visiting.insert(k.clone()) {
+            return 0; // a cycle: the CA secret will be reported missing
+        }
+        let l = dep(k)
+            .map(|d| level_of(&d, dep, memo, visiting) + 1)
+            .unwrap_or(0);
+        visiting.remove(k);
+        memo.insert(k.clone(), l);
+        l
+    }
+    let mut level: HashMap<Key, usize> = HashMap::new();
+    for k in model.certificates.keys() {
+        let mut visiting = BTreeSet::new();
+        level_of(k, &dep, &mut level, &mut visiting);
+    }
+    let max = level.values().copied().max().unwrap_or(0);
+    let mut out = vec![Vec::new(); max + 1];
+    for (k, l) in level {
+        out[l].push(k);
+    }
+    for l in &mut out {
+        l.sort();
+    }
+    out.retain(|l| !l.is_empty());
+    out
+}
+
+/// The runtime's state across passes.
+pub struct Runtime {
+    opts: Options,
+    state: StateDir,
+    store: SecretStore,
+    model: Model,
+    records: BTreeMap<Key, CertRecord>,
+    hooks: Hooks,
+    /// Secret versions seen after the last pass, to notice edits and deletions.
+    versions: HashMap<(String, String), Option<String>>,
+    _lock: std::fs::File,
+}
+
+impl Runtime {
+    pub fn new(opts: Options) -> Result<Runtime, RuntimeError> {
+        let state = StateDir::new(&opts.state);
+        let serr = |source| RuntimeError::State {
+            path: opts.state.display().to_string(),
+            source,
+        };
+        store::ensure_private_dir(&state.root).map_err(serr)?;
+        store::ensure_private_dir(&state.secrets()).map_err(serr)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state.lock_path())
+            .map_err(serr)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| RuntimeError::Locked(opts.state.display().to_string()))?;
+        let mut store = SecretStore::new(state.secrets());
+        store.durable = opts.durable;
+        let records = state.load_records();
+        Ok(Runtime {
+            model: Model::default(),
+            records,
+            hooks: Hooks::default(),
+            versions: HashMap::new(),
+            state,
+            store,
+            opts,
+            _lock: lock,
+        })
+    }
+
+    fn load(&mut self) {
+        self.model = Model::load(&self.opts.paths, self.opts.recursive);
+        // Forget records of Certificates that are gone.
+        let gone: Vec<Key> = self
+            .records
+            .keys()
+            .filter(|k| !self.model.certificates.contains_key(*k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.records.remove(&k);
+            self.state.remove_record(&k.0, &k.1);
+        }
+        log::info(
+            "manifests loaded",
+            &[
+                ("files", &self.model.files.len().to_string()),
+                ("certificates", &self.model.certificates.len().to_string()),
+                ("problems", &self.model.errors.len().to_string()),
+            ],
+        );
+    }
+
+    /// Certificates that write the same Secret as an earlier one get a problem.
+    fn secret_conflicts(&self) -> BTreeMap<Key, Problem> {
+        let mut owner: BTreeMap<(String, String), Key> = BTreeMap::new();
+        let mut out = BTreeMap::new();
+        for (k, e) in &self.model.certificates {
+            if let Ok(p) = &e.params {
+                let s = (k.0.clone(), p.secret_name.clone());
+                if let Some(first) = owner.get(&s) {
+                    out.insert(
+                        k.clone(),
+                        Problem::new(
+                            "DuplicateSecretName",
+                            format!("spec.secretName: secret {}/{} is already written by Certificate {}", s.0, s.1, first.1),
+                        ),
+                    );
+                } else {
+                    owner.insert(s, k.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// One reconcile pass over `only` (or every Certificate). Returns the Secrets written.
+    pub fn pass(&mut self, only: Option<&BTreeSet<Key>>) -> Vec<(String, String)> {
+        let t = now();
+        let conflicts = self.secret_conflicts();
+        let written = Mutex::new(Vec::new());
+        let mut issuers_seen: BTreeMap<(String, String, String), Problem> = BTreeMap::new();
+        for level in levels(&self.model, &self.opts.cluster_resource_namespace) {
+            let keys: Vec<Key> = level
+                .into_iter()
+                .filter(|k| only.is_none_or(|o| o.contains(k)))
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let ctx = Ctx {
+                model: &self.model,
+                store: &self.store,
+                state: &self.state,
+                cluster_ns: &self.opts.cluster_resource_namespace,
+                now: t,
+            };
+            // Resolve each issuer once per level (a CA is parsed once, not per certificate).
+            let mut resolved: HashMap<(String, String, String), Resolved> = HashMap::new();
+            for k in &keys {
+                if let Some(Ok(p)) = self.model.certificates.get(k).map(|e| &e.params) {
+                    let ns = if p.issuance.issuer_kind == "ClusterIssuer" {
+                        String::new()
+                    } else {
+                        k.0.clone()
+                    };
+                    let id = (
+                        p.issuance.issuer_kind.clone(),
+                        ns,
+                        p.issuance.issuer_name.clone(),
+                    );
+                    if !resolved.contains_key(&id) {
+                        let r = ctx.resolve(&k.0, &p.issuance.issuer_name, &p.issuance.issuer_kind);
+                        if let Resolved::Unavailable(pr) = &r {
+                            issuers_seen.insert(id.clone(), pr.clone());
+                        }
+                        resolved.insert(id, r);
+                    }
+                }
+            }
+            let next = AtomicUsize::new(0);
+            let results: Mutex<Vec<(Key, CertRecord, bool)>> =
+                Mutex::new(Vec::with_capacity(keys.len()));
+            let workers = self.opts.workers.max(1).min(keys.len());
+            let records = &self.records;
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(k) = keys.get(i) else { break };
+                        let prev = records.get(k).cloned().unwrap_or_default();
+                        let res = if let Some(p) = conflicts.get(k) {
+                            let mut rec = prev;
+                            rec.namespace = k.0.clone();
+                            rec.name = k.1.clone();
+                            set_condition(
+                                &mut rec.status.conditions,
+                                "Ready",
+                                false,
+                                &p.reason,
+                                &p.message,
+                                t,
+                            );
+                            reconcile::Result_ {
+                                record: rec,
+                                wrote: false,
+                            }
+                        } else {
+                            let r = self
+                                .model
+                                .certificates
+                                .get(k)
+                                .and_then(|e| e.params.as_ref().ok())
+                                .and_then(|p| {
+                                    let ns = if p.issuance.issuer_kind == "ClusterIssuer" {
+                                        String::new()
+                                    } else {
+                                        k.0.clone()
+                                    };
+                                    resolved.get(&(
+                                        p.issuance.issuer_kind.clone(),
+                                        ns,
+                                        p.issuance.issuer_name.clone(),
+                                    ))
+                                });
+                            reconcile::certificate(&ctx, k, prev, r)
+                        };
+                        if res.wrote {
+                            if let Ok(mut w) = written.lock() {
+                                w.push((k.0.clone(), res.record.secret_name.clone()));
+                            }
+                        }
+                        if let Ok(mut r) = results.lock() {
+                            r.push((k.clone(), res.record, res.wrote));
+                        }
+                    });
+                }
+            });
+            for (k, rec, _) in results.into_inner().unwrap_or_default() {
+                if self.records.get(&k) != Some(&rec) {
+                    if let Err(e) = self.state.save_record(&rec) {
+                        log::error(
+                            "cannot save status",
+                            &[
+                                ("certificate", &format!("{}/{}", k.0, k.1)),
+                                ("error", &e.to_string()),
+                            ],
+                        );
+                    }
+                    let ready = rec.status.condition("Ready").cloned().unwrap_or_default();
+                    if ready.status != "True" {
+                        log::warn(
+                            "certificate not ready",
+                            &[
+                                ("certificate", &format!("{}/{}", k.0, k.1)),
+                                ("reason", &ready.reason),
+                                ("message", &ready.message),
+                            ],
+                        );
+                    }
+                    self.records.insert(k, rec);
+                }
+            }
+        }
+        // Secret manifests that no Certificate writes.
+        let owned: BTreeSet<(String, String)> = self
+            .model
+            .certificates
+            .iter()
+            .filter_map(|(k, e)| {
+                e.params
+                    .as_ref()
+                    .ok()
+                    .map(|p| (k.0.clone(), p.secret_name.clone()))
+            })
+            .collect();
+        let ctx = Ctx {
+            model: &self.model,
+            store: &self.store,
+            state: &self.state,
+            cluster_ns: &self.opts.cluster_resource_namespace,
+            now: t,
+        };
+        let mut secret_problems = Vec::new();
+        for key in self.model.secrets.keys() {
+            if owned.contains(key) {
+                continue;
+            }
+            match reconcile::plain_secret(&ctx, key) {
+                Ok(true) => {
+                    if let Ok(mut w) = written.lock() {
+                        w.push(key.clone());
+                    }
+                }
+                Ok(false) => {}
+                Err(p) => secret_problems.push((format!("Secret {}/{}", key.0, key.1), p)),
+            }
+        }
+        let written = written.into_inner().unwrap_or_default();
+        for (ns, s) in &written {
+            self.hooks.secret_changed(&self.model, ns, s);
+        }
+        self.save_runtime_status(&issuers_seen, &secret_problems);
+        self.remember_versions();
+        written
+    }
+
+    fn save_runtime_status(
+        &self,
+        unavailable: &BTreeMap<(String, String, String), Problem>,
+        extra: &[(String, Problem)],
+    ) {
+        let t = now();
+        let mut issuers = Vec::new();
+        let all = self
+            .model
+            .issuers
+            .iter()
+            .map(|((ns, n), e)| ("Issuer", ns.clone(), n.clone(), e))
+            .chain(
+                self.model
+                    .cluster_issuers
+                    .iter()
+                    .map(|(n, e)| ("ClusterIssuer", String::new(), n.clone(), e)),
+            );
+        for (kind, ns, name, e) in all {
+            let mut rec = IssuerRecord {
+                kind: kind.into(),
+                namespace: ns.clone(),
+                name: name.clone(),
+                ..Default::default()
+            };
+            let problem = match &e.kind {
+                Err(p) => Some(p.clone()),
+                Ok(_) => unavailable
+                    .get(&(kind.to_string(), ns.clone(), name.clone()))
+                    .cloned(),
+            };
+            match problem {
+                Some(p) => set_condition(
+                    &mut rec.status.conditions,
+                    "Ready",
+                    false,
+                    &p.reason,
+                    &p.message,
+                    t,
+                ),
+                None => set_condition(
+                    &mut rec.status.conditions,
+                    "Ready",
+                    true,
+                    "IsReady",
+                    "Issuer is ready to sign",
+                    t,
+                ),
+            }
+            issuers.push(rec);
+        }
+        let mut problems: Vec<ProblemRecord> =
+            self.model.errors.iter().map(ProblemRecord::from).collect();
+        problems.extend(extra.iter().map(ProblemRecord::from));
+        for (k, (src, h)) in &self.model.hooks {
+            for m in hooks::validate(&h.spec) {
+                problems.push(ProblemRecord {
+                    source: src.clone(),
+                    reason: "InvalidReloadHook".into(),
+                    message: format!("ReloadHook {}/{}: {m}", k.0, k.1),
+                });
+            }
+        }
+        if let Err(e) = self.state.save_runtime(&issuers, &problems) {
+            log::error("cannot save status", &[("error", &e.to_string())]);
+        }
+    }
+
+    fn remember_versions(&mut self) {
+        self.versions.clear();
+        for (k, e) in &self.model.certificates {
+            if let Ok(p) = &e.params {
+                let id = (k.0.clone(), p.secret_name.clone());
+                let v = self.store.version(&id.0, &id.1);
+                self.versions.insert(id, v);
+            }
+        }
+    }
+
+    /// Certificates whose Secret was changed or removed by someone else.
+    fn edited(&self) -> BTreeSet<Key> {
+        let mut out = BTreeSet::new();
+        for (k, e) in &self.model.certificates {
+            if let Ok(p) = &e.params {
+                let id = (k.0.clone(), p.secret_name.clone());
+                if self.versions.get(&id) != Some(&self.store.version(&id.0, &id.1)) {
+                    out.insert(k.clone());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn summary(&self) -> Summary {
+        let o = self.state.overview();
+        Summary {
+            certificates: self.records.values().cloned().collect(),
+            problems: o.problems,
+        }
+    }
+
+    /// Runs until `stop` is set (or one pass with `once`).
+    pub fn run(&mut self, stop: &AtomicBool) -> Summary {
+        self.load();
+        self.pass(None);
+        if self.opts.once {
+            self.hooks.run_due(&self.model, true);
+            self.hooks.wait();
+            return self.summary();
+        }
+        let mut sig = manifest_signature(&self.opts.paths, self.opts.recursive);
+        let mut last_full = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let t = now();
+            let new_sig = manifest_signature(&self.opts.paths, self.opts.recursive);
+            if new_sig != sig {
+                sig = new_sig;
+                self.load();
+                self.pass(None);
+                last_full = Instant::now();
+            } else {
+                let mut due: BTreeSet<Key> = self
+                    .records
+                    .iter()
+                    .filter(|(_, r)| r.next_check.is_some_and(|n| n <= t))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                due.extend(self.edited());
+                if last_full.elapsed() > Duration::from_secs(60) {
+                    // A periodic full pass catches anything missed (cheap when up to date).
+                    due.extend(self.model.certificates.keys().cloned());
+                    last_full = Instant::now();
+                }
+                if !due.is_empty() {
+                    let written = self.pass(Some(&due));
+                    if !written.is_empty() {
+                        // Certificates waiting for a CA may be unblocked by a new Secret.
+                        let waiting: BTreeSet<Key> = self
+                            .records
+                            .iter()
+                            .filter(|(_, r)| !r.ready())
+                            .map(|(k, _)| k.clone())
+                            .collect();
+                        if !waiting.is_empty() {
+                            self.pass(Some(&waiting));
+                        }
+                    }
+                }
+            }
+            self.hooks.run_due(&self.model, false);
+        }
+        log::info("stopping", &[]);
+        self.hooks.wait();
+        self.summary()
+    }
+}
+
+/// A cheap fingerprint of the manifest files: paths, sizes and modification times.
+fn manifest_signature(
+    paths: &[PathBuf],
+    recursive: bool,
+) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let (files, _) = crate::model::manifest_files(paths, recursive);
+    files
+        .into_iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f).ok();
+            let len = m.as_ref().map(|m| m.len()).unwrap_or(0);
+            let mtime = m.and_then(|m| m.modified().ok());
+            (f, len, mtime)
+        })
+        .collect()
+}
+
+/// Registers SIGINT and SIGTERM to set the returned flag.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+            log::warn("cannot handle a signal", &[("error", &e.to_string())]);
+        }
+    }
+    flag
+}
