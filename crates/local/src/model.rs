@@ -64,6 +64,8 @@ pub struct Model {
     pub errors: Vec<(String, Problem)>,
     /// The files read, with their modification stamps, for change detection.
     pub files: Vec<PathBuf>,
+    /// Secrets that a valid Certificate writes.
+    pub owned_secrets: std::collections::BTreeSet<Key>,
 }
 
 fn collect_files(
@@ -171,6 +173,11 @@ impl Model {
             }
         }
         m.files = files;
+        m.owned_secrets = m
+            .certificates
+            .iter()
+            .filter_map(|(k, e)| e.params.as_ref().ok().map(|p| (k.0.clone(), p.secret_name.clone())))
+            .collect();
         m
     }
 

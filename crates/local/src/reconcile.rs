@@ -58,17 +58,19 @@ pub enum Resolved {
 }
 
 impl Ctx<'_> {
-    /// Reads a Secret: the store first, then a Secret manifest of that name.
+    /// Reads a Secret as a consumer sees it: a Secret that a Certificate writes comes from
+    /// the store; otherwise a Secret manifest wins (it is the source of truth), then the
+    /// store (a Secret put there by hand).
     pub fn secret(&self, ns: &str, name: &str) -> Result<Option<SecretData>, Problem> {
-        match self.store.read(ns, name) {
-            Ok(Some(s)) => Ok(Some(s)),
-            Ok(None) => Ok(self
-                .model
-                .secrets
-                .get(&(ns.to_string(), name.to_string()))
-                .map(|(_, s)| s.clone())),
-            Err(e) => Err(Problem::new("SecretUnreadable", e.to_string())),
+        let key = (ns.to_string(), name.to_string());
+        if !self.model.owned_secrets.contains(&key) {
+            if let Some((_, s)) = self.model.secrets.get(&key) {
+                return Ok(Some(s.clone()));
+            }
         }
+        self.store
+            .read(ns, name)
+            .map_err(|e| Problem::new("SecretUnreadable", e.to_string()))
     }
 
     /// Resolves a Certificate's issuer.

@@ -351,17 +351,7 @@ impl Runtime {
             }
         }
         // Secret manifests that no Certificate writes.
-        let owned: BTreeSet<(String, String)> = self
-            .model
-            .certificates
-            .iter()
-            .filter_map(|(k, e)| {
-                e.params
-                    .as_ref()
-                    .ok()
-                    .map(|p| (k.0.clone(), p.secret_name.clone()))
-            })
-            .collect();
+        let owned = &self.model.owned_secrets;
         let ctx = Ctx {
             model: &self.model,
             store: &self.store,

@@ -1,0 +1,88 @@
+//! Helpers shared by the end-to-end tests: the built binary, temporary state, tools.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_certwright")
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// Whether a tool is on PATH. In CI (`CI=true`) a missing tool fails the test, since
+/// `.ci/run` installs it; elsewhere the test is skipped with the reason printed.
+pub fn require(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is required in CI (.ci/run installs it) but is not on PATH");
+        }
+        eprintln!("SKIPPED: {tool} is not installed");
+    }
+    found
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("runs certwright")
+}
+
+pub fn once(manifests: &[&Path], state: &Path) -> Output {
+    let mut args: Vec<String> = vec!["local".into(), "run".into(), "--once".into()];
+    for m in manifests {
+        args.push("-f".into());
+        args.push(m.display().to_string());
+    }
+    args.push("--state".into());
+    args.push(state.display().to_string());
+    let out = Command::new(bin()).args(&args).output().expect("runs certwright");
+    out
+}
+
+pub fn status_json(state: &Path) -> serde_json::Value {
+    let out = run(&["status", "--state", &state.display().to_string(), "-o", "json"]);
+    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("status JSON")
+}
+
+/// (ready status, reason, message) of a Certificate in the status JSON.
+pub fn cert_status(status: &serde_json::Value, ns: &str, name: &str) -> Option<(String, String, String, i64)> {
+    let certs = status["certificates"].as_array()?;
+    let c = certs.iter().find(|c| c["namespace"] == ns && c["name"] == name)?;
+    let conds = c["status"]["conditions"].as_array()?;
+    let r = conds.iter().find(|c| c["type"] == "Ready")?;
+    Some((
+        r["status"].as_str()?.to_string(),
+        r["reason"].as_str().unwrap_or_default().to_string(),
+        r["message"].as_str().unwrap_or_default().to_string(),
+        c["status"]["revision"].as_i64().unwrap_or(0),
+    ))
+}
+
+pub fn secret_dir(state: &Path, ns: &str, name: &str) -> PathBuf {
+    state.join("secrets").join(ns).join(name)
+}
+
+pub fn version(state: &Path, ns: &str, name: &str) -> String {
+    std::fs::read_link(secret_dir(state, ns, name).join("..data"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write manifest");
+    p
+}
+
+pub fn text(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
