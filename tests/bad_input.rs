@@ -13,14 +13,29 @@ const NOW: i64 = 1_790_000_000; // 2026-09
 fn make_cert(cn: &str, is_ca: bool, not_before: i64, not_after: i64) -> (String, String) {
     let key = PrivateKey::generate(KeyAlgorithm::Ecdsa(certwright_pki::Curve::P256)).expect("key");
     let profile = Profile {
-        subject: Name::from_fields(&SubjectFields { common_name: Some(cn.into()), ..Default::default() }),
+        subject: Name::from_fields(&SubjectFields {
+            common_name: Some(cn.into()),
+            ..Default::default()
+        }),
         is_ca,
         ..Default::default()
     };
     let csr = cert::parse_csr(&cert::build_csr(&profile, &key).expect("csr")).expect("parse");
-    let der = cert::sign_csr(&csr, is_ca, &Validity { not_before, not_after }, &cert::random_serial(), &Signer::SelfSigned(&key))
-        .expect("sign");
-    (pem::encode("CERTIFICATE", &der), key.to_pem(KeyEncoding::Pkcs8).expect("pem"))
+    let der = cert::sign_csr(
+        &csr,
+        is_ca,
+        &Validity {
+            not_before,
+            not_after,
+        },
+        &cert::random_serial(),
+        &Signer::SelfSigned(&key),
+    )
+    .expect("sign");
+    (
+        pem::encode("CERTIFICATE", &der),
+        key.to_pem(KeyEncoding::Pkcs8).expect("pem"),
+    )
 }
 
 fn indent(s: &str) -> String {
@@ -56,42 +71,227 @@ fn ok_spec(extra: &str) -> String {
 /// (Certificate name, spec, expected reason, message fragment)
 fn certificate_cases() -> Vec<(&'static str, String, &'static str, &'static str)> {
     vec![
-        ("no-secret-name", "issuerRef: {name: self}\ncommonName: x".into(), "MissingSecretName", "spec.secretName: required"),
-        ("bad-dns", ok_spec("dnsNames: [ok.example.com, bad_name!.example.com]"), "InvalidDNSName", "spec.dnsNames[1]"),
-        ("short-duration", ok_spec("duration: 30m"), "InvalidDuration", "less than the minimum of 1h"),
-        ("renew-too-late", ok_spec("duration: 2h\nrenewBefore: 3h"), "InvalidRenewBefore", "must be less than spec.duration"),
-        ("renew-too-small", ok_spec("renewBefore: 1m"), "InvalidRenewBefore", "minimum of 5m"),
-        ("bad-duration", ok_spec("duration: 1x"), "InvalidDuration", "unknown unit"),
-        ("both-renew", ok_spec("renewBefore: 1h\nrenewBeforePercentage: 20"), "InvalidRenewBefore", "mutually exclusive"),
-        ("unknown-issuer", "secretName: SECRET\nissuerRef: {name: nowhere}\ncommonName: x".into(), "IssuerNotFound", "Issuer \"nowhere\" in namespace \"bad\" not found"),
-        ("bad-issuer-kind", "secretName: SECRET\nissuerRef: {name: self, kind: Foo}\ncommonName: x".into(), "InvalidIssuerRef", "must be Issuer or ClusterIssuer"),
-        ("ca-missing", "secretName: SECRET\nissuerRef: {name: ca-missing}\ncommonName: x".into(), "IssuerNotReady", "CA secret bad/ca-missing not found"),
-        ("ca-not-ca", "secretName: SECRET\nissuerRef: {name: ca-not-ca}\ncommonName: x".into(), "IssuerNotReady", "is not a CA"),
-        ("ca-key-mismatch", "secretName: SECRET\nissuerRef: {name: ca-key-mismatch}\ncommonName: x".into(), "IssuerNotReady", "tls.key does not match"),
-        ("ca-expired", "secretName: SECRET\nissuerRef: {name: ca-expired}\ncommonName: x".into(), "IssuerNotReady", "CA certificate expired"),
-        ("ca-bad-pem", "secretName: SECRET\nissuerRef: {name: ca-bad-pem}\ncommonName: x".into(), "IssuerNotReady", "tls.crt"),
-        ("ca-no-key", "secretName: SECRET\nissuerRef: {name: ca-no-key}\ncommonName: x".into(), "IssuerNotReady", "has no tls.key"),
-        ("rsa-2049", ok_spec("privateKey: {algorithm: RSA, size: 2049}"), "UnsupportedKeySize", "2049 is not supported"),
-        ("rsa-1024", ok_spec("privateKey: {algorithm: RSA, size: 1024}"), "InvalidPrivateKey", "between 2048 and 8192"),
-        ("ecdsa-512", ok_spec("privateKey: {algorithm: ECDSA, size: 512}"), "InvalidPrivateKey", "must be 256, 384 or 521"),
-        ("dsa", ok_spec("privateKey: {algorithm: DSA}"), "InvalidPrivateKey", "must be RSA, ECDSA or Ed25519"),
-        ("bad-encoding", ok_spec("privateKey: {encoding: DER}"), "InvalidPrivateKey", "must be PKCS1 or PKCS8"),
-        ("password-secret-missing", ok_spec("keystores: {jks: {create: true, passwordSecretRef: {name: nope, key: password}}}"), "MissingPasswordSecret", "secret bad/nope not found"),
-        ("password-key-missing", ok_spec("keystores: {jks: {create: true, passwordSecretRef: {name: pw, key: other}}}"), "MissingPasswordSecret", "has no key \"other\""),
-        ("no-password", ok_spec("keystores: {pkcs12: {create: true}}"), "InvalidKeystore", "one of password or passwordSecretRef is required"),
-        ("bad-profile", ok_spec("keystores: {pkcs12: {create: true, password: x, profile: Weak}}"), "InvalidKeystore", "must be LegacyRC2, LegacyDES or Modern2023"),
-        ("bad-ip", ok_spec("ipAddresses: [10.0.0.300]"), "InvalidIPAddress", "spec.ipAddresses[0]"),
-        ("bad-uri", ok_spec("uris: [not a uri]"), "InvalidURI", "spec.uris[0]"),
-        ("bad-email", ok_spec("emailAddresses: [nobody]"), "InvalidEmailAddress", "not an email address"),
-        ("bad-usage", ok_spec("usages: [server auth, world domination]"), "InvalidUsage", "unknown usage \"world domination\""),
-        ("no-identity", "secretName: SECRET\nissuerRef: {name: self}".into(), "MissingIdentity", "at least one of commonName"),
-        ("typo-field", ok_spec("dnsName: [x]"), "InvalidManifest", "unknown field `dnsName`"),
-        ("long-cn", format!("secretName: SECRET\nissuerRef: {{name: self}}\ncommonName: {}", "a".repeat(65)), "InvalidCommonName", "at most 64"),
-        ("nc-not-ca", ok_spec("nameConstraints: {permitted: {dnsDomains: [example.com]}}"), "InvalidNameConstraints", "only allowed when isCA is true"),
-        ("bad-literal", "secretName: SECRET\nissuerRef: {name: self}\nliteralSubject: \"CN=a,,O=b\"".into(), "InvalidSubject", "RFC 4514"),
-        ("bad-issuer-spec", "secretName: SECRET\nissuerRef: {name: empty-issuer}\ncommonName: x".into(), "IssuerNotReady", "exactly one issuer type"),
-        ("dup-a", "secretName: shared\nissuerRef: {name: self}\ncommonName: a".into(), "Ready", ""),
-        ("dup-b", "secretName: shared\nissuerRef: {name: self}\ncommonName: b".into(), "DuplicateSecretName", "already written by Certificate dup-a"),
+        (
+            "no-secret-name",
+            "issuerRef: {name: self}\ncommonName: x".into(),
+            "MissingSecretName",
+            "spec.secretName: required",
+        ),
+        (
+            "bad-dns",
+            ok_spec("dnsNames: [ok.example.com, bad_name!.example.com]"),
+            "InvalidDNSName",
+            "spec.dnsNames[1]",
+        ),
+        (
+            "short-duration",
+            ok_spec("duration: 30m"),
+            "InvalidDuration",
+            "less than the minimum of 1h",
+        ),
+        (
+            "renew-too-late",
+            ok_spec("duration: 2h\nrenewBefore: 3h"),
+            "InvalidRenewBefore",
+            "must be less than spec.duration",
+        ),
+        (
+            "renew-too-small",
+            ok_spec("renewBefore: 1m"),
+            "InvalidRenewBefore",
+            "minimum of 5m",
+        ),
+        (
+            "bad-duration",
+            ok_spec("duration: 1x"),
+            "InvalidDuration",
+            "unknown unit",
+        ),
+        (
+            "both-renew",
+            ok_spec("renewBefore: 1h\nrenewBeforePercentage: 20"),
+            "InvalidRenewBefore",
+            "mutually exclusive",
+        ),
+        (
+            "unknown-issuer",
+            "secretName: SECRET\nissuerRef: {name: nowhere}\ncommonName: x".into(),
+            "IssuerNotFound",
+            "Issuer \"nowhere\" in namespace \"bad\" not found",
+        ),
+        (
+            "bad-issuer-kind",
+            "secretName: SECRET\nissuerRef: {name: self, kind: Foo}\ncommonName: x".into(),
+            "InvalidIssuerRef",
+            "must be Issuer or ClusterIssuer",
+        ),
+        (
+            "ca-missing",
+            "secretName: SECRET\nissuerRef: {name: ca-missing}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "CA secret bad/ca-missing not found",
+        ),
+        (
+            "ca-not-ca",
+            "secretName: SECRET\nissuerRef: {name: ca-not-ca}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "is not a CA",
+        ),
+        (
+            "ca-key-mismatch",
+            "secretName: SECRET\nissuerRef: {name: ca-key-mismatch}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "tls.key does not match",
+        ),
+        (
+            "ca-expired",
+            "secretName: SECRET\nissuerRef: {name: ca-expired}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "CA certificate expired",
+        ),
+        (
+            "ca-bad-pem",
+            "secretName: SECRET\nissuerRef: {name: ca-bad-pem}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "tls.crt",
+        ),
+        (
+            "ca-no-key",
+            "secretName: SECRET\nissuerRef: {name: ca-no-key}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "has no tls.key",
+        ),
+        (
+            "rsa-2049",
+            ok_spec("privateKey: {algorithm: RSA, size: 2049}"),
+            "UnsupportedKeySize",
+            "2049 is not supported",
+        ),
+        (
+            "rsa-1024",
+            ok_spec("privateKey: {algorithm: RSA, size: 1024}"),
+            "InvalidPrivateKey",
+            "between 2048 and 8192",
+        ),
+        (
+            "ecdsa-512",
+            ok_spec("privateKey: {algorithm: ECDSA, size: 512}"),
+            "InvalidPrivateKey",
+            "must be 256, 384 or 521",
+        ),
+        (
+            "dsa",
+            ok_spec("privateKey: {algorithm: DSA}"),
+            "InvalidPrivateKey",
+            "must be RSA, ECDSA or Ed25519",
+        ),
+        (
+            "bad-encoding",
+            ok_spec("privateKey: {encoding: DER}"),
+            "InvalidPrivateKey",
+            "must be PKCS1 or PKCS8",
+        ),
+        (
+            "password-secret-missing",
+            ok_spec(
+                "keystores: {jks: {create: true, passwordSecretRef: {name: nope, key: password}}}",
+            ),
+            "MissingPasswordSecret",
+            "secret bad/nope not found",
+        ),
+        (
+            "password-key-missing",
+            ok_spec("keystores: {jks: {create: true, passwordSecretRef: {name: pw, key: other}}}"),
+            "MissingPasswordSecret",
+            "has no key \"other\"",
+        ),
+        (
+            "no-password",
+            ok_spec("keystores: {pkcs12: {create: true}}"),
+            "InvalidKeystore",
+            "one of password or passwordSecretRef is required",
+        ),
+        (
+            "bad-profile",
+            ok_spec("keystores: {pkcs12: {create: true, password: x, profile: Weak}}"),
+            "InvalidKeystore",
+            "must be LegacyRC2, LegacyDES or Modern2023",
+        ),
+        (
+            "bad-ip",
+            ok_spec("ipAddresses: [10.0.0.300]"),
+            "InvalidIPAddress",
+            "spec.ipAddresses[0]",
+        ),
+        (
+            "bad-uri",
+            ok_spec("uris: [not a uri]"),
+            "InvalidURI",
+            "spec.uris[0]",
+        ),
+        (
+            "bad-email",
+            ok_spec("emailAddresses: [nobody]"),
+            "InvalidEmailAddress",
+            "not an email address",
+        ),
+        (
+            "bad-usage",
+            ok_spec("usages: [server auth, world domination]"),
+            "InvalidUsage",
+            "unknown usage \"world domination\"",
+        ),
+        (
+            "no-identity",
+            "secretName: SECRET\nissuerRef: {name: self}".into(),
+            "MissingIdentity",
+            "at least one of commonName",
+        ),
+        (
+            "typo-field",
+            ok_spec("dnsName: [x]"),
+            "InvalidManifest",
+            "unknown field `dnsName`",
+        ),
+        (
+            "long-cn",
+            format!(
+                "secretName: SECRET\nissuerRef: {{name: self}}\ncommonName: {}",
+                "a".repeat(65)
+            ),
+            "InvalidCommonName",
+            "at most 64",
+        ),
+        (
+            "nc-not-ca",
+            ok_spec("nameConstraints: {permitted: {dnsDomains: [example.com]}}"),
+            "InvalidNameConstraints",
+            "only allowed when isCA is true",
+        ),
+        (
+            "bad-literal",
+            "secretName: SECRET\nissuerRef: {name: self}\nliteralSubject: \"CN=a,,O=b\"".into(),
+            "InvalidSubject",
+            "RFC 4514",
+        ),
+        (
+            "bad-issuer-spec",
+            "secretName: SECRET\nissuerRef: {name: empty-issuer}\ncommonName: x".into(),
+            "IssuerNotReady",
+            "exactly one issuer type",
+        ),
+        (
+            "dup-a",
+            "secretName: shared\nissuerRef: {name: self}\ncommonName: a".into(),
+            "Ready",
+            "",
+        ),
+        (
+            "dup-b",
+            "secretName: shared\nissuerRef: {name: self}\ncommonName: b".into(),
+            "DuplicateSecretName",
+            "already written by Certificate dup-a",
+        ),
     ]
 }
 
@@ -129,31 +329,52 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
     }
     write(&m, "bad.yaml", &docs.join("---\n"));
     // Documents that cannot become resources.
-    write(&m, "broken-yaml.yaml", "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: [unclosed\n");
+    write(
+        &m,
+        "broken-yaml.yaml",
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: [unclosed\n",
+    );
     write(&m, "unknown-kind.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\napiVersion: cert-manager.io/v1\nkind: Certificat\nmetadata: {name: y}\n---\nmetadata: {name: nokind}\n");
     write(&m, "bad-secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: b64, namespace: bad}\ndata: {tls.crt: '%%%not base64'}\n");
 
     let state = tmp.path().join("state");
     let out = once(&[&m], &state);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "not everything is ready: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "not everything is ready: {}",
+        text(&out)
+    );
     assert!(!err.contains("panicked"), "{err}");
     let st = status_json(&state);
     let mut checked = 0;
     for (name, _, reason, fragment) in &cases {
-        let (ready, got_reason, message, _) = cert_status(&st, "bad", name).unwrap_or_else(|| panic!("{name} has a status"));
+        let (ready, got_reason, message, _) =
+            cert_status(&st, "bad", name).unwrap_or_else(|| panic!("{name} has a status"));
         if *reason == "Ready" {
             assert_eq!(ready, "True", "{name}: {got_reason}: {message}");
         } else {
             assert_eq!(ready, "False", "{name}");
             assert_eq!(&got_reason, reason, "{name}: {message}");
-            assert!(message.contains(fragment), "{name}: {message:?} should mention {fragment:?}");
-            assert!(err.contains(&format!("bad/{name}")), "--once lists {name}: {err}");
+            assert!(
+                message.contains(fragment),
+                "{name}: {message:?} should mention {fragment:?}"
+            );
+            assert!(
+                err.contains(&format!("bad/{name}")),
+                "--once lists {name}: {err}"
+            );
             checked += 1;
         }
     }
     // The good scenario is untouched by the bad neighbours.
-    for (ns, name) in [("cert-manager", "rootca"), ("demo", "customer"), ("demo", "preference"), ("demo", "recommendation")] {
+    for (ns, name) in [
+        ("cert-manager", "rootca"),
+        ("demo", "customer"),
+        ("demo", "preference"),
+        ("demo", "recommendation"),
+    ] {
         let s = cert_status(&st, ns, name).expect("good status");
         assert_eq!(s.0, "True", "{ns}/{name}: {s:?}");
     }
@@ -161,21 +382,39 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
         .as_array()
         .expect("problems")
         .iter()
-        .map(|p| (p["reason"].as_str().unwrap_or_default().to_string(), p["message"].as_str().unwrap_or_default().to_string()))
+        .map(|p| {
+            (
+                p["reason"].as_str().unwrap_or_default().to_string(),
+                p["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
-    let has = |reason: &str, frag: &str| problems.iter().any(|(r, m)| r == reason && m.contains(frag));
+    let has = |reason: &str, frag: &str| {
+        problems
+            .iter()
+            .any(|(r, m)| r == reason && m.contains(frag))
+    };
     assert!(has("InvalidYAML", "broken-yaml.yaml:1"), "{problems:?}");
     assert!(has("UnknownKind", "v1/ConfigMap"), "{problems:?}");
-    assert!(has("UnknownKind", "unknown kind \"Certificat\""), "{problems:?}");
+    assert!(
+        has("UnknownKind", "unknown kind \"Certificat\""),
+        "{problems:?}"
+    );
     assert!(has("InvalidManifest", "kind: required"), "{problems:?}");
-    assert!(has("InvalidSecret", "data.tls.crt: not valid base64"), "{problems:?}");
+    assert!(
+        has("InvalidSecret", "data.tls.crt: not valid base64"),
+        "{problems:?}"
+    );
     checked += 5;
     assert!(checked >= 25, "catalogue has {checked} cases");
     // No key material in what users see.
     let status_text = serde_json::to_string(&st).expect("json");
     for secret in [&leaf_key, &other_key, &old_key] {
         let body: String = secret.lines().nth(1).unwrap_or_default().to_string();
-        assert!(!status_text.contains(&body) && !err.contains(&body), "key material leaked");
+        assert!(
+            !status_text.contains(&body) && !err.contains(&body),
+            "key material leaked"
+        );
     }
     println!("{checked} bad inputs checked");
 }

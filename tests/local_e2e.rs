@@ -4,15 +4,19 @@
 
 mod common;
 
-use common::*;
 use certwright_pki::inspect;
+use common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVICES: [(&str, &str, &[&str]); 3] = [
     ("customer", "service-customer", &[]),
-    ("preference", "route-service-preference", &["preference-demo.apps.example.com"]),
+    (
+        "preference",
+        "route-service-preference",
+        &["preference-demo.apps.example.com"],
+    ),
     ("recommendation", "service-recommendation", &[]),
 ];
 
@@ -20,32 +24,58 @@ fn check_scenario(state: &Path) {
     let st = status_json(state);
     let root = cert_status(&st, "cert-manager", "rootca").expect("rootca status");
     assert_eq!(root.0, "True", "rootca: {root:?}");
-    let ca = inspect::parse_pem_chain(&std::fs::read(secret_dir(state, "cert-manager", "rootca").join("tls.crt")).expect("rootca")).expect("ca");
+    let ca = inspect::parse_pem_chain(
+        &std::fs::read(secret_dir(state, "cert-manager", "rootca").join("tls.crt"))
+            .expect("rootca"),
+    )
+    .expect("ca");
     assert!(ca[0].is_ca);
-    assert_eq!(ca[0].common_name.as_deref(), Some("ca.self-signer.cert-manager"));
+    assert_eq!(
+        ca[0].common_name.as_deref(),
+        Some("ca.self-signer.cert-manager")
+    );
     for (svc, secret, extra) in SERVICES {
         let s = cert_status(&st, "demo", svc).expect("status");
         assert_eq!(s.0, "True", "{svc}: {s:?}");
         let dir = secret_dir(state, "demo", secret);
-        let chain = inspect::parse_pem_chain(&std::fs::read(dir.join("tls.crt")).expect("tls.crt")).expect("chain");
-        let roots = inspect::parse_pem_chain(&std::fs::read(dir.join("ca.crt")).expect("ca.crt")).expect("roots");
+        let chain = inspect::parse_pem_chain(&std::fs::read(dir.join("tls.crt")).expect("tls.crt"))
+            .expect("chain");
+        let roots = inspect::parse_pem_chain(&std::fs::read(dir.join("ca.crt")).expect("ca.crt"))
+            .expect("roots");
         assert_eq!(roots[0].der, ca[0].der, "{svc} trusts the root CA");
         inspect::verify_chain(&chain, &roots, chain[0].not_before + 1).expect("chain verifies");
-        let mut want: Vec<String> = vec![svc.into(), format!("{svc}.demo.svc"), format!("{svc}.demo.svc.cluster.local")];
+        let mut want: Vec<String> = vec![
+            svc.into(),
+            format!("{svc}.demo.svc"),
+            format!("{svc}.demo.svc.cluster.local"),
+        ];
         want.extend(extra.iter().map(|s| s.to_string()));
         assert_eq!(chain[0].dns_names, want, "{svc} SANs");
-        assert_eq!(chain[0].common_name.as_deref(), Some(format!("{svc}.demo.svc").as_str()));
+        assert_eq!(
+            chain[0].common_name.as_deref(),
+            Some(format!("{svc}.demo.svc").as_str())
+        );
         let key = std::fs::read_to_string(dir.join("tls.key")).expect("tls.key");
-        assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{svc}: PKCS#8 key");
+        assert!(
+            key.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{svc}: PKCS#8 key"
+        );
         for ks in ["keystore.jks", "truststore.jks"] {
             let bytes = std::fs::read(dir.join(ks)).expect(ks);
-            let entries = certwright_pki::jks::decode(&bytes, "changeme").expect("opens with changeme");
+            let entries =
+                certwright_pki::jks::decode(&bytes, "changeme").expect("opens with changeme");
             assert!(!entries.is_empty());
         }
         use std::os::unix::fs::PermissionsExt;
         let data = std::fs::canonicalize(dir.join("tls.key")).expect("resolve");
-        assert_eq!(std::fs::metadata(&data).expect("meta").permissions().mode() & 0o777, 0o600);
-        assert_eq!(std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&data).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(&dir).expect("meta").permissions().mode() & 0o777,
+            0o700
+        );
     }
 }
 
@@ -56,19 +86,33 @@ fn reference_scenario_v1_is_ready_and_a_rerun_rewrites_nothing() {
     let out = once(&[&repo().join("examples/e2e")], &state);
     assert!(out.status.success(), "{}", text(&out));
     check_scenario(&state);
-    let before: Vec<String> = SERVICES.iter().map(|(_, s, _)| version(&state, "demo", s)).collect();
-    let status_before = std::fs::read(state.join("status/certificates/demo/customer.json")).expect("record");
+    let before: Vec<String> = SERVICES
+        .iter()
+        .map(|(_, s, _)| version(&state, "demo", s))
+        .collect();
+    let status_before =
+        std::fs::read(state.join("status/certificates/demo/customer.json")).expect("record");
     let out = once(&[&repo().join("examples/e2e")], &state);
     assert!(out.status.success(), "{}", text(&out));
-    let after: Vec<String> = SERVICES.iter().map(|(_, s, _)| version(&state, "demo", s)).collect();
+    let after: Vec<String> = SERVICES
+        .iter()
+        .map(|(_, s, _)| version(&state, "demo", s))
+        .collect();
     assert_eq!(before, after, "a second run rewrites no secret");
-    assert_eq!(status_before, std::fs::read(state.join("status/certificates/demo/customer.json")).expect("record"));
+    assert_eq!(
+        status_before,
+        std::fs::read(state.join("status/certificates/demo/customer.json")).expect("record")
+    );
     // The status table shows every certificate.
     let table = run(&["status", "--state", &state.display().to_string()]);
     let t = String::from_utf8_lossy(&table.stdout);
     assert!(t.starts_with("NAMESPACE"), "{t}");
     for (svc, secret, _) in SERVICES {
-        assert!(t.lines().any(|l| l.contains(svc) && l.contains("True") && l.contains(secret)), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.contains(svc) && l.contains("True") && l.contains(secret)),
+            "{t}"
+        );
     }
 }
 
@@ -79,7 +123,14 @@ fn reference_scenario_legacy_is_ready_and_converts() {
     let out = once(&[&repo().join("examples/e2e/legacy")], &state);
     assert!(out.status.success(), "{}", text(&out));
     check_scenario(&state);
-    let conv = run(&["convert", "-f", &repo().join("examples/e2e/legacy/services.yaml").display().to_string()]);
+    let conv = run(&[
+        "convert",
+        "-f",
+        &repo()
+            .join("examples/e2e/legacy/services.yaml")
+            .display()
+            .to_string(),
+    ]);
     assert!(conv.status.success(), "{}", text(&conv));
     let y = String::from_utf8_lossy(&conv.stdout);
     assert!(y.contains("apiVersion: cert-manager.io/v1"), "{y}");
@@ -88,7 +139,14 @@ fn reference_scenario_legacy_is_ready_and_converts() {
     // The converted output is itself valid input.
     let conv_dir = tmp.path().join("converted");
     std::fs::create_dir(&conv_dir).expect("dir");
-    let pki = run(&["convert", "-f", &repo().join("examples/e2e/legacy/internal-pki.yaml").display().to_string()]);
+    let pki = run(&[
+        "convert",
+        "-f",
+        &repo()
+            .join("examples/e2e/legacy/internal-pki.yaml")
+            .display()
+            .to_string(),
+    ]);
     write(&conv_dir, "pki.yaml", &String::from_utf8_lossy(&pki.stdout));
     write(&conv_dir, "services.yaml", &y);
     let out = once(&[&conv_dir], &tmp.path().join("state2"));
@@ -121,7 +179,10 @@ spec:
 "#;
 
 fn cert_manifest(dns: &str, password: &str, duration: &str, renew: &str) -> String {
-    CERT.replace("DNSNAMES", dns).replace("PASSWORD", password).replace("DURATION", duration).replace("RENEW", renew)
+    CERT.replace("DNSNAMES", dns)
+        .replace("PASSWORD", password)
+        .replace("DURATION", duration)
+        .replace("RENEW", renew)
 }
 
 #[test]
@@ -135,35 +196,73 @@ fn spec_changes_reissue_output_changes_rewrite_only_and_deleted_secrets_return()
     let dir = secret_dir(&state, "demo", "web-tls");
     let crt1 = std::fs::read(dir.join("tls.crt")).expect("crt");
     let jks1 = std::fs::read(dir.join("keystore.jks")).expect("jks");
-    assert_eq!(cert_status(&status_json(&state), "demo", "web").expect("s").3, 1);
+    assert_eq!(
+        cert_status(&status_json(&state), "demo", "web")
+            .expect("s")
+            .3,
+        1
+    );
 
     // Only the keystore password changes: keystores are rewritten, the certificate kept.
     write(&m, "web.yaml", &cert_manifest("web", "pw-two", "24h", "8h"));
     let out = once(&[&m], &state);
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(std::fs::read(dir.join("tls.crt")).expect("crt"), crt1, "certificate kept");
+    assert_eq!(
+        std::fs::read(dir.join("tls.crt")).expect("crt"),
+        crt1,
+        "certificate kept"
+    );
     let jks2 = std::fs::read(dir.join("keystore.jks")).expect("jks");
     assert_ne!(jks1, jks2);
     certwright_pki::jks::decode(&jks2, "pw-two").expect("new password opens it");
-    assert_eq!(cert_status(&status_json(&state), "demo", "web").expect("s").3, 1, "no new revision");
+    assert_eq!(
+        cert_status(&status_json(&state), "demo", "web")
+            .expect("s")
+            .3,
+        1,
+        "no new revision"
+    );
 
     // A spec change reissues and bumps the revision.
-    write(&m, "web.yaml", &cert_manifest("web, web.demo.svc", "pw-two", "24h", "8h"));
+    write(
+        &m,
+        "web.yaml",
+        &cert_manifest("web, web.demo.svc", "pw-two", "24h", "8h"),
+    );
     let out = once(&[&m], &state);
     assert!(out.status.success(), "{}", text(&out));
-    let chain = inspect::parse_pem_chain(&std::fs::read(dir.join("tls.crt")).expect("crt")).expect("chain");
-    assert_eq!(chain[0].dns_names, vec!["web".to_string(), "web.demo.svc".into()]);
-    assert_eq!(cert_status(&status_json(&state), "demo", "web").expect("s").3, 2);
+    let chain =
+        inspect::parse_pem_chain(&std::fs::read(dir.join("tls.crt")).expect("crt")).expect("chain");
+    assert_eq!(
+        chain[0].dns_names,
+        vec!["web".to_string(), "web.demo.svc".into()]
+    );
+    assert_eq!(
+        cert_status(&status_json(&state), "demo", "web")
+            .expect("s")
+            .3,
+        2
+    );
     let req = state.join("requests/demo/web-2.json");
-    let cr: serde_json::Value = serde_json::from_slice(&std::fs::read(&req).expect("request recorded")).expect("json");
+    let cr: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&req).expect("request recorded")).expect("json");
     assert_eq!(cr["kind"], "CertificateRequest");
-    assert!(cr["status"]["conditions"].as_array().expect("conds").iter().any(|c| c["type"] == "Approved" && c["status"] == "True"));
+    assert!(cr["status"]["conditions"]
+        .as_array()
+        .expect("conds")
+        .iter()
+        .any(|c| c["type"] == "Approved" && c["status"] == "True"));
 
     // A deleted Secret is recreated.
     std::fs::remove_dir_all(&dir).expect("rm");
     assert!(once(&[&m], &state).status.success());
     assert!(dir.join("tls.key").exists());
-    assert_eq!(cert_status(&status_json(&state), "demo", "web").expect("s").3, 3);
+    assert_eq!(
+        cert_status(&status_json(&state), "demo", "web")
+            .expect("s")
+            .3,
+        3
+    );
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -195,7 +294,14 @@ fn long_running_loop_reacts_to_edits_renews_on_time_runs_hooks_and_stops_on_sigt
         ),
     );
     let mut child = Command::new(bin())
-        .args(["local", "run", "-f", &m.display().to_string(), "--state", &state.display().to_string()])
+        .args([
+            "local",
+            "run",
+            "-f",
+            &m.display().to_string(),
+            "--state",
+            &state.display().to_string(),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
@@ -203,27 +309,48 @@ fn long_running_loop_reacts_to_edits_renews_on_time_runs_hooks_and_stops_on_sigt
         let state = state.clone();
         move || {
             state.join("status/runtime.json").exists()
-                && cert_status(&status_json(&state), "demo", "web").is_some_and(|s| s.0 == "True" && s.3 >= rev)
+                && cert_status(&status_json(&state), "demo", "web")
+                    .is_some_and(|s| s.0 == "True" && s.3 >= rev)
         }
     };
     wait_for("first issuance", Duration::from_secs(20), ready(1));
-    wait_for("the hook after the first write", Duration::from_secs(5), || marker.exists());
-    let hook_runs = |p: &Path| std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0);
+    wait_for(
+        "the hook after the first write",
+        Duration::from_secs(5),
+        || marker.exists(),
+    );
+    let hook_runs = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
     assert_eq!(hook_runs(&marker), 1);
 
     // An edit is picked up within about a second.
     let edited = Instant::now();
-    write(&m, "web.yaml", &cert_manifest("web, web.demo.svc", "pw", "1h1m", "1h"));
+    write(
+        &m,
+        "web.yaml",
+        &cert_manifest("web, web.demo.svc", "pw", "1h1m", "1h"),
+    );
     wait_for("reissue after an edit", Duration::from_secs(3), ready(2));
     let reaction = edited.elapsed();
-    assert!(reaction < Duration::from_millis(1500), "reacted in {reaction:?}");
+    assert!(
+        reaction < Duration::from_millis(1500),
+        "reacted in {reaction:?}"
+    );
     let issued_at = Instant::now();
 
     // Renewal one minute after issuance, with no edit.
     wait_for("renewal on schedule", Duration::from_secs(75), ready(3));
     let renewed_after = issued_at.elapsed();
-    assert!(renewed_after > Duration::from_secs(50), "renewed too early: {renewed_after:?}");
-    wait_for("hooks after each write", Duration::from_secs(5), || hook_runs(&marker) >= 3);
+    assert!(
+        renewed_after > Duration::from_secs(50),
+        "renewed too early: {renewed_after:?}"
+    );
+    wait_for("hooks after each write", Duration::from_secs(5), || {
+        hook_runs(&marker) >= 3
+    });
 
     // SIGTERM stops it cleanly.
     rustix::process::kill_process(
@@ -236,16 +363,29 @@ fn long_running_loop_reacts_to_edits_renews_on_time_runs_hooks_and_stops_on_sigt
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "did not stop within 5 s of SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "did not stop within 5 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status:?}");
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
     assert!(err.contains("stopping"), "{err}");
-    assert!(!err.contains("PRIVATE KEY") && !err.contains("pw\""), "logs carry no secrets");
-    println!("edit picked up in {reaction:?}; renewed {renewed_after:?} after the previous issuance");
+    assert!(
+        !err.contains("PRIVATE KEY") && !err.contains("pw\""),
+        "logs carry no secrets"
+    );
+    println!(
+        "edit picked up in {reaction:?}; renewed {renewed_after:?} after the previous issuance"
+    );
 }
 
 #[test]

@@ -10,7 +10,10 @@ pub fn bin() -> &'static str {
 }
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// Whether a tool is on PATH. In CI (`CI=true`) a missing tool fails the test, since
@@ -32,7 +35,10 @@ pub fn require(tool: &str) -> bool {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("runs certwright")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("runs certwright")
 }
 
 pub fn once(manifests: &[&Path], state: &Path) -> Output {
@@ -43,20 +49,39 @@ pub fn once(manifests: &[&Path], state: &Path) -> Output {
     }
     args.push("--state".into());
     args.push(state.display().to_string());
-    let out = Command::new(bin()).args(&args).output().expect("runs certwright");
+    let out = Command::new(bin())
+        .args(&args)
+        .output()
+        .expect("runs certwright");
     out
 }
 
 pub fn status_json(state: &Path) -> serde_json::Value {
-    let out = run(&["status", "--state", &state.display().to_string(), "-o", "json"]);
-    assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "status",
+        "--state",
+        &state.display().to_string(),
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("status JSON")
 }
 
 /// (ready status, reason, message) of a Certificate in the status JSON.
-pub fn cert_status(status: &serde_json::Value, ns: &str, name: &str) -> Option<(String, String, String, i64)> {
+pub fn cert_status(
+    status: &serde_json::Value,
+    ns: &str,
+    name: &str,
+) -> Option<(String, String, String, i64)> {
     let certs = status["certificates"].as_array()?;
-    let c = certs.iter().find(|c| c["namespace"] == ns && c["name"] == name)?;
+    let c = certs
+        .iter()
+        .find(|c| c["namespace"] == ns && c["name"] == name)?;
     let conds = c["status"]["conditions"].as_array()?;
     let r = conds.iter().find(|c| c["type"] == "Ready")?;
     Some((
@@ -84,5 +109,9 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

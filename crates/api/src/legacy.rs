@@ -235,7 +235,7 @@ pub fn merge_solver_selectors(
                         let names = s
                             .pointer_mut("/selector/dnsNames")
                             .and_then(Value::as_array_mut)
-                            .map(|a| std::mem::take(a))
+                            .map(std::mem::take)
                             .unwrap_or_default();
                         let mut names: Vec<Value> = names;
                         for d in &c.domains {

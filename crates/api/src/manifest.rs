@@ -11,6 +11,7 @@ use serde_json::Value;
 
 /// A typed resource.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // short-lived; boxing would only add noise
 pub enum Resource {
     Certificate(Certificate),
     Issuer(Issuer),

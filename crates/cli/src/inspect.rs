@@ -113,14 +113,16 @@ fn print_keystore(name: &str, bytes: &[u8], password: &str) {
                     c.keys.len(),
                     c.certs.len()
                 );
-                for (n, k, _) in &c.keys {
-                    let alg = PrivateKey::from_pkcs8_der(k)
+                for k in &c.keys {
+                    let n = &k.friendly_name;
+                    let alg = PrivateKey::from_pkcs8_der(&k.pkcs8)
                         .map(|k| k.algorithm().to_string())
                         .unwrap_or_else(|e| e.to_string());
                     println!("  key {}: {alg}", n.as_deref().unwrap_or("(no name)"));
                 }
-                for (n, d, _, trusted) in &c.certs {
-                    let s = CertInfo::parse(d)
+                for cb in &c.certs {
+                    let (n, trusted) = (&cb.friendly_name, &cb.trusted);
+                    let s = CertInfo::parse(&cb.der)
                         .map(|c| c.subject)
                         .unwrap_or_else(|e| e.to_string());
                     let t = if *trusted { " (trusted)" } else { "" };

@@ -265,7 +265,9 @@ fn same_jks(have: &[u8], want: &[u8], pw: &str) -> bool {
     let (Ok(a), Ok(b)) = (jks::decode(have, pw), jks::decode(want, pw)) else {
         return false;
     };
-    let norm = |v: Vec<jks::Entry>| -> Vec<(String, Option<Vec<u8>>, Vec<Vec<u8>>)> {
+    /// (alias, public key of the private key if any, certificates)
+    type Normalized = (String, Option<Vec<u8>>, Vec<Vec<u8>>);
+    let norm = |v: Vec<jks::Entry>| -> Vec<Normalized> {
         v.into_iter()
             .map(|e| match e {
                 jks::Entry::PrivateKey {
@@ -287,12 +289,12 @@ fn same_p12(have: &[u8], want: &[u8], pw: &str) -> bool {
     let keys = |c: &pkcs12::Contents| -> Vec<(Option<String>, Option<Vec<u8>>)> {
         c.keys
             .iter()
-            .map(|(n, k, _)| (n.clone(), key_spki(k)))
+            .map(|k| (k.friendly_name.clone(), key_spki(&k.pkcs8)))
             .collect()
     };
     let certs = |c: &pkcs12::Contents| -> Vec<(Vec<u8>, bool)> {
         let mut v: Vec<(Vec<u8>, bool)> =
-            c.certs.iter().map(|(_, d, _, t)| (d.clone(), *t)).collect();
+            c.certs.iter().map(|c| (c.der.clone(), c.trusted)).collect();
         v.sort();
         v
     };

@@ -273,7 +273,7 @@ fn failures_back_off_until_inputs_change() {
     };
     match decide_at(&p, None, None, &f, NOW + 5) {
         Decision::Backoff { until, .. } => {
-            assert!(until >= NOW + 18 && until <= NOW + 22, "{until}")
+            assert!((NOW + 18..=NOW + 22).contains(&until), "{until}")
         }
         other => panic!("{other:?}"),
     }

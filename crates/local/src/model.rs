@@ -176,7 +176,12 @@ impl Model {
         m.owned_secrets = m
             .certificates
             .iter()
-            .filter_map(|(k, e)| e.params.as_ref().ok().map(|p| (k.0.clone(), p.secret_name.clone())))
+            .filter_map(|(k, e)| {
+                e.params
+                    .as_ref()
+                    .ok()
+                    .map(|p| (k.0.clone(), p.secret_name.clone()))
+            })
             .collect();
         m
     }

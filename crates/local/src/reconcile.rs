@@ -113,22 +113,23 @@ impl Ctx<'_> {
             },
             IssuerType::Ca { secret_name } => {
                 let sdesc = format!("{ns}/{secret_name}");
-                let secret =
-                    match self.secret(&ns, secret_name) {
-                        Ok(Some(s)) => s,
-                        Ok(None) => return Resolved::Unavailable(Problem::new(
+                let secret = match self.secret(&ns, secret_name) {
+                    Ok(Some(s)) => s,
+                    Ok(None) => {
+                        return Resolved::Unavailable(Problem::new(
                             "IssuerNotReady",
                             format!(
                                 "{desc} is not ready: ErrGetKeyPair: CA secret {sdesc} not found"
                             ),
-                        )),
-                        Err(p) => {
-                            return Resolved::Unavailable(Problem::new(
-                                "IssuerNotReady",
-                                format!("{desc} is not ready: {}", p.message),
-                            ))
-                        }
-                    };
+                        ))
+                    }
+                    Err(p) => {
+                        return Resolved::Unavailable(Problem::new(
+                            "IssuerNotReady",
+                            format!("{desc} is not ready: {}", p.message),
+                        ))
+                    }
+                };
                 match CaMaterial::from_secret(&sdesc, &secret, self.now) {
                     Ok(m) => {
                         let digest = format!("ca:{}", m.chain[0].sha256_fingerprint());

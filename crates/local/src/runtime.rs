@@ -257,12 +257,14 @@ impl Runtime {
                         ns,
                         p.issuance.issuer_name.clone(),
                     );
-                    if !resolved.contains_key(&id) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        resolved.entry(id.clone())
+                    {
                         let r = ctx.resolve(&k.0, &p.issuance.issuer_name, &p.issuance.issuer_kind);
                         if let Resolved::Unavailable(pr) = &r {
-                            issuers_seen.insert(id.clone(), pr.clone());
+                            issuers_seen.insert(id, pr.clone());
                         }
-                        resolved.insert(id, r);
+                        slot.insert(r);
                     }
                 }
             }

@@ -166,7 +166,7 @@ fn rc2_cbc(key: &[u8], iv: &[u8], data: &[u8], encrypt: bool) -> Result<Vec<u8>,
         }
         Ok(buf)
     } else {
-        if data.is_empty() || data.len() % 8 != 0 {
+        if data.is_empty() || !data.len().is_multiple_of(8) {
             return Err(Pkcs12Error::Decrypt);
         }
         let mut buf = data.to_vec();
@@ -501,13 +501,30 @@ fn compute_mac(
         .to_vec()
 }
 
+/// A decoded key bag.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyBag {
+    pub friendly_name: Option<String>,
+    /// Unencrypted PKCS#8 DER.
+    pub pkcs8: Vec<u8>,
+    pub local_key_id: Option<Vec<u8>>,
+}
+
+/// A decoded certificate bag.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertBag {
+    pub friendly_name: Option<String>,
+    pub der: Vec<u8>,
+    pub local_key_id: Option<Vec<u8>>,
+    /// Carries Java's trusted-key-usage attribute.
+    pub trusted: bool,
+}
+
 /// What a decoded store holds.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Contents {
-    /// (friendly name, PKCS#8 DER, local key id)
-    pub keys: Vec<(Option<String>, Vec<u8>, Option<Vec<u8>>)>,
-    /// (friendly name, DER, local key id, Java trusted entry)
-    pub certs: Vec<(Option<String>, Vec<u8>, Option<Vec<u8>>, bool)>,
+    pub keys: Vec<KeyBag>,
+    pub certs: Vec<CertBag>,
 }
 
 impl std::fmt::Debug for Contents {
@@ -639,15 +656,27 @@ fn read_bags(contents: &[u8], password: &str, out: &mut Contents) -> Result<(), 
                 .reader()
                 .expect(der::OCTET_STRING, "cert")?
                 .content;
-            out.certs.push((name, cert.to_vec(), local_id, trusted));
+            out.certs.push(CertBag {
+                friendly_name: name,
+                der: cert.to_vec(),
+                local_key_id: local_id,
+                trusted,
+            });
         } else if id.is_oid(OID_SHROUDED_KEY_BAG) {
             let mut e = value.reader();
             let alg = e.next("algorithm")?;
             let ct = e.expect(der::OCTET_STRING, "encrypted key")?.content;
-            out.keys
-                .push((name, pbe_decrypt(alg, password, ct)?, local_id));
+            out.keys.push(KeyBag {
+                friendly_name: name,
+                pkcs8: pbe_decrypt(alg, password, ct)?,
+                local_key_id: local_id,
+            });
         } else if id.is_oid(OID_KEY_BAG) {
-            out.keys.push((name, value.raw.to_vec(), local_id));
+            out.keys.push(KeyBag {
+                friendly_name: name,
+                pkcs8: value.raw.to_vec(),
+                local_key_id: local_id,
+            });
         }
     }
     Ok(())
@@ -687,10 +716,10 @@ mod tests {
             assert_eq!(a, b, "{profile:?}");
             let c = decode(&a, "changeme").expect("decodes");
             assert_eq!(c.keys.len(), 1);
-            assert_eq!(c.keys[0].1, key.to_vec());
-            assert_eq!(c.keys[0].0.as_deref(), Some("alias"));
+            assert_eq!(c.keys[0].pkcs8, key.to_vec());
+            assert_eq!(c.keys[0].friendly_name.as_deref(), Some("alias"));
             assert_eq!(c.certs.len(), 3);
-            assert!(c.certs[2].3, "trusted attribute on {profile:?}");
+            assert!(c.certs[2].trusted, "trusted attribute on {profile:?}");
             assert_eq!(decode(&a, "nope"), Err(Pkcs12Error::Mac));
         }
         assert!(decode(b"garbage", "x").is_err());
