@@ -160,8 +160,10 @@ pub fn render_data(
                 .enumerate()
                 .map(|(i, c)| (TrustAliases::Ca.alias(i), c.der.clone()))
                 .collect();
-        let ts = pkcs12::encode(None, &trusted, pw, *profile).map_err(|e| e.to_string())?;
-        data.insert(keys::TRUSTSTORE_P12.into(), ts);
+        data.insert(
+            keys::TRUSTSTORE_P12.into(),
+            trust_store_p12(&trusted, pw, *profile)?,
+        );
     }
     if combined_pem {
         data.insert(
@@ -174,6 +176,43 @@ pub fn render_data(
         data.insert(keys::KEY_DER.into(), blocks[0].der.clone());
     }
     Ok(data)
+}
+
+/// A PKCS#12 trust store, memoized: many certificates share one CA, and the store's bytes
+/// depend only on the CA certificates, aliases, password and profile (the encoding is
+/// deterministic), so its key derivations run once per CA rather than once per secret.
+fn trust_store_p12(
+    trusted: &[(String, Vec<u8>)],
+    pw: &str,
+    profile: pkcs12::Profile,
+) -> Result<Vec<u8>, String> {
+    use aws_lc_rs::digest;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<Vec<u8>, Vec<u8>>>> = OnceLock::new();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(format!("{profile:?}").as_bytes());
+    ctx.update(&(pw.len() as u64).to_be_bytes());
+    ctx.update(pw.as_bytes());
+    for (alias, der) in trusted {
+        ctx.update(&(alias.len() as u64).to_be_bytes());
+        ctx.update(alias.as_bytes());
+        ctx.update(&(der.len() as u64).to_be_bytes());
+        ctx.update(der);
+    }
+    let key = ctx.finish().as_ref().to_vec();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(hit);
+    }
+    let bytes = pkcs12::encode(None, trusted, pw, profile).map_err(|e| e.to_string())?;
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, bytes.clone());
+    }
+    Ok(bytes)
 }
 
 /// The cert-manager annotations on an issued Secret.

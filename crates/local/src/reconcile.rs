@@ -43,6 +43,9 @@ pub struct Ctx<'a> {
     pub state: &'a StateDir,
     pub cluster_ns: &'a str,
     pub now: i64,
+    /// When set, Secret writes are staged here and committed by the caller after one
+    /// file-system flush; otherwise each write is made durable on its own.
+    pub batch: Option<&'a std::sync::Mutex<Vec<crate::store::Staged>>>,
 }
 
 /// An issuer as resolved for a pass.
@@ -527,8 +530,9 @@ fn issue_certificate(
             rec.failures = Failures::default();
             rec.status.last_failure_time = None;
             rec.status.failed_issuance_attempts = None;
-            rec.pending = None;
-            let _ = std::fs::remove_file(&pending_path);
+            if rec.pending.take().is_some() {
+                let _ = std::fs::remove_file(&pending_path);
+            }
             save_request(
                 ctx,
                 &ns,
@@ -571,7 +575,7 @@ fn issue_certificate(
             state,
         } => {
             if let Ok(pem) = key.to_pem(certwright_pki::KeyEncoding::Pkcs8) {
-                if let Err(e) = crate::store::write_atomic(&pending_path, pem.as_bytes()) {
+                if let Err(e) = crate::store::write_atomic(&pending_path, pem.as_bytes(), true) {
                     return fail(
                         rec,
                         &Problem::new(
@@ -752,7 +756,9 @@ fn save_request(
     };
     let path = ctx.state.request_path(ns, request_name);
     if let Ok(bytes) = serde_json::to_vec_pretty(&cr) {
-        if let Err(e) = crate::store::write_atomic(&path, &bytes) {
+        if let Err(e) =
+            crate::store::write_atomic(&path, &bytes, ctx.batch.is_none() && ctx.store.durable)
+        {
             log::warn(
                 "cannot record request",
                 &[("request", request_name), ("error", &e.to_string())],
@@ -875,9 +881,23 @@ fn write_if_changed(
     if same {
         return Ok(false);
     }
-    ctx.store
-        .write(ns, secret_name, &desired)
-        .map_err(|e| Problem::new("SecretUnwritable", e.to_string()))?;
+    let unwritable = |e: crate::store::StoreError| Problem::new("SecretUnwritable", e.to_string());
+    match ctx.batch {
+        Some(batch) => {
+            let staged = ctx
+                .store
+                .stage(ns, secret_name, &desired, false)
+                .map_err(unwritable)?;
+            batch
+                .lock()
+                .map_err(|_| Problem::new("InternalError", "batch lock poisoned"))?
+                .push(staged);
+        }
+        None => ctx
+            .store
+            .write(ns, secret_name, &desired)
+            .map_err(unwritable)?,
+    }
     Ok(true)
 }
 

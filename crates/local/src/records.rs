@@ -156,9 +156,10 @@ impl StateDir {
         out
     }
 
-    pub fn save_record(&self, r: &CertRecord) -> std::io::Result<()> {
+    /// Saves a record; without `fsync` the caller flushes the file system later.
+    pub fn save_record(&self, r: &CertRecord, fsync: bool) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(r).unwrap_or_default();
-        write_atomic(&self.cert_path(&r.namespace, &r.name), &bytes)
+        write_atomic(&self.cert_path(&r.namespace, &r.name), &bytes, fsync)
     }
 
     pub fn remove_record(&self, ns: &str, name: &str) {
@@ -178,6 +179,7 @@ impl StateDir {
         write_atomic(
             &self.other_path(),
             &serde_json::to_vec_pretty(&o).unwrap_or_default(),
+            true,
         )
     }
 

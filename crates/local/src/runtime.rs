@@ -236,12 +236,14 @@ impl Runtime {
             if keys.is_empty() {
                 continue;
             }
+            let batch = Mutex::new(Vec::new());
             let ctx = Ctx {
                 model: &self.model,
                 store: &self.store,
                 state: &self.state,
                 cluster_ns: &self.opts.cluster_resource_namespace,
                 now: t,
+                batch: Some(&batch),
             };
             // Resolve each issuer once per level (a CA is parsed once, not per certificate).
             let mut resolved: HashMap<(String, String, String), Resolved> = HashMap::new();
@@ -326,9 +328,40 @@ impl Runtime {
                     });
                 }
             });
-            for (k, rec, _) in results.into_inner().unwrap_or_default() {
+            let mut results = results.into_inner().unwrap_or_default();
+            // Staged Secrets become durable with one flush, then visible one by one.
+            let staged = batch.into_inner().unwrap_or_default();
+            if !staged.is_empty() {
+                if self.store.durable {
+                    if let Err(e) = self.store.sync() {
+                        log::error("cannot flush secrets to disk", &[("error", &e.to_string())]);
+                    }
+                }
+                for st in staged {
+                    let id = st.id().to_string();
+                    if let Err(e) = self.store.commit(st, false) {
+                        log::error(
+                            "cannot commit secret",
+                            &[("secret", &id), ("error", &e.to_string())],
+                        );
+                        for (_, rec, _) in results.iter_mut() {
+                            if format!("{}/{}", rec.namespace, rec.secret_name) == id {
+                                set_condition(
+                                    &mut rec.status.conditions,
+                                    "Ready",
+                                    false,
+                                    "SecretUnwritable",
+                                    &e.to_string(),
+                                    t,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            for (k, rec, _) in results {
                 if self.records.get(&k) != Some(&rec) {
-                    if let Err(e) = self.state.save_record(&rec) {
+                    if let Err(e) = self.state.save_record(&rec, false) {
                         log::error(
                             "cannot save status",
                             &[
@@ -360,6 +393,7 @@ impl Runtime {
             state: &self.state,
             cluster_ns: &self.opts.cluster_resource_namespace,
             now: t,
+            batch: None,
         };
         let mut secret_problems = Vec::new();
         for key in self.model.secrets.keys() {
@@ -379,6 +413,12 @@ impl Runtime {
         let written = written.into_inner().unwrap_or_default();
         for (ns, s) in &written {
             self.hooks.secret_changed(&self.model, ns, s);
+        }
+        // Records were saved without fsync: one flush for all of them.
+        if self.store.durable {
+            if let Err(e) = self.store.sync() {
+                log::error("cannot flush status to disk", &[("error", &e.to_string())]);
+            }
         }
         self.save_runtime_status(&issuers_seen, &secret_problems);
         self.remember_versions();

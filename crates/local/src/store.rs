@@ -25,6 +25,22 @@ use std::path::{Path, PathBuf};
 const DATA_LINK: &str = "..data";
 const META_FILE: &str = "..metadata.json";
 
+/// A Secret version on disk that is not visible yet.
+#[derive(Debug)]
+pub struct Staged {
+    id: String,
+    dir: PathBuf,
+    version: String,
+    keys: Vec<String>,
+}
+
+impl Staged {
+    /// `namespace/name`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Meta {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -129,13 +145,27 @@ impl SecretStore {
             .map(|p| p.to_string_lossy().into_owned())
     }
 
-    /// Writes a whole Secret as one atomic swap.
+    /// Writes a whole Secret as one atomic swap ([`Self::stage`] then [`Self::commit`]),
+    /// fsyncing as it goes when `durable`.
     pub fn write(
         &self,
         namespace: &str,
         name: &str,
         secret: &SecretData,
     ) -> Result<(), StoreError> {
+        let staged = self.stage(namespace, name, secret, self.durable)?;
+        self.commit(staged, self.durable)
+    }
+
+    /// Writes a new version directory that readers cannot see yet. Batch writers stage
+    /// many Secrets, make them durable with one [`Self::sync`], then commit each.
+    pub fn stage(
+        &self,
+        namespace: &str,
+        name: &str,
+        secret: &SecretData,
+        fsync: bool,
+    ) -> Result<Staged, StoreError> {
         let id = format!("{namespace}/{name}");
         for k in secret.data.keys() {
             if !valid_key(k) {
@@ -153,13 +183,11 @@ impl SecretStore {
             source,
         };
         mkdir_private(&dir).map_err(|e| io_err("mkdir", &dir, e))?;
-        let old_version = fs::read_link(dir.join(DATA_LINK)).ok();
         let version = new_version_name(&dir);
         let vdir = dir.join(&version);
         mkdir_private(&vdir).map_err(|e| io_err("mkdir", &vdir, e))?;
         for (k, v) in &secret.data {
-            write_file(&vdir.join(k), v, self.durable)
-                .map_err(|e| io_err("write", &vdir.join(k), e))?;
+            write_file(&vdir.join(k), v, fsync).map_err(|e| io_err("write", &vdir.join(k), e))?;
         }
         let meta = Meta {
             type_: secret.type_.clone(),
@@ -167,22 +195,52 @@ impl SecretStore {
             labels: secret.labels.clone(),
         };
         let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-        write_file(&vdir.join(META_FILE), &meta_bytes, self.durable)
+        write_file(&vdir.join(META_FILE), &meta_bytes, fsync)
             .map_err(|e| io_err("write", &vdir.join(META_FILE), e))?;
-        if self.durable {
+        if fsync {
             sync_dir(&vdir).map_err(|e| io_err("fsync", &vdir, e))?;
         }
-        // The swap: a new link renamed over ..data.
-        swap_link(&dir, DATA_LINK, Path::new(&version))
-            .map_err(|e| io_err("swap", &dir.join(DATA_LINK), e))?;
-        // User-visible links, one per key.
-        for k in secret.data.keys() {
+        Ok(Staged {
+            id,
+            dir,
+            version,
+            keys: secret.data.keys().cloned().collect(),
+        })
+    }
+
+    /// Makes a staged version the current one: one rename of the `..data` link, then the
+    /// per-key links and the cleanup of versions older than the previous one.
+    pub fn commit(&self, staged: Staged, fsync: bool) -> Result<(), StoreError> {
+        let Staged {
+            id,
+            dir,
+            version,
+            keys,
+        } = staged;
+        let io_err = |op: &'static str, path: &Path, source: io::Error| StoreError::Io {
+            secret: id.clone(),
+            op,
+            path: path.display().to_string(),
+            source,
+        };
+        let old_version = fs::read_link(dir.join(DATA_LINK)).ok();
+        let fresh = old_version.is_none();
+        // A new Secret gets its key links first and `..data` last, so every link resolves
+        // from the moment the Secret appears; an existing one swaps `..data` first.
+        if !fresh {
+            swap_link(&dir, DATA_LINK, Path::new(&version))
+                .map_err(|e| io_err("swap", &dir.join(DATA_LINK), e))?;
+        }
+        for k in &keys {
             let want = Path::new(DATA_LINK).join(k);
-            if fs::read_link(dir.join(k)).ok().as_deref() != Some(want.as_path()) {
-                swap_link(&dir, k, &want).map_err(|e| io_err("link", &dir.join(k), e))?;
+            if fresh || fs::read_link(dir.join(k)).ok().as_deref() != Some(want.as_path()) {
+                place_link(&dir, k, &want, fresh).map_err(|e| io_err("link", &dir.join(k), e))?;
             }
         }
-        // Remove links for keys that are gone and versions older than the previous one.
+        if fresh {
+            place_link(&dir, DATA_LINK, Path::new(&version), true)
+                .map_err(|e| io_err("link", &dir.join(DATA_LINK), e))?;
+        }
         if let Ok(entries) = fs::read_dir(&dir) {
             for e in entries.flatten() {
                 let fname = e.file_name().to_string_lossy().into_owned();
@@ -196,15 +254,22 @@ impl SecretStore {
                     if !keep && !is_link {
                         let _ = fs::remove_dir_all(e.path());
                     }
-                } else if is_link && !secret.data.contains_key(&fname) {
+                } else if is_link && !keys.contains(&fname) {
                     let _ = fs::remove_file(e.path());
                 }
             }
         }
-        if self.durable {
+        if fsync {
             sync_dir(&dir).map_err(|e| io_err("fsync", &dir, e))?;
         }
         Ok(())
+    }
+
+    /// Flushes the file system holding the store (one `syncfs`), making every staged
+    /// version durable at once.
+    pub fn sync(&self) -> io::Result<()> {
+        let f = fs::File::open(&self.root)?;
+        rustix::fs::syncfs(&f).map_err(io::Error::from)
     }
 
     /// Lists (namespace, name) of every Secret in the store.
@@ -294,23 +359,48 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Points `dir/name` at `target` by renaming a fresh link over it (atomic on POSIX).
+/// The state directory is locked to one process and each Secret has one writer at a time,
+/// so a fixed temporary name suffices; a leftover from a crash is replaced.
 fn swap_link(dir: &Path, name: &str, target: &Path) -> io::Result<()> {
-    let tmp = dir.join(format!("..tmp_{name}_{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    symlink(target, &tmp)?;
+    let tmp = dir.join(format!("..tmp_{name}"));
+    if let Err(e) = symlink(target, &tmp) {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e);
+        }
+        fs::remove_file(&tmp)?;
+        symlink(target, &tmp)?;
+    }
     fs::rename(&tmp, dir.join(name))
 }
 
-/// Writes a small state file atomically (temporary file, fsync, rename), 0600.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        mkdir_private(parent)?;
+/// Creates a link where none exists (a new Secret), else swaps it in.
+fn place_link(dir: &Path, name: &str, target: &Path, fresh: bool) -> io::Result<()> {
+    if fresh {
+        match symlink(target, dir.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => return other,
+        }
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    write_file(&tmp, data, true)?;
-    fs::rename(&tmp, path)?;
-    Ok(())
+    swap_link(dir, name, target)
+}
+
+/// Writes a small state file atomically (temporary file, optional fsync, rename), 0600.
+pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    match write_file(&tmp, data, fsync) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                mkdir_private(parent)?;
+            }
+            write_file(&tmp, data, fsync)?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(&tmp)?;
+            write_file(&tmp, data, fsync)?;
+        }
+        other => other?,
+    }
+    fs::rename(&tmp, path)
 }
 
 /// Ensures a directory exists with 0700.

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Benchmark: N ECDSA P-256 certificates (default 1000) signed by a CA, each with PEM, JKS
+# and PKCS#12 outputs, through `certwright local run --once`; then the same work done by a
+# shell loop of openssl + keytool, as a user would script it (PEER_N certificates,
+# default 20, extrapolated). Prints certificates per second, peak RSS, and the ratio.
+#
+#   bash bench/run.sh                  # 1000 certificates, Modern2023 PKCS#12
+#   N=1000 PROFILE=LegacyRC2 bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${N:-1000}"
+PEER_N="${PEER_N:-20}"
+PROFILE="${PROFILE:-Modern2023}"
+bash scripts/setup.sh
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cargo build --release --locked -p certwright-cli >&2
+bin="${CARGO_TARGET_DIR:-target}/release/certwright"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# --- certwright ---------------------------------------------------------------------
+mkdir -p "$work/m"
+{
+  cat <<YAML
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: self, namespace: bench}
+spec: {selfSigned: {}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: ca, namespace: bench}
+spec:
+  secretName: ca
+  issuerRef: {name: self}
+  commonName: bench-ca
+  isCA: true
+  privateKey: {algorithm: ECDSA}
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: ca, namespace: bench}
+spec: {ca: {secretName: ca}}
+YAML
+  for i in $(seq 1 "$N"); do
+    cat <<YAML
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: svc-$i, namespace: bench}
+spec:
+  secretName: svc-$i
+  issuerRef: {name: ca}
+  commonName: svc-$i.bench.svc
+  dnsNames: [svc-$i, svc-$i.bench.svc]
+  privateKey: {algorithm: ECDSA, size: 256}
+  keystores:
+    jks: {create: true, password: changeme}
+    pkcs12: {create: true, password: changeme, profile: $PROFILE}
+YAML
+  done
+} > "$work/m/certs.yaml"
+
+/usr/bin/time -f "%e %M" -o "$work/time" "$bin" local run -f "$work/m" --state "$work/state" --once --log-level warn
+read -r cw_secs cw_rss_kb < "$work/time"
+ready=$("$bin" status --state "$work/state" -o json | grep -c '"status": "True"' || true)
+files=$(find "$work/state/secrets/bench" -name keystore.p12 | wc -l)
+cw_rate=$(awk -v n="$N" -v s="$cw_secs" 'BEGIN { printf "%.0f", (n + 1) / s }')
+cw_rss_mib=$(awk -v k="$cw_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
+
+# A rerun with nothing to do (every output compared by content, nothing rewritten).
+/usr/bin/time -f "%e %M" -o "$work/time2" "$bin" local run -f "$work/m" --state "$work/state" --once --log-level warn
+read -r re_secs re_rss_kb < "$work/time2"
+
+# --- openssl + keytool loop -----------------------------------------------------------
+p="$work/peer"
+mkdir -p "$p"
+openssl ecparam -name prime256v1 -genkey -noout -out "$p/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$p/ca.key" -subj /CN=bench-ca -days 90 -out "$p/ca.crt" 2>/dev/null
+start=$(date +%s.%N)
+for i in $(seq 1 "$PEER_N"); do
+  d="$p/svc-$i"; mkdir -p "$d"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$d/tls.key" 2>/dev/null
+  openssl req -new -key "$d/tls.key" -subj "/CN=svc-$i.bench.svc" \
+    -addext "subjectAltName=DNS:svc-$i,DNS:svc-$i.bench.svc" -out "$d/req.csr" 2>/dev/null
+  openssl x509 -req -in "$d/req.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
+    -days 90 -copy_extensions copy -out "$d/tls.crt" 2>/dev/null
+  cp "$p/ca.crt" "$d/ca.crt"
+  openssl pkcs12 -export -in "$d/tls.crt" -inkey "$d/tls.key" -certfile "$p/ca.crt" \
+    -name certificate -passout pass:changeme -out "$d/keystore.p12"
+  openssl pkcs12 -export -nokeys -in "$p/ca.crt" -passout pass:changeme -out "$d/truststore.p12"
+  keytool -importkeystore -noprompt -srckeystore "$d/keystore.p12" -srcstoretype PKCS12 \
+    -srcstorepass changeme -destkeystore "$d/keystore.jks" -deststoretype JKS \
+    -deststorepass changeme >/dev/null 2>&1
+  keytool -importcert -noprompt -alias ca -file "$p/ca.crt" -keystore "$d/truststore.jks" \
+    -storetype JKS -storepass changeme >/dev/null 2>&1
+done
+end=$(date +%s.%N)
+peer_secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.2f", b - a }')
+peer_rate=$(awk -v n="$PEER_N" -v s="$peer_secs" 'BEGIN { printf "%.2f", n / s }')
+ratio=$(awk -v a="$cw_rate" -v b="$peer_rate" 'BEGIN { printf "%.0f", a / b }')
+
+cat <<OUT
+machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); PKCS#12 profile $PROFILE
+certwright: $N certificates (+ CA) with PEM, JKS and PKCS#12 outputs: ${cw_secs} s, ${cw_rate} certificates/s, peak RSS ${cw_rss_mib} MiB, ${ready} Ready, ${files} keystore.p12 files
+certwright rerun with nothing to change: ${re_secs} s, peak RSS $(awk -v k="$re_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }') MiB
+openssl+keytool loop: $PEER_N certificates in ${peer_secs} s, ${peer_rate} certificates/s
+speed-up: ${ratio}x
+OUT
