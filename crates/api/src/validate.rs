@@ -196,6 +196,7 @@ impl IssuanceSpec {
             ku.push(KeyUsage::CertSign);
         }
         ku.sort();
+        ext.sort();
         (ku, ext)
     }
 

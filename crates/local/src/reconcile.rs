@@ -945,3 +945,109 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
         &ks,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::StateDir;
+    use crate::store::SecretStore;
+    use std::sync::Mutex;
+
+    /// An issuer that answers like an ACME order: pending twice, then issued. It records
+    /// the public key of every request it sees.
+    struct SlowIssuer {
+        seen: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl Issuer for SlowIssuer {
+        fn process(&self, req: &Request<'_>) -> Outcome {
+            let csr = certwright_pki::pem::decode_all(req.csr_pem.as_bytes()).expect("pem");
+            let parsed = certwright_pki::cert::parse_csr(&csr[0].der).expect("csr");
+            self.seen.lock().expect("lock").push(parsed.spki_der);
+            let polls = req.state.get("polls").and_then(|p| p.as_u64()).unwrap_or(0);
+            if polls < 2 {
+                return Outcome::Pending {
+                    reason: "OrderPending".into(),
+                    message: format!("order o-1 poll {}", polls + 1),
+                    retry_after: std::time::Duration::from_secs(5),
+                    state: serde_json::json!({"order": "o-1", "polls": polls + 1}),
+                };
+            }
+            issue::SelfSigned.process(req)
+        }
+    }
+
+    #[test]
+    fn a_pending_request_resumes_after_a_restart_with_the_same_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let manifest = tmp.path().join("c.yaml");
+        std::fs::write(
+            &manifest,
+            "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: slow, namespace: demo}\nspec: {selfSigned: {}}\n---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web, namespace: demo}\nspec:\n  secretName: web-tls\n  issuerRef: {name: slow}\n  dnsNames: [web.example.com]\n  privateKey: {algorithm: ECDSA}\n",
+        )
+        .expect("manifest");
+        let model = Model::load(&[manifest], false);
+        let state = StateDir::new(tmp.path().join("state"));
+        let store = SecretStore::new(state.secrets());
+        let issuer = Arc::new(SlowIssuer {
+            seen: Mutex::new(vec![]),
+        });
+        let resolved = Resolved::Ready {
+            issuer: issuer.clone(),
+            policy: BackoffPolicy::REMOTE,
+            digest: "slow".into(),
+        };
+        let key = ("demo".to_string(), "web".to_string());
+        let ctx_at = |now: i64| Ctx {
+            model: &model,
+            store: &store,
+            state: &state,
+            cluster_ns: "cert-manager",
+            now,
+            batch: None,
+        };
+        let t0 = 1_800_000_000;
+
+        let r1 = certificate(&ctx_at(t0), &key, CertRecord::default(), Some(&resolved));
+        assert!(!r1.record.ready());
+        assert_eq!(r1.record.next_check, Some(t0 + 5));
+        assert!(r1.record.pending.is_some());
+        assert!(
+            state.pending_key_path("demo", "web").exists(),
+            "the request's key is persisted"
+        );
+        // A restart: only what is on disk survives.
+        state.save_record(&r1.record, true).expect("save");
+        let reloaded = state.load_records().remove(&key).expect("reloaded");
+        let r2 = certificate(&ctx_at(t0 + 5), &key, reloaded, Some(&resolved));
+        assert!(!r2.record.ready());
+        assert_eq!(
+            r2.record.pending.as_ref().map(|p| p.state["polls"].clone()),
+            Some(serde_json::json!(2))
+        );
+        let r3 = certificate(&ctx_at(t0 + 10), &key, r2.record, Some(&resolved));
+        assert!(r3.record.ready(), "{:?}", r3.record.status);
+        assert!(r3.wrote);
+        let seen = issuer.seen.lock().expect("lock").clone();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen.iter().all(|k| *k == seen[0]),
+            "one key across polls and the restart"
+        );
+        let secret = store
+            .read("demo", "web-tls")
+            .expect("read")
+            .expect("written");
+        let m = TlsMaterial::read(&secret);
+        let (_, chain) = m.pair().expect("pair");
+        assert_eq!(
+            chain[0].spki_der, seen[0],
+            "the certificate is for the request's key"
+        );
+        assert!(
+            !state.pending_key_path("demo", "web").exists(),
+            "the pending key is removed"
+        );
+        assert!(r3.record.pending.is_none());
+    }
+}

@@ -1,0 +1,173 @@
+//! Every certificate field the spec can ask for, read back by OpenSSL: subject fields,
+//! literal subjects, all SAN types, usages, name constraints, serials, validity, and
+//! nothing the spec did not ask for.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+const MANIFEST: &str = r#"apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: self, namespace: f}
+spec: {selfSigned: {}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: ca, namespace: f}
+spec:
+  secretName: ca
+  issuerRef: {name: self}
+  literalSubject: "CN=Literal CA,O=Acme+OU=Ops,DC=example,DC=com"
+  isCA: true
+  privateKey: {algorithm: ECDSA, size: 384}
+  nameConstraints:
+    critical: true
+    permitted:
+      dnsDomains: [example.com]
+      ipRanges: [10.0.0.0/8, "fd00::/8"]
+    excluded:
+      emailAddresses: [bad.example.com]
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: ca, namespace: f}
+spec: {ca: {secretName: ca}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: leaf, namespace: f}
+spec:
+  secretName: leaf
+  issuerRef: {name: ca}
+  commonName: web.example.com
+  subject:
+    countries: [NL]
+    provinces: [Noord-Holland]
+    localities: [Amsterdam]
+    streetAddresses: [Damrak 1]
+    postalCodes: [1012 LG]
+    organizations: [Acme]
+    organizationalUnits: [Web]
+    serialNumber: "42"
+  dnsNames: [web.example.com, "*.api.example.com"]
+  ipAddresses: [10.1.2.3, "fd00::1"]
+  uris: ["spiffe://example.com/ns/f/sa/web"]
+  emailAddresses: [ops@example.com]
+  usages: [server auth, client auth, digital signature, key encipherment]
+  duration: 48h
+  privateKey: {algorithm: RSA, size: 3072}
+"#;
+
+fn x509_text(path: &std::path::Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-nameopt", "RFC2253", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn every_field_reaches_the_certificate_and_nothing_else_does() {
+    if !require("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let m = tmp.path().join("m");
+    std::fs::create_dir(&m).expect("dir");
+    write(&m, "f.yaml", MANIFEST);
+    let state = tmp.path().join("state");
+    let out = once(&[&m], &state);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let ca = x509_text(&secret_dir(&state, "f", "ca").join("tls.crt"));
+    assert!(
+        ca.contains("Subject: CN=Literal CA,O=Acme+OU=Ops,DC=example,DC=com"),
+        "{ca}"
+    );
+    assert!(ca.contains("X509v3 Name Constraints: critical"), "{ca}");
+    assert!(ca.contains("DNS:example.com"), "{ca}");
+    assert!(ca.contains("IP:10.0.0.0/255.0.0.0"), "{ca}");
+    assert!(ca.contains("email:bad.example.com"), "{ca}");
+    assert!(ca.contains("CA:TRUE"), "{ca}");
+    assert!(ca.contains("Certificate Sign"), "{ca}");
+
+    let leaf_path = secret_dir(&state, "f", "leaf").join("tls.crt");
+    let leaf = x509_text(&leaf_path);
+    for want in [
+        "Subject: serialNumber=42,CN=web.example.com,OU=Web,O=Acme,postalCode=1012 LG,street=Damrak 1,L=Amsterdam,ST=Noord-Holland,C=NL",
+        "DNS:web.example.com",
+        "DNS:*.api.example.com",
+        "IP Address:10.1.2.3",
+        "IP Address:FD00:0:0:0:0:0:0:1",
+        "URI:spiffe://example.com/ns/f/sa/web",
+        "email:ops@example.com",
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+        "Digital Signature, Key Encipherment",
+        "CA:FALSE",
+        "Public-Key: (3072 bit)",
+        "ecdsa-with-SHA384",
+        "Issuer: CN=Literal CA,O=Acme+OU=Ops,DC=example,DC=com",
+    ] {
+        assert!(leaf.contains(want), "missing {want:?} in\n{leaf}");
+    }
+    // Only the extensions asked for, plus the identifiers.
+    let exts: Vec<&str> = leaf
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("X509v3 "))
+        .filter(|l| *l != "X509v3 extensions:")
+        .collect();
+    assert_eq!(
+        exts,
+        vec![
+            "X509v3 Key Usage: critical",
+            "X509v3 Extended Key Usage:",
+            "X509v3 Subject Alternative Name:",
+            "X509v3 Basic Constraints: critical",
+            "X509v3 Subject Key Identifier:",
+            "X509v3 Authority Key Identifier:",
+        ],
+        "{leaf}"
+    );
+    // A 128-bit serial and the requested lifetime.
+    let serial = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(&leaf_path)
+        .output()
+        .expect("serial");
+    let hex = String::from_utf8_lossy(&serial.stdout)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_string();
+    assert!(hex.len() >= 30 && hex.len() <= 32, "serial {hex}");
+    let dates = Command::new("openssl")
+        .args(["x509", "-noout", "-startdate", "-enddate", "-in"])
+        .arg(&leaf_path)
+        .output()
+        .expect("dates");
+    let d = String::from_utf8_lossy(&dates.stdout);
+    let st = status_json(&state);
+    let c = st["certificates"]
+        .as_array()
+        .expect("certs")
+        .iter()
+        .find(|c| c["name"] == "leaf")
+        .expect("leaf")
+        .clone();
+    let nb = certwright_pki::der::parse_rfc3339(c["status"]["notBefore"].as_str().expect("nb"))
+        .expect("nb");
+    let na = certwright_pki::der::parse_rfc3339(c["status"]["notAfter"].as_str().expect("na"))
+        .expect("na");
+    assert_eq!(na - nb, 48 * 3600, "{d}");
+    // The name-constrained CA verifies its leaf.
+    let v = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(secret_dir(&state, "f", "leaf").join("ca.crt"))
+        .arg(&leaf_path)
+        .output()
+        .expect("verify");
+    assert!(v.status.success(), "{}", text(&v));
+}
