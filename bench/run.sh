@@ -63,8 +63,8 @@ YAML
 
 /usr/bin/time -f "%e %M" -o "$work/time" "$bin" local run -f "$work/m" --state "$work/state" --once --log-level warn
 read -r cw_secs cw_rss_kb < "$work/time"
-ready=$("$bin" status --state "$work/state" -o json | grep -c '"status": "True"' || true)
-files=$(find "$work/state/secrets/bench" -name keystore.p12 | wc -l)
+ready=$("$bin" status --state "$work/state" | awk '$3 == "True"' | wc -l)
+files=$(ls -1 "$work/state/secrets/bench"/*/keystore.p12 | wc -l)
 cw_rate=$(awk -v n="$N" -v s="$cw_secs" 'BEGIN { printf "%.0f", (n + 1) / s }')
 cw_rss_mib=$(awk -v k="$cw_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
 

@@ -315,7 +315,29 @@ impl Runtime {
                                         p.issuance.issuer_name.clone(),
                                     ))
                                 });
-                            reconcile::certificate(&ctx, k, prev, r)
+                            // A bug must cost one Certificate, not the process.
+                            let fallback = prev.clone();
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                reconcile::certificate(&ctx, k, prev, r)
+                            }))
+                            .unwrap_or_else(|_| {
+                                let mut rec = fallback;
+                                rec.namespace = k.0.clone();
+                                rec.name = k.1.clone();
+                                set_condition(
+                                    &mut rec.status.conditions,
+                                    "Ready",
+                                    false,
+                                    "InternalError",
+                                    "reconciling this Certificate panicked; please report it",
+                                    t,
+                                );
+                                rec.next_check = Some(t + 60);
+                                reconcile::Result_ {
+                                    record: rec,
+                                    wrote: false,
+                                }
+                            })
                         };
                         if res.wrote {
                             if let Ok(mut w) = written.lock() {
