@@ -223,7 +223,9 @@ fn ready(rec: &mut CertRecord, ok: bool, reason: &str, message: &str, now: i64) 
     );
 }
 
-fn fail(mut rec: CertRecord, p: &Problem, now: i64, retry: Option<i64>) -> Result_ {
+/// A Certificate that cannot proceed: Ready False with the problem, looked at again at
+/// `retry` (or when its inputs change).
+pub fn fail(mut rec: CertRecord, p: &Problem, now: i64, retry: Option<i64>) -> Result_ {
     ready(&mut rec, false, &p.reason, &p.message, now);
     remove_condition(&mut rec.status.conditions, "Issuing");
     rec.next_check = retry;
@@ -341,16 +343,7 @@ pub fn certificate(
                     &[("certificate", &key_str), ("secret", &params.secret_name)],
                 );
             }
-            set_times(&mut rec, not_before, not_after, renewal_time);
-            ready(
-                &mut rec,
-                true,
-                "Ready",
-                "Certificate is up to date and has not expired",
-                now,
-            );
-            remove_condition(&mut rec.status.conditions, "Issuing");
-            rec.next_check = Some(renewal_time);
+            up_to_date(&mut rec, not_before, not_after, renewal_time, now);
             Result_ { record: rec, wrote }
         }
         Decision::Backoff {
@@ -422,10 +415,20 @@ pub fn certificate(
     }
 }
 
-fn set_times(rec: &mut CertRecord, nb: i64, na: i64, renewal: i64) {
+/// Records a good certificate: times, Ready, no issuance in progress, next look at renewal.
+fn up_to_date(rec: &mut CertRecord, nb: i64, na: i64, renewal: i64, now: i64) {
     rec.status.not_before = Some(rfc3339(nb));
     rec.status.not_after = Some(rfc3339(na));
     rec.status.renewal_time = Some(rfc3339(renewal));
+    ready(
+        rec,
+        true,
+        "Ready",
+        "Certificate is up to date and has not expired",
+        now,
+    );
+    remove_condition(&mut rec.status.conditions, "Issuing");
+    rec.next_check = Some(renewal);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -543,16 +546,7 @@ fn issue_certificate(
                 None,
             );
             let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
-            set_times(&mut rec, leaf.not_before, leaf.not_after, renewal);
-            ready(
-                &mut rec,
-                true,
-                "Ready",
-                "Certificate is up to date and has not expired",
-                now,
-            );
-            remove_condition(&mut rec.status.conditions, "Issuing");
-            rec.next_check = Some(renewal);
+            up_to_date(&mut rec, leaf.not_before, leaf.not_after, renewal, now);
             log::info(
                 "certificate issued",
                 &[

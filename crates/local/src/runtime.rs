@@ -131,6 +131,27 @@ pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
     out
 }
 
+/// A record carrying its Certificate's name.
+fn named(mut rec: CertRecord, k: &Key) -> CertRecord {
+    rec.namespace = k.0.clone();
+    rec.name = k.1.clone();
+    rec
+}
+
+/// Identifies a Certificate's issuer: (kind, namespace or "" for ClusterIssuers, name).
+fn issuer_id(k: &Key, p: &certwright_api::validate::CertificateParams) -> (String, String, String) {
+    let ns = if p.issuance.issuer_kind == "ClusterIssuer" {
+        String::new()
+    } else {
+        k.0.clone()
+    };
+    (
+        p.issuance.issuer_kind.clone(),
+        ns,
+        p.issuance.issuer_name.clone(),
+    )
+}
+
 /// The runtime's state across passes.
 pub struct Runtime {
     opts: Options,
@@ -249,16 +270,7 @@ impl Runtime {
             let mut resolved: HashMap<(String, String, String), Resolved> = HashMap::new();
             for k in &keys {
                 if let Some(Ok(p)) = self.model.certificates.get(k).map(|e| &e.params) {
-                    let ns = if p.issuance.issuer_kind == "ClusterIssuer" {
-                        String::new()
-                    } else {
-                        k.0.clone()
-                    };
-                    let id = (
-                        p.issuance.issuer_kind.clone(),
-                        ns,
-                        p.issuance.issuer_name.clone(),
-                    );
+                    let id = issuer_id(k, p);
                     if let std::collections::hash_map::Entry::Vacant(slot) =
                         resolved.entry(id.clone())
                     {
@@ -282,61 +294,25 @@ impl Runtime {
                         let Some(k) = keys.get(i) else { break };
                         let prev = records.get(k).cloned().unwrap_or_default();
                         let res = if let Some(p) = conflicts.get(k) {
-                            let mut rec = prev;
-                            rec.namespace = k.0.clone();
-                            rec.name = k.1.clone();
-                            set_condition(
-                                &mut rec.status.conditions,
-                                "Ready",
-                                false,
-                                &p.reason,
-                                &p.message,
-                                t,
-                            );
-                            reconcile::Result_ {
-                                record: rec,
-                                wrote: false,
-                            }
+                            reconcile::fail(named(prev, k), p, t, None)
                         } else {
                             let r = self
                                 .model
                                 .certificates
                                 .get(k)
                                 .and_then(|e| e.params.as_ref().ok())
-                                .and_then(|p| {
-                                    let ns = if p.issuance.issuer_kind == "ClusterIssuer" {
-                                        String::new()
-                                    } else {
-                                        k.0.clone()
-                                    };
-                                    resolved.get(&(
-                                        p.issuance.issuer_kind.clone(),
-                                        ns,
-                                        p.issuance.issuer_name.clone(),
-                                    ))
-                                });
+                                .and_then(|p| resolved.get(&issuer_id(k, p)));
                             // A bug must cost one Certificate, not the process.
                             let fallback = prev.clone();
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                                 reconcile::certificate(&ctx, k, prev, r)
                             }))
                             .unwrap_or_else(|_| {
-                                let mut rec = fallback;
-                                rec.namespace = k.0.clone();
-                                rec.name = k.1.clone();
-                                set_condition(
-                                    &mut rec.status.conditions,
-                                    "Ready",
-                                    false,
+                                let p = Problem::new(
                                     "InternalError",
                                     "reconciling this Certificate panicked; please report it",
-                                    t,
                                 );
-                                rec.next_check = Some(t + 60);
-                                reconcile::Result_ {
-                                    record: rec,
-                                    wrote: false,
-                                }
+                                reconcile::fail(named(fallback, k), &p, t, Some(t + 60))
                             })
                         };
                         if res.wrote {

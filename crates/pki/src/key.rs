@@ -161,7 +161,7 @@ impl PrivateKey {
 
     /// Reads a key from unencrypted PKCS#8 DER.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let (alg_oid, curve) = pkcs8_algorithm(der)?;
+        let (alg_oid, curve, _) = pkcs8_parts(der)?;
         let bad = |e: aws_lc_rs::error::KeyRejected| KeyError::Malformed(e.to_string());
         let inner = match alg_oid.as_str() {
             OID_RSA => Inner::Rsa(rsa::KeyPair::from_pkcs8(der).map_err(bad)?),
@@ -231,7 +231,7 @@ impl PrivateKey {
             }
             (KeyEncoding::Pkcs1, Inner::Rsa(_)) => {
                 // PKCS#8 wraps the PKCS#1 RSAPrivateKey in its privateKey OCTET STRING.
-                let inner = pkcs8_private_octets(&self.pkcs8)?;
+                let (_, _, inner) = pkcs8_parts(&self.pkcs8)?;
                 Ok(pem::encode("RSA PRIVATE KEY", inner))
             }
             (KeyEncoding::Pkcs1, Inner::Ec(k, _)) => {
@@ -294,31 +294,21 @@ fn malformed(e: der::DerError) -> KeyError {
     KeyError::Malformed(e.to_string())
 }
 
-/// Algorithm OID (and curve for EC keys) of a PKCS#8 `PrivateKeyInfo`.
-fn pkcs8_algorithm(der: &[u8]) -> Result<(String, Option<Curve>), KeyError> {
-    let top = der::parse_one(der, "PKCS#8").map_err(malformed)?;
-    let mut r = top
-        .expect(der::SEQUENCE, "PKCS#8")
-        .map_err(malformed)?
-        .reader();
-    r.expect(der::INTEGER, "PKCS#8 version")
-        .map_err(malformed)?;
+/// The parts of a PKCS#8 `PrivateKeyInfo`: algorithm OID, curve for EC keys, and the
+/// inner private key (PKCS#1 `RSAPrivateKey`, SEC 1 `ECPrivateKey`, or the Ed25519 seed).
+fn pkcs8_parts(der: &[u8]) -> Result<(String, Option<Curve>, &[u8]), KeyError> {
+    let m = malformed;
+    let top = der::parse_one(der, "PKCS#8").map_err(m)?;
+    let mut r = top.expect(der::SEQUENCE, "PKCS#8").map_err(m)?.reader();
+    r.expect(der::INTEGER, "PKCS#8 version").map_err(m)?;
     let mut alg = r
         .expect(der::SEQUENCE, "PKCS#8 algorithm")
-        .map_err(malformed)?
+        .map_err(m)?
         .reader();
-    let oid = alg
-        .next("algorithm")
-        .map_err(malformed)?
-        .oid_string()
-        .map_err(malformed)?;
+    let oid = alg.next("algorithm").map_err(m)?.oid_string().map_err(m)?;
     let mut curve = None;
     if oid == OID_EC {
-        let p = alg
-            .next("curve")
-            .map_err(malformed)?
-            .oid_string()
-            .map_err(malformed)?;
+        let p = alg.next("curve").map_err(m)?.oid_string().map_err(m)?;
         curve = Some(match p.as_str() {
             OID_P256 => Curve::P256,
             OID_P384 => Curve::P384,
@@ -326,19 +316,11 @@ fn pkcs8_algorithm(der: &[u8]) -> Result<(String, Option<Curve>), KeyError> {
             other => return Err(KeyError::UnsupportedAlgorithm(format!("EC curve {other}"))),
         });
     }
-    Ok((oid, curve))
-}
-
-fn pkcs8_private_octets(der: &[u8]) -> Result<&[u8], KeyError> {
-    let top = der::parse_one(der, "PKCS#8").map_err(malformed)?;
-    let mut r = top.reader();
-    r.expect(der::INTEGER, "PKCS#8 version")
-        .map_err(malformed)?;
-    r.expect(der::SEQUENCE, "PKCS#8 algorithm")
-        .map_err(malformed)?;
-    Ok(r.expect(der::OCTET_STRING, "PKCS#8 key")
-        .map_err(malformed)?
-        .content)
+    let inner = r
+        .expect(der::OCTET_STRING, "PKCS#8 key")
+        .map_err(m)?
+        .content;
+    Ok((oid, curve, inner))
 }
 
 /// Key algorithm of a DER `SubjectPublicKeyInfo`.
