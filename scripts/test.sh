@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Every test of certwright: installs what is missing, checks formatting and lints, runs
-# unit, interop (Java, OpenSSL) and end-to-end tests.
+# unit, interop (Java, OpenSSL) and end-to-end tests, then prints one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1) } END { print s + 0 }' "$log")
+failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^failed/) s += $(i-1) } END { print s + 0 }' "$log")
+echo "tests: $passed passed, $failed failed"
+exit "$status"
