@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# A real Kubernetes control plane for the operator tests (built once, then cached).
+CERTWRIGHT_KUBE_BIN_DIR="$(bash scripts/kube-bin.sh)"
+export CERTWRIGHT_KUBE_BIN_DIR
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log="$(mktemp)"

@@ -1,0 +1,364 @@
+//! Test support: a real Kubernetes control plane on 127.0.0.1 — etcd, kube-apiserver
+//! (RBAC, static tokens) and kube-controller-manager — started per test and torn down on
+//! drop. The binaries come from `CERTWRIGHT_KUBE_BIN_DIR`, or from the cache that
+//! `scripts/kube-bin.sh` fills (upstream v1.36 built from the Go module proxy, Debian's
+//! etcd).
+//!
+//! Requests go through `curl`, verifying the API server's certificate; every call is
+//! bounded in time.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KUBE_VERSION: &str = "v1.36.3";
+/// Token of `admin` in `system:masters`.
+pub const ADMIN_TOKEN: &str = "certwright-test-admin-token";
+/// Token of `nobody`, a user with no rights (RBAC denies it everything).
+pub const NOBODY_TOKEN: &str = "certwright-test-nobody-token";
+
+/// Where the binaries are: `CERTWRIGHT_KUBE_BIN_DIR`, else the build cache.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("CERTWRIGHT_KUBE_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let cache = std::env::var("CERTWRIGHT_KUBE_CACHE")
+        .unwrap_or_else(|_| "/var/tmp/certwright-kube".into());
+    Path::new(&cache).join(KUBE_VERSION)
+}
+
+fn missing_binaries(dir: &Path) -> Vec<String> {
+    ["kube-apiserver", "kube-controller-manager", "etcd"]
+        .iter()
+        .filter(|b| !dir.join(b).is_file())
+        .map(|b| dir.join(b).display().to_string())
+        .collect()
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A running control plane. Dropping it stops every process and removes its files.
+pub struct ControlPlane {
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub dir: tempfile::TempDir,
+    children: Vec<(String, Child)>,
+}
+
+impl ControlPlane {
+    /// Starts a control plane, or explains why it cannot. Outside CI a missing build is a
+    /// skip (`None`, with the reason printed); in CI (`CI=true`) it is a failure.
+    pub fn start_or_skip() -> Option<ControlPlane> {
+        let missing = missing_binaries(&bin_dir());
+        if !missing.is_empty() {
+            let msg = format!(
+                "Kubernetes control plane binaries missing ({}); run scripts/kube-bin.sh or set CERTWRIGHT_KUBE_BIN_DIR",
+                missing.join(", ")
+            );
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            return None;
+        }
+        match ControlPlane::start() {
+            Ok(cp) => Some(cp),
+            Err(e) => panic!("control plane did not start: {e}"),
+        }
+    }
+
+    /// Starts etcd, kube-apiserver and kube-controller-manager and waits until the API
+    /// server is ready.
+    pub fn start() -> Result<ControlPlane, String> {
+        let bins = bin_dir();
+        let missing = missing_binaries(&bins);
+        if !missing.is_empty() {
+            return Err(format!("missing {}", missing.join(", ")));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("certwright-kube-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let p = dir.path();
+        let io = |e: std::io::Error| e.to_string();
+        // Service-account signing key pair.
+        let sa = certwright_pki::PrivateKey::generate(certwright_pki::KeyAlgorithm::Rsa(2048))
+            .map_err(|e| e.to_string())?;
+        std::fs::write(
+            p.join("sa.key"),
+            sa.to_pem(certwright_pki::KeyEncoding::Pkcs1)
+                .map_err(|e| e.to_string())?,
+        )
+        .map_err(io)?;
+        std::fs::write(
+            p.join("sa.pub"),
+            certwright_pki::pem::encode("PUBLIC KEY", sa.spki_der()),
+        )
+        .map_err(io)?;
+        std::fs::write(
+            p.join("tokens.csv"),
+            format!(
+                "{ADMIN_TOKEN},admin,admin-uid,system:masters\n{NOBODY_TOKEN},nobody,nobody-uid\n"
+            ),
+        )
+        .map_err(io)?;
+        let mut cp = ControlPlane {
+            url: String::new(),
+            ca_file: p.join("apiserver-certs").join("apiserver.crt"),
+            kubeconfig: p.join("kubeconfig"),
+            children: Vec::new(),
+            dir,
+        };
+        let p = cp.dir.path().to_path_buf();
+        let (client, peer, metrics) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{client}");
+        cp.spawn(
+            "etcd",
+            Command::new(bins.join("etcd")).args([
+                "--name=certwright",
+                &format!("--data-dir={}", p.join("etcd").display()),
+                &format!("--listen-client-urls={etcd_url}"),
+                &format!("--advertise-client-urls={etcd_url}"),
+                &format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                &format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                &format!("--initial-cluster=certwright=http://127.0.0.1:{peer}"),
+                &format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"),
+            ]),
+        )?;
+        let api_port = free_port()?;
+        cp.url = format!("https://127.0.0.1:{api_port}");
+        cp.spawn(
+            "kube-apiserver",
+            Command::new(bins.join("kube-apiserver")).args([
+                &format!("--etcd-servers={etcd_url}"),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                &format!("--secure-port={api_port}"),
+                &format!("--cert-dir={}", p.join("apiserver-certs").display()),
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                &format!("--service-account-key-file={}", p.join("sa.pub").display()),
+                &format!(
+                    "--service-account-signing-key-file={}",
+                    p.join("sa.key").display()
+                ),
+                &format!("--token-auth-file={}", p.join("tokens.csv").display()),
+                "--authorization-mode=RBAC",
+            ]),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if cp.ca_file.exists() {
+                if let Ok((200, body)) = cp.request(ADMIN_TOKEN, "GET", "/readyz", None) {
+                    if body.trim() == "ok" {
+                        break;
+                    }
+                }
+            }
+            cp.check_alive()?;
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "kube-apiserver not ready within 60 s; logs in {}",
+                    p.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\ncontexts:\n- name: test\n  context: {{cluster: test, user: admin}}\ncurrent-context: test\n",
+            cp.url,
+            cp.ca_file.display()
+        );
+        std::fs::write(&cp.kubeconfig, kubeconfig).map_err(io)?;
+        let kcm_port = free_port()?;
+        cp.spawn(
+            "kube-controller-manager",
+            Command::new(bins.join("kube-controller-manager")).args([
+                &format!("--kubeconfig={}", cp.kubeconfig.display()),
+                "--bind-address=127.0.0.1",
+                &format!("--secure-port={kcm_port}"),
+                &format!("--cert-dir={}", p.join("kcm-certs").display()),
+                &format!(
+                    "--service-account-private-key-file={}",
+                    p.join("sa.key").display()
+                ),
+                &format!("--root-ca-file={}", cp.ca_file.display()),
+                "--leader-elect=false",
+            ]),
+        )?;
+        Ok(cp)
+    }
+
+    fn spawn(&mut self, name: &str, cmd: &mut Command) -> Result<(), String> {
+        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log")))
+            .map_err(|e| e.to_string())?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(|e| format!("starting {name}: {e}"))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    fn check_alive(&mut self) -> Result<(), String> {
+        for (name, c) in &mut self.children {
+            if let Ok(Some(st)) = c.try_wait() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                return Err(format!(
+                    "{name} exited ({st}):\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One API request as `token`: (HTTP status, body). JSON bodies.
+    pub fn request(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ])
+        .arg("--cacert")
+        .arg(&self.ca_file)
+        .args(["-H", &format!("Authorization: Bearer {token}")]);
+        if let Some(b) = body {
+            let ctype = if method == "PATCH" {
+                "application/merge-patch+json"
+            } else {
+                "application/json"
+            };
+            cmd.args(["-H", &format!("Content-Type: {ctype}"), "--data-binary", b]);
+        }
+        let out = cmd
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .map_err(|e| format!("curl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "curl {method} {path}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        Ok((code.trim().parse().unwrap_or(0), body.to_string()))
+    }
+
+    /// A request as the admin, which must succeed (2xx); returns the JSON body.
+    pub fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<serde_json::Value, String> {
+        let (code, text) = self.request(ADMIN_TOKEN, method, path, body)?;
+        if !(200..300).contains(&code) {
+            return Err(format!("{method} {path}: HTTP {code}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}: {text}"))
+    }
+
+    /// Creates every object of a YAML file (CRDs and the like) at `collection`.
+    pub fn create_from_yaml(&self, collection: &str, yaml: &str) -> Result<(), String> {
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v: serde_json::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+            if v.is_null() {
+                continue;
+            }
+            self.admin("POST", collection, Some(&v.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> Result<T, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = f() {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out after {limit:?} waiting for {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The test-only Route CRD (route.openshift.io/v1), installed and served.
+    pub fn install_route_crd(&self) -> Result<(), String> {
+        let yaml = include_str!("../../../tests/controlplane/route-crd.yaml");
+        self.create_from_yaml(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            yaml,
+        )?;
+        self.wait_for(
+            "the Route API to be served",
+            Duration::from_secs(30),
+            || {
+                matches!(
+                    self.request(
+                        ADMIN_TOKEN,
+                        "GET",
+                        "/apis/route.openshift.io/v1/routes",
+                        None
+                    ),
+                    Ok((200, _))
+                )
+                .then_some(())
+            },
+        )
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Controller manager, API server, then etcd: the reverse of the start order.
+        for (_, c) in self.children.iter_mut().rev() {
+            if let Some(pid) = rustix::process::Pid::from_raw(c.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
