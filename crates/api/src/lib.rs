@@ -3,6 +3,7 @@
 //! annotation names certwright honours.
 
 pub mod annotations;
+pub mod crds;
 pub mod duration;
 pub mod legacy;
 pub mod manifest;

@@ -12,7 +12,7 @@ pub const API_VERSION: &str = "cert-manager.io/v1";
 pub const LEGACY_API_VERSION: &str = "certmanager.k8s.io/v1alpha1";
 pub const CERTWRIGHT_API_VERSION: &str = "certwright.io/v1alpha1";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -28,7 +28,9 @@ pub struct ObjectMeta {
 }
 
 /// A reference to an Issuer or ClusterIssuer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssuerRef {
     #[serde(default)]
@@ -56,7 +58,7 @@ impl IssuerRef {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct X509Subject {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -77,7 +79,7 @@ pub struct X509Subject {
     pub serial_number: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretTemplate {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -87,7 +89,9 @@ pub struct SecretTemplate {
 }
 
 /// A key in a Secret.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     #[serde(default)]
@@ -96,7 +100,7 @@ pub struct SecretKeySelector {
     pub key: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JksKeystore {
     #[serde(default)]
@@ -109,7 +113,7 @@ pub struct JksKeystore {
     pub alias: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pkcs12Keystore {
     #[serde(default)]
@@ -122,7 +126,7 @@ pub struct Pkcs12Keystore {
     pub profile: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Keystores {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,7 +135,7 @@ pub struct Keystores {
     pub pkcs12: Option<Pkcs12Keystore>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PrivateKeySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,14 +148,14 @@ pub struct PrivateKeySpec {
     pub size: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdditionalOutputFormat {
     #[serde(rename = "type")]
     pub format: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NameConstraintItem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -164,7 +168,7 @@ pub struct NameConstraintItem {
     pub uri_domains: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NameConstraintsSpec {
     #[serde(default)]
@@ -176,7 +180,7 @@ pub struct NameConstraintsSpec {
 }
 
 /// `Certificate.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,7 +232,7 @@ pub struct CertificateSpec {
 }
 
 /// A status condition, as Kubernetes and cert-manager write them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -245,7 +249,7 @@ pub struct Condition {
 }
 
 /// `Certificate.status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -273,7 +277,7 @@ impl CertificateStatus {
 }
 
 /// A `cert-manager.io/v1` resource with metadata, spec and status.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Object<S, T> {
     pub api_version: String,
@@ -287,7 +291,7 @@ pub struct Object<S, T> {
 
 pub type Certificate = Object<CertificateSpec, CertificateStatus>;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelfSignedIssuer {
     #[serde(
@@ -298,7 +302,7 @@ pub struct SelfSignedIssuer {
     pub crl_distribution_points: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CaIssuer {
     #[serde(default)]
@@ -312,7 +316,7 @@ pub struct CaIssuer {
 }
 
 /// `Issuer.spec` / `ClusterIssuer.spec`. Exactly one issuer type must be set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssuerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,7 +332,7 @@ pub struct IssuerSpec {
     pub venafi: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -338,7 +342,7 @@ pub struct IssuerStatus {
 pub type Issuer = Object<IssuerSpec, IssuerStatus>;
 
 /// `CertificateRequest.spec`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertificateRequestSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -363,7 +367,7 @@ pub struct CertificateRequestSpec {
 }
 
 /// `CertificateRequest.status`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRequestStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -381,7 +385,7 @@ pub struct CertificateRequestStatus {
 pub type CertificateRequest = Object<CertificateRequestSpec, CertificateRequestStatus>;
 
 /// A core `v1` Secret manifest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Secret {
     #[serde(default)]
@@ -401,7 +405,7 @@ pub struct Secret {
 
 /// certwright's local-runtime hook: what to do after secrets change, for host services
 /// that cannot reload certificates by themselves.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReloadHookSpec {
     /// Secret names (in the hook's namespace) whose changes trigger the hook.
@@ -421,7 +425,7 @@ pub struct ReloadHookSpec {
     pub timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignalSpec {
     /// Signal name: HUP, USR1, USR2, TERM, INT, QUIT.
@@ -430,7 +434,7 @@ pub struct SignalSpec {
     pub pid_file: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NoStatus {}
 
 pub type ReloadHook = Object<ReloadHookSpec, NoStatus>;

@@ -43,6 +43,8 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Print the CustomResourceDefinitions (cert-manager.io/v1) generated from the types.
+    Crds,
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -159,5 +161,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { state, output } => status::print(&state, &output),
         Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
         Command::Convert { files } => convert::run(&files),
+        Command::Crds => {
+            print!("{}", certwright_api::crds::yaml());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
