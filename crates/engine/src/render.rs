@@ -339,3 +339,100 @@ fn same_p12(have: &[u8], want: &[u8], pw: &str) -> bool {
     };
     keys(&a) == keys(&b) && certs(&a) == certs(&b)
 }
+
+/// Keys certwright writes into a Certificate's Secret; others are preserved.
+pub const MANAGED_KEYS: [&str; 9] = [
+    keys::TLS_CRT,
+    keys::TLS_KEY,
+    keys::CA_CRT,
+    keys::KEYSTORE_JKS,
+    keys::TRUSTSTORE_JKS,
+    keys::KEYSTORE_P12,
+    keys::TRUSTSTORE_P12,
+    keys::TLS_COMBINED_PEM,
+    keys::KEY_DER,
+];
+
+/// A Secret's desired content, and whether it differs from the current one.
+#[derive(Debug)]
+pub struct Desired {
+    pub secret: SecretData,
+    /// False when the current Secret already holds this content: write nothing.
+    pub changed: bool,
+}
+
+/// Merges rendered keys into `desired`: values whose content equals the current ones keep
+/// their current bytes (so another tool's keystore with the same entries is kept).
+pub fn settle(
+    mut desired: SecretData,
+    rendered: BTreeMap<String, Vec<u8>>,
+    current: Option<&SecretData>,
+    ks: &KeystoreOptions,
+) -> Desired {
+    let empty = SecretData::default();
+    let cur = current.unwrap_or(&empty);
+    let changed = changed_keys(&rendered, cur, ks);
+    for (k, v) in rendered {
+        match cur.data.get(&k) {
+            Some(old) if !changed.contains(&k) => desired.data.insert(k, old.clone()),
+            _ => desired.data.insert(k, v),
+        };
+    }
+    let same = current.is_some()
+        && cur.data == desired.data
+        && cur.annotations == desired.annotations
+        && cur.labels == desired.labels
+        && cur.type_ == desired.type_;
+    Desired {
+        secret: desired,
+        changed: !same,
+    }
+}
+
+/// The whole Secret a Certificate should have: rendered key material and keystores,
+/// cert-manager's annotations, the template's annotations and labels, the managed label,
+/// and any keys others put there (kept, as cert-manager keeps them). `base` is a Secret
+/// definition of the same name whose annotations, labels and extra keys apply too.
+#[allow(clippy::too_many_arguments)]
+pub fn certificate_secret(
+    cert_name: &str,
+    params: &CertificateParams,
+    m: &Material<'_>,
+    passwords: &Passwords,
+    base: Option<&SecretData>,
+    current: Option<&SecretData>,
+) -> Result<Desired, String> {
+    let mut annotations = base.map(|b| b.annotations.clone()).unwrap_or_default();
+    annotations.extend(params.secret_annotations.clone());
+    let ks = keystore_options(Some(params), passwords, &annotations);
+    let rendered = render_data(
+        m,
+        params.encoding,
+        &ks,
+        params.output_der,
+        params.output_combined_pem,
+    )?;
+    let mut desired = SecretData {
+        type_: Some(ann::SECRET_TYPE_TLS.into()),
+        ..Default::default()
+    };
+    for src in [current, base].into_iter().flatten() {
+        for (k, v) in &src.data {
+            if !MANAGED_KEYS.contains(&k.as_str()) {
+                desired.data.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Some(b) = base {
+        desired.labels.extend(b.labels.clone());
+    }
+    desired.annotations = annotations;
+    desired
+        .annotations
+        .extend(issued_annotations(cert_name, params, &m.chain[0]));
+    desired.labels.extend(params.secret_labels.clone());
+    desired
+        .labels
+        .insert(ann::CONTROLLED_LABEL.into(), "true".into());
+    Ok(settle(desired, rendered, current, &ks))
+}

@@ -5,14 +5,14 @@ use crate::log;
 use crate::model::{Key, Model, Problem};
 use crate::records::{CertRecord, Pending, StateDir};
 use crate::store::SecretStore;
-use certwright_api::annotations::{self as ann, keys};
+use certwright_api::annotations::keys;
 use certwright_api::validate::{CertificateParams, IssuerType, PasswordSource};
 use certwright_api::{
     CertificateRequest, CertificateRequestSpec, CertificateRequestStatus, Condition, IssuerRef,
     ObjectMeta,
 };
 use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer, Outcome, Request};
-use certwright_engine::render::{self, KeystoreOptions, Material, Passwords};
+use certwright_engine::render::{self, Material, Passwords};
 use certwright_engine::status::{remove_condition, set_condition};
 use certwright_engine::{
     decide, BackoffPolicy, Decision, Failures, Inputs, LastIssuance, SecretData, TlsMaterial,
@@ -22,19 +22,6 @@ use certwright_pki::inspect::CertInfo;
 use certwright_pki::PrivateKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Keys certwright writes into a Certificate's Secret; others are preserved.
-const MANAGED_KEYS: [&str; 9] = [
-    keys::TLS_CRT,
-    keys::TLS_KEY,
-    keys::CA_CRT,
-    keys::KEYSTORE_JKS,
-    keys::TRUSTSTORE_JKS,
-    keys::KEYSTORE_P12,
-    keys::TRUSTSTORE_P12,
-    keys::TLS_COMBINED_PEM,
-    keys::KEY_DER,
-];
 
 /// Shared, read-only context of a reconcile pass.
 pub struct Ctx<'a> {
@@ -761,25 +748,6 @@ fn save_request(
     }
 }
 
-/// Annotations that configure outputs: the Secret manifest's, then the template's.
-fn output_annotations(
-    ctx: &Ctx<'_>,
-    ns: &str,
-    params: Option<&CertificateParams>,
-    secret_name: &str,
-) -> BTreeMap<String, String> {
-    let mut a = ctx
-        .model
-        .secrets
-        .get(&(ns.to_string(), secret_name.to_string()))
-        .map(|(_, s)| s.annotations.clone())
-        .unwrap_or_default();
-    if let Some(p) = params {
-        a.extend(p.secret_annotations.clone());
-    }
-    a
-}
-
 /// Renders a Certificate's Secret and writes it if its content differs. Returns whether
 /// it wrote.
 pub fn write_outputs(
@@ -796,83 +764,18 @@ pub fn write_outputs(
         .secrets
         .get(&(ns.to_string(), params.secret_name.clone()))
         .map(|(_, s)| s);
-    let annotations_in = output_annotations(ctx, ns, Some(params), &params.secret_name);
-    let ks = render::keystore_options(Some(params), passwords, &annotations_in);
-    let rendered = render::render_data(
-        m,
-        params.encoding,
-        &ks,
-        params.output_der,
-        params.output_combined_pem,
-    )
-    .map_err(|e| Problem::new("RenderFailed", e))?;
-    let mut desired = SecretData {
-        type_: Some(ann::SECRET_TYPE_TLS.into()),
-        ..Default::default()
-    };
-    // Keys others put there are kept; managed keys come from the rendering only.
-    if let Some(c) = current {
-        for (k, v) in &c.data {
-            if !MANAGED_KEYS.contains(&k.as_str()) {
-                desired.data.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let Some(b) = base {
-        for (k, v) in &b.data {
-            if !MANAGED_KEYS.contains(&k.as_str()) {
-                desired.data.insert(k.clone(), v.clone());
-            }
-        }
-        desired.labels.extend(b.labels.clone());
-    }
-    desired.annotations = annotations_in;
-    desired
-        .annotations
-        .extend(render::issued_annotations(cert_name, params, &m.chain[0]));
-    desired.labels.extend(params.secret_labels.clone());
-    desired
-        .labels
-        .insert(ann::CONTROLLED_LABEL.into(), "true".into());
-    write_if_changed(
-        ctx,
-        ns,
-        &params.secret_name,
-        desired,
-        rendered,
-        current,
-        &ks,
-    )
+    let desired = render::certificate_secret(cert_name, params, m, passwords, base, current)
+        .map_err(|e| Problem::new("RenderFailed", e))?;
+    write_desired(ctx, ns, &params.secret_name, desired)
 }
 
-fn write_if_changed(
+fn write_desired(
     ctx: &Ctx<'_>,
     ns: &str,
     secret_name: &str,
-    mut desired: SecretData,
-    rendered: BTreeMap<String, Vec<u8>>,
-    current: Option<&SecretData>,
-    ks: &KeystoreOptions,
+    desired: render::Desired,
 ) -> Result<bool, Problem> {
-    let empty = SecretData::default();
-    let cur = current.unwrap_or(&empty);
-    let changed = render::changed_keys(&rendered, cur, ks);
-    for (k, v) in rendered {
-        // Content-equal values keep their current bytes.
-        if changed.contains(&k) {
-            desired.data.insert(k, v);
-        } else if let Some(old) = cur.data.get(&k) {
-            desired.data.insert(k, old.clone());
-        } else {
-            desired.data.insert(k, v);
-        }
-    }
-    let same = current.is_some()
-        && cur.data == desired.data
-        && cur.annotations == desired.annotations
-        && cur.labels == desired.labels
-        && cur.type_ == desired.type_;
-    if same {
+    if !desired.changed {
         return Ok(false);
     }
     let unwritable = |e: crate::store::StoreError| Problem::new("SecretUnwritable", e.to_string());
@@ -880,7 +783,7 @@ fn write_if_changed(
         Some(batch) => {
             let staged = ctx
                 .store
-                .stage(ns, secret_name, &desired, false)
+                .stage(ns, secret_name, &desired.secret, false)
                 .map_err(unwritable)?;
             batch
                 .lock()
@@ -889,7 +792,7 @@ fn write_if_changed(
         }
         None => ctx
             .store
-            .write(ns, secret_name, &desired)
+            .write(ns, secret_name, &desired.secret)
             .map_err(unwritable)?,
     }
     Ok(true)
@@ -929,14 +832,11 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
     for k in rendered.keys() {
         desired.data.remove(k);
     }
-    write_if_changed(
+    write_desired(
         ctx,
         &key.0,
         &key.1,
-        desired,
-        rendered,
-        current.as_ref(),
-        &ks,
+        render::settle(desired, rendered, current.as_ref(), &ks),
     )
 }
 

@@ -1,0 +1,1 @@
+//! The operator runtime (in progress).
