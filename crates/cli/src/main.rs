@@ -45,6 +45,15 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions (cert-manager.io/v1) generated from the types.
     Crds,
+    /// Run in a Kubernetes cluster (kubeconfig from KUBECONFIG, ~/.kube/config, or in-cluster).
+    Operator {
+        /// Namespace holding ClusterIssuers' secrets.
+        #[arg(long, default_value = "cert-manager")]
+        cluster_resource_namespace: String,
+        /// Watch one namespace only (default: all).
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -161,6 +170,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { state, output } => status::print(&state, &output),
         Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
         Command::Convert { files } => convert::run(&files),
+        Command::Operator {
+            cluster_resource_namespace,
+            namespace,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let client = kube::Client::try_default().await?;
+                let shutdown = async {
+                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+                    }
+                };
+                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace }, shutdown).await?;
+                anyhow::Ok(())
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crds => {
             print!("{}", certwright_api::crds::yaml());
             Ok(ExitCode::SUCCESS)

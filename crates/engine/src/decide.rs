@@ -63,6 +63,22 @@ pub struct Failures {
     pub inputs: String,
 }
 
+/// Digest of the inputs a failure is tied to: the issuance spec and the issuer's signing
+/// material. When either changes, a failed Certificate retries at once.
+pub fn inputs_digest(spec: &IssuanceSpec, issuer_digest: &str) -> String {
+    use aws_lc_rs::digest;
+    let spec = serde_json::to_vec(spec).unwrap_or_default();
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(&spec);
+    ctx.update(issuer_digest.as_bytes());
+    ctx.finish()
+        .as_ref()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Everything the decision depends on.
 pub struct Inputs<'a> {
     /// `namespace/name`, for jitter and messages.

@@ -222,21 +222,6 @@ pub fn fail(mut rec: CertRecord, p: &Problem, now: i64, retry: Option<i64>) -> R
     }
 }
 
-/// Digest of the inputs a failure is tied to.
-fn inputs_digest(p: &CertificateParams, issuer_digest: &str) -> String {
-    use aws_lc_rs::digest;
-    let spec = serde_json::to_vec(&p.issuance).unwrap_or_default();
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(&spec);
-    ctx.update(issuer_digest.as_bytes());
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Reconciles one Certificate.
 pub fn certificate(
     ctx: &Ctx<'_>,
@@ -289,7 +274,7 @@ pub fn certificate(
         Resolved::Ready { policy, digest, .. } => (*policy, digest.clone()),
         Resolved::Unavailable(_) => (BackoffPolicy::LOCAL, String::new()),
     };
-    let digest = inputs_digest(params, &issuer_digest);
+    let digest = certwright_engine::decide::inputs_digest(&params.issuance, &issuer_digest);
     let key_str = format!("{ns}/{name}");
     let decision = decide(&Inputs {
         key: &key_str,

@@ -1,1 +1,888 @@
-//! The operator runtime (in progress).
+//! The operator runtime: certwright in a Kubernetes cluster. A kube-rs controller watches
+//! `cert-manager.io/v1` Certificates (and the Secrets certwright manages, labelled
+//! `controller.cert-manager.io/fao=true`), asks the engine what to do, and writes Secrets,
+//! CertificateRequests and status. Renewal is scheduled from the renewal time, not polled.
+//!
+//! This is the first slice of the operator: self-signed and CA issuers, Secrets with the
+//! contract's layout and annotations, CertificateRequest records, Ready/Issuing status,
+//! backoff. Leader election, metrics, events and the deploy manifests come next.
+
+use certwright_api::validate::{self, CertificateParams, IssuerType, PasswordSource};
+use certwright_api::{
+    annotations as ann, Certificate, CertificateStatus, Issuer, API_VERSION, GROUP,
+};
+use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer as Signer, Outcome, Request};
+use certwright_engine::render::{self, Material, Passwords};
+use certwright_engine::status::{remove_condition, set_condition};
+use certwright_engine::{
+    decide, BackoffPolicy, Decision, Failures, Inputs, LastIssuance, SecretData, TlsMaterial,
+};
+use certwright_pki::der::rfc3339;
+use certwright_pki::inspect::CertInfo;
+use certwright_pki::PrivateKey;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Annotation on issued Secrets: the issuance the certificate came from, so a later spec
+/// can be compared with what was asked.
+pub const LAST_ISSUANCE: &str = "certwright.io/last-issuance";
+
+fn ar(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: "v1".into(),
+        api_version: API_VERSION.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+pub fn certificates() -> ApiResource {
+    ar("Certificate", "certificates")
+}
+pub fn certificate_requests() -> ApiResource {
+    ar("CertificateRequest", "certificaterequests")
+}
+pub fn issuers() -> ApiResource {
+    ar("Issuer", "issuers")
+}
+pub fn cluster_issuers() -> ApiResource {
+    ar("ClusterIssuer", "clusterissuers")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Operator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Namespace of ClusterIssuers' secrets.
+    pub cluster_resource_namespace: String,
+    /// Watch one namespace only (None: all).
+    pub namespace: Option<String>,
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    client: Client,
+    config: Config,
+    /// Failed attempts per Certificate since their last success.
+    failures: Mutex<HashMap<(String, String), Failures>>,
+    /// Certificates waiting for their issuer (a CA Secret, for instance): any managed
+    /// Secret change wakes them, so a CA issued a moment ago unblocks them at once.
+    waiting: Arc<Mutex<HashSet<(String, String)>>>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn log(level: &str, msg: &str, fields: &[(&str, &str)]) {
+    let mut line = format!("{} {level} {msg}", rfc3339(now()));
+    for (k, v) in fields {
+        if v.contains(char::is_whitespace) || v.is_empty() {
+            line.push_str(&format!(" {k}={v:?}"));
+        } else {
+            line.push_str(&format!(" {k}={v}"));
+        }
+    }
+    eprintln!("{line}");
+}
+
+fn typed<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, String> {
+    let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+fn secret_data(s: &Secret) -> SecretData {
+    SecretData {
+        type_: s.type_.clone(),
+        data: s
+            .data
+            .as_ref()
+            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+            .unwrap_or_default(),
+        annotations: s.metadata.annotations.clone().unwrap_or_default(),
+        labels: s.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// A problem that stops a Certificate: condition reason and message.
+#[derive(Debug, Clone)]
+struct Problem {
+    reason: String,
+    message: String,
+}
+
+fn problem(reason: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+struct Resolved {
+    issuer: Arc<dyn Signer>,
+    policy: BackoffPolicy,
+    digest: String,
+}
+
+async fn read_secret(client: &Client, ns: &str, name: &str) -> Result<Option<SecretData>, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    Ok(api.get_opt(name).await?.as_ref().map(secret_data))
+}
+
+async fn resolve_issuer(
+    ctx: &Context,
+    ns: &str,
+    p: &CertificateParams,
+    t: i64,
+) -> Result<Result<Resolved, Problem>, Error> {
+    let name = &p.issuance.issuer_name;
+    let cluster = p.issuance.issuer_kind == "ClusterIssuer";
+    let (obj, desc, secret_ns) = if cluster {
+        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &cluster_issuers());
+        (
+            api.get_opt(name).await?,
+            format!("ClusterIssuer {name:?}"),
+            ctx.config.cluster_resource_namespace.clone(),
+        )
+    } else {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &issuers());
+        (
+            api.get_opt(name).await?,
+            format!("Issuer {name:?} in namespace {ns:?}"),
+            ns.to_string(),
+        )
+    };
+    let Some(obj) = obj else {
+        return Ok(Err(problem("IssuerNotFound", format!("{desc} not found"))));
+    };
+    let issuer: Issuer = match typed(&obj) {
+        Ok(i) => i,
+        Err(e) => {
+            return Ok(Err(problem(
+                "IssuerNotReady",
+                format!("{desc} is invalid: {e}"),
+            )))
+        }
+    };
+    let kind = match validate::issuer(&issuer) {
+        Ok(k) => k,
+        Err(e) => {
+            return Ok(Err(problem(
+                "IssuerNotReady",
+                format!("{desc} is invalid: {}", validate::join(&e)),
+            )))
+        }
+    };
+    Ok(match kind {
+        IssuerType::SelfSigned => Ok(Resolved {
+            issuer: Arc::new(issue::SelfSigned),
+            policy: BackoffPolicy::LOCAL,
+            digest: "selfSigned".into(),
+        }),
+        IssuerType::Ca { secret_name } => {
+            let sdesc = format!("{secret_ns}/{secret_name}");
+            match read_secret(&ctx.client, &secret_ns, &secret_name).await? {
+                None => Err(problem(
+                    "IssuerNotReady",
+                    format!("{desc} is not ready: ErrGetKeyPair: CA secret {sdesc} not found"),
+                )),
+                Some(s) => match CaMaterial::from_secret(&sdesc, &s, t) {
+                    Ok(m) => {
+                        let digest = format!("ca:{}", m.chain[0].sha256_fingerprint());
+                        Ok(Resolved {
+                            issuer: Arc::new(CaIssuer { material: m }),
+                            policy: BackoffPolicy::LOCAL,
+                            digest,
+                        })
+                    }
+                    Err(e) => Err(problem(
+                        "IssuerNotReady",
+                        format!("{desc} is not ready: {}: {}", e.reason, e.message),
+                    )),
+                },
+            }
+        }
+        IssuerType::Acme(_) => Err(problem(
+            "IssuerNotReady",
+            format!(
+                "{desc} is an ACME issuer, which this build of certwright does not support yet"
+            ),
+        )),
+    })
+}
+
+async fn password(
+    ctx: &Context,
+    ns: &str,
+    src: &PasswordSource,
+    field: &str,
+) -> Result<Result<String, Problem>, Error> {
+    Ok(match src {
+        PasswordSource::Literal(p) => Ok(p.clone()),
+        PasswordSource::SecretRef { name, key } => {
+            match read_secret(&ctx.client, ns, name).await? {
+                None => Err(problem(
+                    "MissingPasswordSecret",
+                    format!("{field}.passwordSecretRef: secret {ns}/{name} not found"),
+                )),
+                Some(s) => match s.data.get(key).map(|v| String::from_utf8(v.clone())) {
+                    None => Err(problem(
+                        "MissingPasswordSecret",
+                        format!("{field}.passwordSecretRef: secret {ns}/{name} has no key {key:?}"),
+                    )),
+                    Some(Err(_)) => Err(problem(
+                        "InvalidPassword",
+                        format!(
+                        "{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is not UTF-8"
+                    ),
+                    )),
+                    Some(Ok(p)) if p.is_empty() => Err(problem(
+                        "InvalidPassword",
+                        format!(
+                            "{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is empty"
+                        ),
+                    )),
+                    Some(Ok(p)) => Ok(p),
+                },
+            }
+        }
+    })
+}
+
+async fn passwords(
+    ctx: &Context,
+    ns: &str,
+    p: &CertificateParams,
+) -> Result<Result<Passwords, Problem>, Error> {
+    let mut out = Passwords::default();
+    if let Some(j) = &p.jks {
+        match password(ctx, ns, &j.password, "spec.keystores.jks").await? {
+            Ok(pw) => out.jks = Some(pw),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    if let Some(k) = &p.pkcs12 {
+        match password(ctx, ns, &k.password, "spec.keystores.pkcs12").await? {
+            Ok(pw) => out.pkcs12 = Some(pw),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    Ok(Ok(out))
+}
+
+async fn patch_status(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    before: &Option<CertificateStatus>,
+    status: &CertificateStatus,
+) -> Result<(), Error> {
+    if before.as_ref() == Some(status) {
+        return Ok(());
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &certificates());
+    let body = json!({"status": status});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await?;
+    Ok(())
+}
+
+/// Writes a Secret whole: create, or replace at the resourceVersion read (a conflict is
+/// an error the controller retries, so two writers never interleave).
+async fn write_secret(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    desired: &SecretData,
+    current: Option<&Secret>,
+) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut s = Secret {
+        type_: desired.type_.clone(),
+        data: Some(
+            desired
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    s.metadata.name = Some(name.into());
+    s.metadata.namespace = Some(ns.into());
+    s.metadata.annotations = Some(desired.annotations.clone());
+    s.metadata.labels = Some(desired.labels.clone());
+    match current {
+        Some(c) => {
+            s.metadata.resource_version = c.metadata.resource_version.clone();
+            s.metadata.owner_references = c.metadata.owner_references.clone();
+            api.replace(name, &PostParams::default(), &s).await?;
+        }
+        None => {
+            api.create(&PostParams::default(), &s).await?;
+        }
+    }
+    Ok(())
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
+
+/// How a request ended: (chain, CA) on success, (reason, message) on failure.
+type RequestResult<'a> = Result<(&'a [CertInfo], &'a [CertInfo]), (&'a str, &'a str)>;
+
+/// Records the issuance as a cert-manager CertificateRequest `<name>-<revision>`.
+async fn record_request(
+    ctx: &Context,
+    ns: &str,
+    cert_name: &str,
+    revision: i64,
+    p: &CertificateParams,
+    csr_pem: &str,
+    result: RequestResult<'_>,
+) -> Result<(), Error> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), ns, &certificate_requests());
+    let name = format!("{cert_name}-{revision}");
+    let obj = json!({
+        "apiVersion": API_VERSION,
+        "kind": "CertificateRequest",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "certwright"},
+            "annotations": {
+                "cert-manager.io/certificate-name": cert_name,
+                "cert-manager.io/certificate-revision": revision.to_string(),
+            }
+        },
+        "spec": {
+            "request": b64(csr_pem),
+            "issuerRef": {"name": p.issuance.issuer_name, "kind": p.issuance.issuer_kind, "group": p.issuance.issuer_group},
+            "isCA": p.issuance.is_ca,
+            "usages": p.issuance.usages,
+            "duration": certwright_api::duration::format(p.issuance.duration()),
+        }
+    });
+    let dynobj: DynamicObject =
+        serde_json::from_value(obj).map_err(|e| Error::Other(e.to_string()))?;
+    match api.create(&PostParams::default(), &dynobj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let t = rfc3339(now());
+    let mut conds = vec![
+        json!({"type": "Approved", "status": "True", "reason": "cert-manager.io",
+        "message": "Certificate request has been approved by certwright", "lastTransitionTime": t}),
+    ];
+    let mut status = serde_json::Map::new();
+    match result {
+        Ok((chain, ca)) => {
+            let pem_of = |c: &[CertInfo]| {
+                c.iter()
+                    .map(|c| certwright_pki::pem::encode("CERTIFICATE", &c.der))
+                    .collect::<String>()
+            };
+            status.insert("certificate".into(), json!(b64(&pem_of(chain))));
+            status.insert("ca".into(), json!(b64(&pem_of(ca))));
+            conds.push(json!({"type": "Ready", "status": "True", "reason": "Issued",
+                "message": "Certificate fetched from issuer successfully", "lastTransitionTime": t}));
+        }
+        Err((reason, message)) => {
+            status.insert("failureTime".into(), json!(t));
+            conds.push(
+                json!({"type": "Ready", "status": "False", "reason": "Failed",
+                "message": format!("{reason}: {message}"), "lastTransitionTime": t}),
+            );
+        }
+    }
+    status.insert("conditions".into(), Value::Array(conds));
+    api.patch_status(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": status})),
+    )
+    .await?;
+    Ok(())
+}
+
+fn up_to_date(status: &mut CertificateStatus, nb: i64, na: i64, renewal: i64, t: i64) {
+    status.not_before = Some(rfc3339(nb));
+    status.not_after = Some(rfc3339(na));
+    status.renewal_time = Some(rfc3339(renewal));
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        true,
+        "Ready",
+        "Certificate is up to date and has not expired",
+        t,
+    );
+    remove_condition(&mut status.conditions, "Issuing");
+}
+
+fn requeue_at(at: i64, t: i64) -> Action {
+    Action::requeue(Duration::from_secs((at - t).clamp(1, 30 * 24 * 3600) as u64))
+}
+
+/// Reconciles one Certificate.
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let t = now();
+    let cert_key = (ns.clone(), name.clone());
+    let cert: Certificate = match typed(&obj) {
+        Ok(c) => c,
+        Err(e) => {
+            let before = obj
+                .data
+                .get("status")
+                .and_then(|s| serde_json::from_value(s.clone()).ok());
+            let mut status: CertificateStatus = before.clone().unwrap_or_default();
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                false,
+                "InvalidManifest",
+                &e,
+                t,
+            );
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let before = cert.status.clone();
+    let mut status = before.clone().unwrap_or_default();
+    let params = match validate::certificate(&cert) {
+        Ok(p) => p,
+        Err(errs) => {
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                false,
+                errs[0].reason,
+                &validate::join(&errs),
+                t,
+            );
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let stop = |status: &mut CertificateStatus, p: &Problem| {
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            &p.reason,
+            &p.message,
+            t,
+        );
+    };
+    let passwords = match passwords(&ctx, &ns, &params).await? {
+        Ok(p) => p,
+        Err(p) => {
+            stop(&mut status, &p);
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let current_obj = secrets.get_opt(&params.secret_name).await?;
+    let current = current_obj.as_ref().map(secret_data);
+    let material = current.as_ref().map(TlsMaterial::read);
+    let last: Option<LastIssuance> = current
+        .as_ref()
+        .and_then(|s| s.annotations.get(LAST_ISSUANCE))
+        .and_then(|v| serde_json::from_str(v).ok());
+    let resolved = resolve_issuer(&ctx, &ns, &params, t).await?;
+    let (policy, issuer_digest) = match &resolved {
+        Ok(r) => (r.policy, r.digest.clone()),
+        Err(_) => (BackoffPolicy::LOCAL, String::new()),
+    };
+    let digest = certwright_engine::decide::inputs_digest(&params.issuance, &issuer_digest);
+    let failures = ctx
+        .failures
+        .lock()
+        .ok()
+        .and_then(|f| f.get(&cert_key).cloned())
+        .unwrap_or_default();
+    if resolved.is_ok() {
+        if let Ok(mut w) = ctx.waiting.lock() {
+            w.remove(&cert_key);
+        }
+    }
+    let key_str = format!("{ns}/{name}");
+    let decision = decide(&Inputs {
+        key: &key_str,
+        cert_name: &name,
+        params: &params,
+        secret: current.as_ref(),
+        material: material.as_ref(),
+        last: last.as_ref(),
+        failures: &failures,
+        inputs_digest: &digest,
+        backoff: policy,
+        now: t,
+    });
+    match decision {
+        Decision::UpToDate {
+            not_before,
+            not_after,
+            renewal_time,
+        } => {
+            let Some((k, chain)) = material.as_ref().and_then(|m| m.pair()) else {
+                return Err(Error::Other("up to date without key material".into()));
+            };
+            let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
+            let m = Material { key: k, chain, ca };
+            let mut desired =
+                render::certificate_secret(&name, &params, &m, &passwords, None, current.as_ref())
+                    .map_err(Error::Other)?;
+            if let Some(v) = current
+                .as_ref()
+                .and_then(|c| c.annotations.get(LAST_ISSUANCE))
+            {
+                desired
+                    .secret
+                    .annotations
+                    .insert(LAST_ISSUANCE.into(), v.clone());
+                desired.changed = current.as_ref().is_some_and(|c| c != &desired.secret);
+            }
+            if desired.changed {
+                write_secret(
+                    &ctx,
+                    &ns,
+                    &params.secret_name,
+                    &desired.secret,
+                    current_obj.as_ref(),
+                )
+                .await?;
+                log(
+                    "INFO",
+                    "secret outputs rewritten",
+                    &[("certificate", &key_str), ("secret", &params.secret_name)],
+                );
+            }
+            up_to_date(&mut status, not_before, not_after, renewal_time, t);
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            Ok(requeue_at(renewal_time, t))
+        }
+        Decision::Backoff {
+            trigger,
+            message,
+            until,
+        } => {
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                false,
+                trigger.reason(),
+                &message,
+                t,
+            );
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            Ok(requeue_at(until, t))
+        }
+        Decision::Issue {
+            trigger,
+            message,
+            reuse_key,
+        } => {
+            set_condition(
+                &mut status.conditions,
+                "Issuing",
+                true,
+                trigger.reason(),
+                &message,
+                t,
+            );
+            let resolved = match resolved {
+                Ok(r) => r,
+                Err(p) => {
+                    if let Ok(mut w) = ctx.waiting.lock() {
+                        w.insert(cert_key.clone());
+                    }
+                    stop(&mut status, &p);
+                    patch_status(&ctx, &ns, &name, &before, &status).await?;
+                    return Ok(Action::requeue(Duration::from_secs(30)));
+                }
+            };
+            log(
+                "INFO",
+                "issuing",
+                &[
+                    ("certificate", &key_str),
+                    ("reason", trigger.reason()),
+                    ("message", &message),
+                ],
+            );
+            let existing = if reuse_key {
+                material
+                    .as_ref()
+                    .and_then(|m| m.key.as_ref())
+                    .and_then(|k| k.as_ref().ok())
+                    .map(|k| k.pkcs8_der().to_vec())
+            } else {
+                None
+            };
+            let spec = params.issuance.clone();
+            let issuer = resolved.issuer.clone();
+            // Key generation and signing are CPU work: off the async threads.
+            let work = tokio::task::spawn_blocking(
+                move || -> Result<(PrivateKey, String, Outcome), String> {
+                    let key = match existing {
+                        Some(der) => PrivateKey::from_pkcs8_der(&der).map_err(|e| e.to_string())?,
+                        None => PrivateKey::generate(spec.key()).map_err(|e| e.to_string())?,
+                    };
+                    let csr = issue::build_request(&spec, &key)?;
+                    let outcome = issuer.process(&Request {
+                        csr_pem: &csr,
+                        spec: &spec,
+                        key: &key,
+                        state: &Value::Null,
+                        now: t,
+                    });
+                    Ok((key, csr, outcome))
+                },
+            )
+            .await
+            .map_err(|e| Error::Other(e.to_string()))?
+            .map_err(Error::Other)?;
+            let (key, csr, outcome) = work;
+            let revision = status.revision.unwrap_or(0) + 1;
+            match outcome {
+                Outcome::Issued(issued) => {
+                    let chain: Vec<CertInfo> = issued
+                        .chain
+                        .iter()
+                        .filter_map(|d| CertInfo::parse(d).ok())
+                        .collect();
+                    let ca: Vec<CertInfo> = issued
+                        .ca
+                        .iter()
+                        .filter_map(|d| CertInfo::parse(d).ok())
+                        .collect();
+                    if chain.is_empty() || chain[0].spki_der != key.spki_der() {
+                        return Err(Error::Other(
+                            "the issuer returned a certificate that does not match the request"
+                                .into(),
+                        ));
+                    }
+                    let m = Material {
+                        key: &key,
+                        chain: &chain,
+                        ca: &ca,
+                    };
+                    let mut desired = render::certificate_secret(
+                        &name,
+                        &params,
+                        &m,
+                        &passwords,
+                        None,
+                        current.as_ref(),
+                    )
+                    .map_err(Error::Other)?;
+                    let record = LastIssuance {
+                        spec: params.issuance.clone(),
+                        certificate_sha256: chain[0].sha256_fingerprint(),
+                    };
+                    desired.secret.annotations.insert(
+                        LAST_ISSUANCE.into(),
+                        serde_json::to_string(&record).unwrap_or_default(),
+                    );
+                    write_secret(
+                        &ctx,
+                        &ns,
+                        &params.secret_name,
+                        &desired.secret,
+                        current_obj.as_ref(),
+                    )
+                    .await?;
+                    record_request(&ctx, &ns, &name, revision, &params, &csr, Ok((&chain, &ca)))
+                        .await?;
+                    if let Ok(mut f) = ctx.failures.lock() {
+                        f.remove(&cert_key);
+                    }
+                    status.revision = Some(revision);
+                    status.last_failure_time = None;
+                    status.failed_issuance_attempts = None;
+                    let leaf = &chain[0];
+                    let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
+                    up_to_date(&mut status, leaf.not_before, leaf.not_after, renewal, t);
+                    patch_status(&ctx, &ns, &name, &before, &status).await?;
+                    log(
+                        "INFO",
+                        "certificate issued",
+                        &[
+                            ("certificate", &key_str),
+                            ("secret", &params.secret_name),
+                            ("revision", &revision.to_string()),
+                            ("notAfter", &rfc3339(leaf.not_after)),
+                        ],
+                    );
+                    Ok(requeue_at(renewal, t))
+                }
+                Outcome::Pending {
+                    retry_after,
+                    reason,
+                    message,
+                    ..
+                } => {
+                    set_condition(
+                        &mut status.conditions,
+                        "Ready",
+                        false,
+                        trigger.reason(),
+                        &format!("Waiting for the issuer: {reason}: {message}"),
+                        t,
+                    );
+                    patch_status(&ctx, &ns, &name, &before, &status).await?;
+                    Ok(Action::requeue(retry_after))
+                }
+                Outcome::Failed { reason, message } => {
+                    record_request(
+                        &ctx,
+                        &ns,
+                        &name,
+                        revision,
+                        &params,
+                        &csr,
+                        Err((&reason, &message)),
+                    )
+                    .await?;
+                    let attempts = if failures.inputs == digest {
+                        failures.attempts + 1
+                    } else {
+                        1
+                    };
+                    if let Ok(mut f) = ctx.failures.lock() {
+                        f.insert(
+                            cert_key.clone(),
+                            Failures {
+                                attempts,
+                                last_failure: t,
+                                inputs: digest.clone(),
+                            },
+                        );
+                    }
+                    let msg = format!("The certificate request has failed to complete and will be retried: {reason}: {message}");
+                    status.last_failure_time = Some(rfc3339(t));
+                    status.failed_issuance_attempts = Some(i64::from(attempts));
+                    set_condition(
+                        &mut status.conditions,
+                        "Ready",
+                        false,
+                        trigger.reason(),
+                        &msg,
+                        t,
+                    );
+                    set_condition(&mut status.conditions, "Issuing", false, "Failed", &msg, t);
+                    patch_status(&ctx, &ns, &name, &before, &status).await?;
+                    log(
+                        "WARN",
+                        "issuance failed",
+                        &[
+                            ("certificate", &key_str),
+                            ("reason", &reason),
+                            ("message", &message),
+                        ],
+                    );
+                    Ok(requeue_at(
+                        t + policy.delay(attempts, &key_str).as_secs() as i64,
+                        t,
+                    ))
+                }
+            }
+        }
+    }
+}
+
+fn error_policy(obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<Context>) -> Action {
+    log(
+        "WARN",
+        "reconcile failed, retrying",
+        &[
+            (
+                "certificate",
+                &format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+            ),
+            ("error", &err.to_string()),
+        ],
+    );
+    // Conflicts and transient API errors: retry soon.
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let certs: Api<DynamicObject> = match &config.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &certificates()),
+        None => Api::all_with(client.clone(), &certificates()),
+    };
+    let secrets: Api<Secret> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let waiting = Arc::new(Mutex::new(HashSet::new()));
+    let ctx = Arc::new(Context {
+        client,
+        config,
+        failures: Mutex::new(HashMap::new()),
+        waiting: waiting.clone(),
+    });
+    log("INFO", "operator starting", &[]);
+    // Only certwright's own Secrets are watched (by label), so memory does not grow with
+    // unrelated Secrets; a change to one re-reconciles its Certificate.
+    let managed = watcher::Config::default().labels(&format!("{}=true", ann::CONTROLLED_LABEL));
+    Controller::new_with(certs, watcher::Config::default(), certificates())
+        .watches(secrets, managed, move |s: Secret| {
+            let ns = s.namespace().unwrap_or_default();
+            let mut refs: Vec<ObjectRef<DynamicObject>> = s
+                .annotations()
+                .get(ann::CERT_NAME)
+                .map(|name| ObjectRef::new_with(name, certificates()).within(&ns))
+                .into_iter()
+                .collect();
+            if let Ok(w) = waiting.lock() {
+                refs.extend(
+                    w.iter()
+                        .map(|(ns, name)| ObjectRef::new_with(name, certificates()).within(ns)),
+                );
+            }
+            refs
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+    log("INFO", "operator stopped", &[]);
+    Ok(())
+}

@@ -1,0 +1,280 @@
+//! `certwright operator` on a real control plane (etcd, kube-apiserver, controller manager):
+//! the reference scenario's internal PKI becomes Ready with Secrets as the contract says,
+//! a spec change reissues, a deleted Secret returns, a restart rewrites nothing.
+//!
+//! The operator runs with the admin token here; running it under the shipped RBAC comes
+//! with deploy/.
+
+mod common;
+
+use base64::Engine;
+use certwright_pki::inspect;
+use certwright_testkube::{ControlPlane, ADMIN_TOKEN};
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn collection(v: &serde_json::Value) -> String {
+    let plural = match v["kind"].as_str().unwrap_or_default() {
+        "Certificate" => "certificates",
+        "Issuer" => "issuers",
+        "ClusterIssuer" => "clusterissuers",
+        other => panic!("unexpected kind {other}"),
+    };
+    match v["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("/apis/cert-manager.io/v1/namespaces/{ns}/{plural}"),
+        None => format!("/apis/cert-manager.io/v1/{plural}"),
+    }
+}
+
+fn start_operator(cp: &ControlPlane, log: &std::path::Path) -> Child {
+    let f = std::fs::File::create(log).expect("log");
+    Command::new(bin())
+        .arg("operator")
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(f))
+        .spawn()
+        .expect("operator starts")
+}
+
+fn stop(mut child: Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    for _ in 0..100 {
+        if let Ok(Some(st)) = child.try_wait() {
+            assert!(st.success(), "operator exit status {st:?}");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("operator did not stop within 5 s of SIGTERM");
+}
+
+fn cert(cp: &ControlPlane, ns: &str, name: &str) -> serde_json::Value {
+    cp.admin(
+        "GET",
+        &format!("/apis/cert-manager.io/v1/namespaces/{ns}/certificates/{name}"),
+        None,
+    )
+    .expect("certificate")
+}
+
+fn ready(c: &serde_json::Value) -> bool {
+    c["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn secret(cp: &ControlPlane, ns: &str, name: &str) -> Option<serde_json::Value> {
+    cp.admin(
+        "GET",
+        &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+        None,
+    )
+    .ok()
+}
+
+fn data(s: &serde_json::Value, key: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s["data"][key].as_str().unwrap_or_default())
+        .expect("base64")
+}
+
+const CERTS: [(&str, &str, &str); 4] = [
+    ("cert-manager", "rootca", "rootca"),
+    ("demo", "customer", "service-customer"),
+    ("demo", "preference", "route-service-preference"),
+    ("demo", "recommendation", "service-recommendation"),
+];
+
+#[test]
+fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
+    let Some(cp) = ControlPlane::start_or_skip() else {
+        return;
+    };
+    let crds = std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds");
+    cp.create_from_yaml(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        &crds,
+    )
+    .expect("CRDs");
+    cp.wait_for("cert-manager.io API", Duration::from_secs(30), || {
+        matches!(
+            cp.request(
+                ADMIN_TOKEN,
+                "GET",
+                "/apis/cert-manager.io/v1/certificates",
+                None
+            ),
+            Ok((200, _))
+        )
+        .then_some(())
+    })
+    .expect("served");
+    for ns in ["cert-manager", "demo"] {
+        cp.admin(
+            "POST",
+            "/api/v1/namespaces",
+            Some(&format!(
+                r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}}}}"#
+            )),
+        )
+        .expect("namespace");
+    }
+    for f in ["internal-pki.yaml", "services.yaml"] {
+        let text = std::fs::read_to_string(repo().join("examples/e2e").join(f)).expect("example");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+            if !v.is_null() {
+                cp.admin("POST", &collection(&v), Some(&v.to_string()))
+                    .expect("create");
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log1 = tmp.path().join("operator-1.log");
+    let op = start_operator(&cp, &log1);
+    let started = std::time::Instant::now();
+    cp.wait_for(
+        "all four Certificates Ready",
+        Duration::from_secs(60),
+        || {
+            CERTS
+                .iter()
+                .all(|(ns, name, _)| ready(&cert(&cp, ns, name)))
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(&log1).unwrap_or_default()
+        )
+    });
+    println!("reference scenario Ready in {:?}", started.elapsed());
+
+    // Secrets hold what the contract says.
+    let s = secret(&cp, "demo", "service-customer").expect("secret");
+    assert_eq!(s["type"], "kubernetes.io/tls");
+    for k in [
+        "tls.crt",
+        "tls.key",
+        "ca.crt",
+        "keystore.jks",
+        "truststore.jks",
+    ] {
+        assert!(!data(&s, k).is_empty(), "{k}");
+    }
+    let a = &s["metadata"]["annotations"];
+    assert_eq!(a["cert-manager.io/certificate-name"], "customer");
+    assert_eq!(a["cert-manager.io/issuer-name"], "internal-issuer");
+    assert_eq!(a["cert-manager.io/issuer-kind"], "ClusterIssuer");
+    assert_eq!(
+        a["cert-manager.io/alt-names"],
+        "customer,customer.demo.svc,customer.demo.svc.cluster.local"
+    );
+    assert_eq!(
+        s["metadata"]["labels"]["controller.cert-manager.io/fao"],
+        "true"
+    );
+    let chain = inspect::parse_pem_chain(&data(&s, "tls.crt")).expect("chain");
+    let roots = inspect::parse_pem_chain(&data(&s, "ca.crt")).expect("roots");
+    inspect::verify_chain(&chain, &roots, chain[0].not_before + 1).expect("chain verifies");
+    certwright_pki::jks::decode(&data(&s, "keystore.jks"), "changeme")
+        .expect("keystore opens with changeme");
+    let cr = cp
+        .admin(
+            "GET",
+            "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests/customer-1",
+            None,
+        )
+        .expect("request");
+    let conds = cr["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .clone();
+    assert!(conds
+        .iter()
+        .any(|c| c["type"] == "Approved" && c["status"] == "True"));
+    assert!(conds
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    let c = cert(&cp, "demo", "customer");
+    assert_eq!(c["status"]["revision"], 1);
+    for f in ["notBefore", "notAfter", "renewalTime"] {
+        assert!(c["status"][f].is_string(), "{f}");
+    }
+
+    // A spec change reissues and bumps the revision.
+    let patch = r#"{"spec":{"dnsNames":["customer","customer.demo.svc","customer.demo.svc.cluster.local","customer.example.com"]}}"#;
+    cp.admin(
+        "PATCH",
+        "/apis/cert-manager.io/v1/namespaces/demo/certificates/customer",
+        Some(patch),
+    )
+    .expect("patch");
+    cp.wait_for("revision 2", Duration::from_secs(30), || {
+        (cert(&cp, "demo", "customer")["status"]["revision"] == 2).then_some(())
+    })
+    .expect("reissued");
+    let s = secret(&cp, "demo", "service-customer").expect("secret");
+    let chain = inspect::parse_pem_chain(&data(&s, "tls.crt")).expect("chain");
+    assert!(chain[0]
+        .dns_names
+        .contains(&"customer.example.com".to_string()));
+
+    // A deleted Secret is recreated.
+    cp.admin(
+        "DELETE",
+        "/api/v1/namespaces/demo/secrets/service-recommendation",
+        None,
+    )
+    .expect("delete");
+    cp.wait_for("the Secret to return", Duration::from_secs(30), || {
+        secret(&cp, "demo", "service-recommendation")
+    })
+    .expect("recreated");
+
+    // A restart rewrites nothing.
+    cp.wait_for("all Ready again", Duration::from_secs(30), || {
+        CERTS
+            .iter()
+            .all(|(ns, name, _)| ready(&cert(&cp, ns, name)))
+            .then_some(())
+    })
+    .expect("ready");
+    std::thread::sleep(Duration::from_secs(2));
+    let versions = |cp: &ControlPlane| -> Vec<String> {
+        CERTS
+            .iter()
+            .map(|(ns, _, s)| {
+                secret(cp, ns, s)
+                    .map(|s| s["metadata"]["resourceVersion"].to_string())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let before = versions(&cp);
+    stop(op);
+    let log2 = tmp.path().join("operator-2.log");
+    let op2 = start_operator(&cp, &log2);
+    // Long enough for the restarted operator to list and reconcile everything.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        versions(&cp),
+        before,
+        "a restart rewrote a Secret:\n{}",
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+    stop(op2);
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(&log1).unwrap_or_default(),
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+    assert!(!logs.contains("PRIVATE KEY"), "no key material in logs");
+}
