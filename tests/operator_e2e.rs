@@ -2,8 +2,7 @@
 //! the reference scenario's internal PKI becomes Ready with Secrets as the contract says,
 //! a spec change reissues, a deleted Secret returns, a restart rewrites nothing.
 //!
-//! The operator runs with the admin token here; running it under the shipped RBAC comes
-//! with deploy/.
+//! The operator runs with a ServiceAccount token under deploy/rbac.yaml, not as admin.
 
 mod common;
 
@@ -14,24 +13,11 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn collection(v: &serde_json::Value) -> String {
-    let plural = match v["kind"].as_str().unwrap_or_default() {
-        "Certificate" => "certificates",
-        "Issuer" => "issuers",
-        "ClusterIssuer" => "clusterissuers",
-        other => panic!("unexpected kind {other}"),
-    };
-    match v["metadata"]["namespace"].as_str() {
-        Some(ns) => format!("/apis/cert-manager.io/v1/namespaces/{ns}/{plural}"),
-        None => format!("/apis/cert-manager.io/v1/{plural}"),
-    }
-}
-
-fn start_operator(cp: &ControlPlane, log: &std::path::Path) -> Child {
+fn start_operator(kubeconfig: &std::path::Path, log: &std::path::Path) -> Child {
     let f = std::fs::File::create(log).expect("log");
     Command::new(bin())
         .arg("operator")
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .stdout(Stdio::null())
         .stderr(Stdio::from(f))
         .spawn()
@@ -127,17 +113,31 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     }
     for f in ["internal-pki.yaml", "services.yaml"] {
         let text = std::fs::read_to_string(repo().join("examples/e2e").join(f)).expect("example");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("yaml");
-            if !v.is_null() {
-                cp.admin("POST", &collection(&v), Some(&v.to_string()))
-                    .expect("create");
-            }
-        }
+        cp.create_all(&text).expect("create");
     }
+    // The operator runs as its ServiceAccount, under the RBAC that deploy/ ships.
+    let rbac = std::fs::read_to_string(repo().join("deploy/rbac.yaml")).expect("rbac");
+    cp.create_all(&rbac).expect("rbac");
+    let (kubeconfig, token) = cp
+        .service_account_kubeconfig("certwright", "certwright")
+        .expect("token");
+    // Least privilege is real: the operator's identity may not delete Secrets or touch Deployments.
+    let (code, _) = cp
+        .request(
+            &token,
+            "DELETE",
+            "/api/v1/namespaces/demo/secrets/anything",
+            None,
+        )
+        .expect("request");
+    assert_eq!(code, 403);
+    let (code, _) = cp
+        .request(&token, "GET", "/apis/apps/v1/deployments", None)
+        .expect("request");
+    assert_eq!(code, 403);
     let tmp = tempfile::tempdir().expect("tmp");
     let log1 = tmp.path().join("operator-1.log");
-    let op = start_operator(&cp, &log1);
+    let op = start_operator(&kubeconfig, &log1);
     let started = std::time::Instant::now();
     cp.wait_for(
         "all four Certificates Ready",
@@ -261,7 +261,7 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     let before = versions(&cp);
     stop(op);
     let log2 = tmp.path().join("operator-2.log");
-    let op2 = start_operator(&cp, &log2);
+    let op2 = start_operator(&kubeconfig, &log2);
     // Long enough for the restarted operator to list and reconcile everything.
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(

@@ -317,6 +317,46 @@ impl ControlPlane {
         }
     }
 
+    /// Creates every object of a multi-document YAML text at its collection (the kinds
+    /// certwright's tests use).
+    pub fn create_all(&self, yaml: &str) -> Result<(), String> {
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v: serde_json::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+            if v.is_null() {
+                continue;
+            }
+            self.admin("POST", &collection_for(&v)?, Some(&v.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A kubeconfig for a ServiceAccount, with a token from the TokenRequest API: to run
+    /// the operator under the RBAC it ships with.
+    pub fn service_account_kubeconfig(
+        &self,
+        ns: &str,
+        sa: &str,
+    ) -> Result<(PathBuf, String), String> {
+        let req = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":3600}}"#;
+        let v = self.admin(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"),
+            Some(req),
+        )?;
+        let token = v["status"]["token"]
+            .as_str()
+            .ok_or("TokenRequest returned no token")?;
+        let path = self.dir.path().join(format!("kubeconfig-{ns}-{sa}"));
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: sa, namespace: {ns}}}\ncurrent-context: test\n",
+            self.url,
+            self.ca_file.display()
+        );
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        Ok((path, token.to_string()))
+    }
+
     /// The test-only Route CRD (route.openshift.io/v1), installed and served.
     pub fn install_route_crd(&self) -> Result<(), String> {
         let yaml = include_str!("../../../tests/controlplane/route-crd.yaml");
@@ -341,6 +381,41 @@ impl ControlPlane {
             },
         )
     }
+}
+
+/// The collection URL an object is created at.
+pub fn collection_for(v: &serde_json::Value) -> Result<String, String> {
+    let kind = v["kind"].as_str().unwrap_or_default();
+    let api_version = v["apiVersion"].as_str().unwrap_or_default();
+    let ns = v["metadata"]["namespace"].as_str();
+    let (plural, cluster) = match kind {
+        "Namespace" => ("namespaces", true),
+        "ClusterRole" => ("clusterroles", true),
+        "ClusterRoleBinding" => ("clusterrolebindings", true),
+        "CustomResourceDefinition" => ("customresourcedefinitions", true),
+        "ClusterIssuer" => ("clusterissuers", true),
+        "ServiceAccount" => ("serviceaccounts", false),
+        "Secret" => ("secrets", false),
+        "Service" => ("services", false),
+        "Role" => ("roles", false),
+        "RoleBinding" => ("rolebindings", false),
+        "Deployment" => ("deployments", false),
+        "Certificate" => ("certificates", false),
+        "Issuer" => ("issuers", false),
+        "CertificateRequest" => ("certificaterequests", false),
+        "Route" => ("routes", false),
+        other => return Err(format!("no collection known for kind {other:?}")),
+    };
+    let base = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    Ok(match (cluster, ns) {
+        (true, _) => format!("{base}/{plural}"),
+        (false, Some(ns)) => format!("{base}/namespaces/{ns}/{plural}"),
+        (false, None) => format!("{base}/namespaces/default/{plural}"),
+    })
 }
 
 impl Drop for ControlPlane {
