@@ -13,10 +13,10 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn start_operator(kubeconfig: &std::path::Path, log: &std::path::Path) -> Child {
+fn start_operator(kubeconfig: &std::path::Path, log: &std::path::Path, metrics: &str) -> Child {
     let f = std::fs::File::create(log).expect("log");
     Command::new(bin())
-        .arg("operator")
+        .args(["operator", "--metrics-address", metrics])
         .env("KUBECONFIG", kubeconfig)
         .stdout(Stdio::null())
         .stderr(Stdio::from(f))
@@ -137,7 +137,12 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     assert_eq!(code, 403);
     let tmp = tempfile::tempdir().expect("tmp");
     let log1 = tmp.path().join("operator-1.log");
-    let op = start_operator(&kubeconfig, &log1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let metrics_addr = format!("127.0.0.1:{port}");
+    let op = start_operator(&kubeconfig, &log1, &metrics_addr);
     let started = std::time::Instant::now();
     cp.wait_for(
         "all four Certificates Ready",
@@ -209,6 +214,40 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
         assert!(c["status"][f].is_string(), "{f}");
     }
 
+    // Metrics with cert-manager's names, health, and Events.
+    let get = |path: &str| -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "5",
+                &format!("http://{metrics_addr}{path}"),
+            ])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let m = get("/metrics");
+    assert!(
+        m.lines().any(|l| l.starts_with("certmanager_certificate_expiration_timestamp_seconds{name=\"customer\",namespace=\"demo\",issuer_name=\"internal-issuer\",issuer_kind=\"ClusterIssuer\"")),
+        "{m}"
+    );
+    assert!(m.contains("certmanager_certificate_ready_status{name=\"customer\",namespace=\"demo\",issuer_name=\"internal-issuer\",issuer_kind=\"ClusterIssuer\",issuer_group=\"cert-manager.io\",condition=\"True\"} 1"), "{m}");
+    assert!(m.contains("certwright_issuances_total 4"), "{m}");
+    assert_eq!(get("/healthz"), "ok\n");
+    assert_eq!(get("/readyz"), "ok\n");
+    let events = cp
+        .admin("GET", "/apis/events.k8s.io/v1/namespaces/demo/events", None)
+        .expect("events");
+    assert!(
+        events["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|e| e["reason"] == "Issuing" && e["regarding"]["name"] == "customer"),
+        "{events}"
+    );
+
     // A spec change reissues and bumps the revision.
     let patch = r#"{"spec":{"dnsNames":["customer","customer.demo.svc","customer.demo.svc.cluster.local","customer.example.com"]}}"#;
     cp.admin(
@@ -261,7 +300,7 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     let before = versions(&cp);
     stop(op);
     let log2 = tmp.path().join("operator-2.log");
-    let op2 = start_operator(&kubeconfig, &log2);
+    let op2 = start_operator(&kubeconfig, &log2, &metrics_addr);
     // Long enough for the restarted operator to list and reconcile everything.
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(

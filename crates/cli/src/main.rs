@@ -53,6 +53,9 @@ enum Command {
         /// Watch one namespace only (default: all).
         #[arg(long)]
         namespace: Option<String>,
+        /// Address for /metrics, /healthz and /readyz ("" to disable).
+        #[arg(long, default_value = "0.0.0.0:9402")]
+        metrics_address: String,
     },
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
@@ -173,7 +176,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Operator {
             cluster_resource_namespace,
             namespace,
+            metrics_address,
         } => {
+            let metrics_address = if metrics_address.is_empty() {
+                None
+            } else {
+                Some(metrics_address.parse()?)
+            };
+            let instance = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| "certwright".into());
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -186,7 +198,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
                     }
                 };
-                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace }, shutdown).await?;
+                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance }, shutdown).await?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

@@ -7,6 +7,8 @@
 //! contract's layout and annotations, CertificateRequest records, Ready/Issuing status,
 //! backoff. Leader election, metrics, events and the deploy manifests come next.
 
+pub mod observe;
+
 use certwright_api::validate::{self, CertificateParams, IssuerType, PasswordSource};
 use certwright_api::{
     annotations as ann, Certificate, CertificateStatus, Issuer, API_VERSION, GROUP,
@@ -75,7 +77,14 @@ pub struct Config {
     pub cluster_resource_namespace: String,
     /// Watch one namespace only (None: all).
     pub namespace: Option<String>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (None: nowhere).
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// This replica's name in Events (the pod name in a cluster).
+    pub instance: String,
 }
+
+/// An issuerRef as metric labels: (name, kind, group).
+type IssuerLabels = (String, String, String);
 
 /// Shared state of the controller.
 pub struct Context {
@@ -86,6 +95,10 @@ pub struct Context {
     /// Certificates waiting for their issuer (a CA Secret, for instance): any managed
     /// Secret change wakes them, so a CA issued a moment ago unblocks them at once.
     waiting: Arc<Mutex<HashSet<(String, String)>>>,
+    metrics: Arc<observe::Metrics>,
+    recorder: kube::runtime::events::Recorder,
+    /// issuerRef (name, kind, group) per Certificate, for metric labels.
+    issuer_labels: Mutex<HashMap<(String, String), IssuerLabels>>,
 }
 
 fn now() -> i64 {
@@ -298,6 +311,29 @@ async fn patch_status(
     before: &Option<CertificateStatus>,
     status: &CertificateStatus,
 ) -> Result<(), Error> {
+    let t = |v: &Option<String>| v.as_deref().and_then(certwright_pki::der::parse_rfc3339);
+    let issuer = ctx
+        .issuer_labels
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&(ns.to_string(), name.to_string())).cloned())
+        .unwrap_or_default();
+    ctx.metrics.set(
+        ns,
+        name,
+        observe::CertMetric {
+            not_before: t(&status.not_before),
+            not_after: t(&status.not_after),
+            renewal: t(&status.renewal_time),
+            ready: status
+                .condition("Ready")
+                .map(|c| c.status.clone())
+                .unwrap_or_else(|| "Unknown".into()),
+            issuer_name: issuer.0,
+            issuer_kind: issuer.1,
+            issuer_group: issuer.2,
+        },
+    );
     if before.as_ref() == Some(status) {
         return Ok(());
     }
@@ -455,6 +491,9 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
     let name = obj.name_any();
     let t = now();
     let cert_key = (ns.clone(), name.clone());
+    ctx.metrics
+        .reconciles
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let cert: Certificate = match typed(&obj) {
         Ok(c) => c,
         Err(e) => {
@@ -475,6 +514,17 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
             return Ok(Action::await_change());
         }
     };
+    if let Ok(mut l) = ctx.issuer_labels.lock() {
+        let r = &cert.spec.issuer_ref;
+        l.insert(
+            cert_key.clone(),
+            (
+                r.name.clone(),
+                r.kind_or_default().to_string(),
+                r.group_or_default().to_string(),
+            ),
+        );
+    }
     let before = cert.status.clone();
     let mut status = before.clone().unwrap_or_default();
     let params = match validate::certificate(&cert) {
@@ -734,6 +784,20 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
                     let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
                     up_to_date(&mut status, leaf.not_before, leaf.not_after, renewal, t);
                     patch_status(&ctx, &ns, &name, &before, &status).await?;
+                    ctx.metrics
+                        .issuances
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    event(
+                        &ctx,
+                        &obj,
+                        EventType::Normal,
+                        "Issuing",
+                        &format!(
+                            "The certificate has been successfully issued (revision {revision})"
+                        ),
+                        "Issue",
+                    )
+                    .await;
                     log(
                         "INFO",
                         "certificate issued",
@@ -802,6 +866,10 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
                     );
                     set_condition(&mut status.conditions, "Issuing", false, "Failed", &msg, t);
                     patch_status(&ctx, &ns, &name, &before, &status).await?;
+                    ctx.metrics
+                        .issuance_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    event(&ctx, &obj, EventType::Warning, "Failed", &msg, "Issue").await;
                     log(
                         "WARN",
                         "issuance failed",
@@ -821,7 +889,34 @@ pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Act
     }
 }
 
-fn error_policy(obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<Context>) -> Action {
+use kube::runtime::events::{Event, EventType};
+
+/// Records a Kubernetes Event on a Certificate; failing to record one is logged, not fatal.
+async fn event(
+    ctx: &Context,
+    obj: &DynamicObject,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    action: &str,
+) {
+    let reference = kube::Resource::object_ref(obj, &certificates());
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+        log("WARN", "cannot record event", &[("error", &e.to_string())]);
+    }
+}
+
+fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     log(
         "WARN",
         "reconcile failed, retrying",
@@ -852,11 +947,37 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let waiting = Arc::new(Mutex::new(HashSet::new()));
+    let metrics = Arc::new(observe::Metrics::default());
+    if let Some(addr) = config.metrics_address {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Other(format!("metrics address {addr}: {e}")))?;
+        log(
+            "INFO",
+            "serving metrics and health",
+            &[("address", &addr.to_string())],
+        );
+        tokio::spawn(observe::serve(listener, metrics.clone()));
+    }
+    client.apiserver_version().await?;
+    metrics
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "certwright".into(),
+            instance: Some(config.instance.clone()),
+        },
+    );
     let ctx = Arc::new(Context {
         client,
         config,
         failures: Mutex::new(HashMap::new()),
         waiting: waiting.clone(),
+        metrics,
+        recorder,
+        issuer_labels: Mutex::new(HashMap::new()),
     });
     log("INFO", "operator starting", &[]);
     // Only certwright's own Secrets are watched (by label), so memory does not grow with
