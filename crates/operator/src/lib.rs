@@ -486,14 +486,22 @@ fn requeue_at(at: i64, t: i64) -> Action {
 }
 
 /// Reconciles one Certificate.
-pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = obj.namespace().unwrap_or_default();
-    let name = obj.name_any();
+pub async fn reconcile(cached: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let t = now();
     let cert_key = (ns.clone(), name.clone());
     ctx.metrics
         .reconciles
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The watch cache can lag behind this controller's own status writes (a Secret event
+    // may arrive before the status patch is seen): read the Certificate fresh, so status
+    // is never written back from a stale copy (which would, say, regress the revision).
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &certificates());
+    let Some(obj) = api.get_opt(&name).await? else {
+        ctx.metrics.forget(&ns, &name);
+        return Ok(Action::await_change());
+    };
     let cert: Certificate = match typed(&obj) {
         Ok(c) => c,
         Err(e) => {
