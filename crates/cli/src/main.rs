@@ -56,6 +56,12 @@ enum Command {
         /// Address for /metrics, /healthz and /readyz ("" to disable).
         #[arg(long, default_value = "0.0.0.0:9402")]
         metrics_address: String,
+        /// Reconcile only while holding the Lease `certwright` (for several replicas).
+        #[arg(long)]
+        leader_elect: bool,
+        /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else certwright).
+        #[arg(long)]
+        leader_election_namespace: Option<String>,
     },
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
@@ -177,6 +183,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cluster_resource_namespace,
             namespace,
             metrics_address,
+            leader_elect,
+            leader_election_namespace,
         } => {
             let metrics_address = if metrics_address.is_empty() {
                 None
@@ -186,6 +194,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let instance = std::env::var("POD_NAME")
                 .or_else(|_| std::env::var("HOSTNAME"))
                 .unwrap_or_else(|_| "certwright".into());
+            let leader_election = leader_elect.then(|| certwright_operator::leader::LeaseConfig {
+                namespace: leader_election_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "certwright".into()),
+                name: "certwright".into(),
+                identity: instance.clone(),
+                duration: std::time::Duration::from_secs(15),
+                renew: std::time::Duration::from_secs(5),
+            });
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -198,7 +215,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
                     }
                 };
-                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance }, shutdown).await?;
+                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election }, shutdown).await?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

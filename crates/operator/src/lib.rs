@@ -7,6 +7,7 @@
 //! contract's layout and annotations, CertificateRequest records, Ready/Issuing status,
 //! backoff. Leader election, metrics, events and the deploy manifests come next.
 
+pub mod leader;
 pub mod observe;
 
 use certwright_api::validate::{self, CertificateParams, IssuerType, PasswordSource};
@@ -79,8 +80,10 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (None: nowhere).
     pub metrics_address: Option<std::net::SocketAddr>,
-    /// This replica's name in Events (the pod name in a cluster).
+    /// This replica's name in Events and in the Lease (the pod name in a cluster).
     pub instance: String,
+    /// Leader election: reconcile only while holding this Lease (None: always).
+    pub leader_election: Option<leader::LeaseConfig>,
 }
 
 /// An issuerRef as metric labels: (name, kind, group).
@@ -108,7 +111,7 @@ fn now() -> i64 {
         .unwrap_or_default()
 }
 
-fn log(level: &str, msg: &str, fields: &[(&str, &str)]) {
+pub(crate) fn log(level: &str, msg: &str, fields: &[(&str, &str)]) {
     let mut line = format!("{} {level} {msg}", rfc3339(now()));
     for (k, v) in fields {
         if v.contains(char::is_whitespace) || v.is_empty() {
@@ -944,7 +947,7 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Acti
 pub async fn run(
     client: Client,
     config: Config,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let certs: Api<DynamicObject> = match &config.namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &certificates()),
@@ -971,6 +974,44 @@ pub async fn run(
     metrics
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut shutdown = Box::pin(shutdown);
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lease = config.leader_election.clone();
+    let stop: futures::future::BoxFuture<'static, ()> = match &lease {
+        None => Box::pin(shutdown),
+        Some(cfg) => {
+            log(
+                "INFO",
+                "waiting for leadership",
+                &[
+                    ("lease", &format!("{}/{}", cfg.namespace, cfg.name)),
+                    ("identity", &cfg.identity),
+                ],
+            );
+            tokio::select! {
+                _ = leader::acquire(&client, cfg) => {}
+                _ = &mut shutdown => {
+                    log("INFO", "operator stopped before becoming leader", &[]);
+                    return Ok(());
+                }
+            }
+            log("INFO", "became leader", &[("identity", &cfg.identity)]);
+            let holding = leader::hold(client.clone(), cfg.clone());
+            let lost = lost.clone();
+            Box::pin(async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = holding => { lost.store(true, std::sync::atomic::Ordering::Relaxed); }
+                }
+            })
+        }
+    };
+    // The controller wants a Sync shutdown trigger: relay the stop through a channel.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(());
+    });
     let recorder = kube::runtime::events::Recorder::new(
         client.clone(),
         kube::runtime::events::Reporter {
@@ -978,6 +1019,7 @@ pub async fn run(
             instance: Some(config.instance.clone()),
         },
     );
+    let ctx_client = client.clone();
     let ctx = Arc::new(Context {
         client,
         config,
@@ -1008,10 +1050,20 @@ pub async fn run(
             }
             refs
         })
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(async move {
+            let _ = stop_rx.await;
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+    if lost.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Other(
+            "leadership lost; stopping so that one replica reconciles".into(),
+        ));
+    }
+    if let Some(cfg) = &lease {
+        leader::release(&ctx_client, cfg).await;
+    }
     log("INFO", "operator stopped", &[]);
     Ok(())
 }
