@@ -8,7 +8,7 @@ mod common;
 
 use base64::Engine;
 use certwright_pki::inspect;
-use certwright_testkube::{ControlPlane, ADMIN_TOKEN};
+use certwright_testkube::ControlPlane;
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -82,25 +82,8 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     let Some(cp) = ControlPlane::start_or_skip() else {
         return;
     };
-    let crds = std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds");
-    cp.create_from_yaml(
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        &crds,
-    )
-    .expect("CRDs");
-    cp.wait_for("cert-manager.io API", Duration::from_secs(30), || {
-        matches!(
-            cp.request(
-                ADMIN_TOKEN,
-                "GET",
-                "/apis/cert-manager.io/v1/certificates",
-                None
-            ),
-            Ok((200, _))
-        )
-        .then_some(())
-    })
-    .expect("served");
+    cp.install_crds(&std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds"))
+        .expect("CRDs served");
     for ns in ["cert-manager", "demo"] {
         cp.admin(
             "POST",

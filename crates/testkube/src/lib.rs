@@ -357,29 +357,33 @@ impl ControlPlane {
         Ok((path, token.to_string()))
     }
 
-    /// The test-only Route CRD (route.openshift.io/v1), installed and served.
-    pub fn install_route_crd(&self) -> Result<(), String> {
-        let yaml = include_str!("../../../tests/controlplane/route-crd.yaml");
+    /// Installs CRDs (a multi-document YAML text) and waits until every one is served.
+    pub fn install_crds(&self, yaml: &str) -> Result<(), String> {
         self.create_from_yaml(
             "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
             yaml,
         )?;
-        self.wait_for(
-            "the Route API to be served",
-            Duration::from_secs(30),
-            || {
-                matches!(
-                    self.request(
-                        ADMIN_TOKEN,
-                        "GET",
-                        "/apis/route.openshift.io/v1/routes",
-                        None
-                    ),
-                    Ok((200, _))
-                )
-                .then_some(())
-            },
-        )
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let v: serde_json::Value =
+                serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+            let (Some(group), Some(plural)) = (
+                v["spec"]["group"].as_str(),
+                v["spec"]["names"]["plural"].as_str(),
+            ) else {
+                continue;
+            };
+            let version = v["spec"]["versions"][0]["name"].as_str().unwrap_or("v1");
+            let path = format!("/apis/{group}/{version}/{plural}");
+            self.wait_for(&path, Duration::from_secs(30), || {
+                matches!(self.request(ADMIN_TOKEN, "GET", &path, None), Ok((200, _))).then_some(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The test-only Route CRD (route.openshift.io/v1), installed and served.
+    pub fn install_route_crd(&self) -> Result<(), String> {
+        self.install_crds(include_str!("../../../tests/controlplane/route-crd.yaml"))
     }
 }
 

@@ -2,7 +2,6 @@
 //! cert-manager documents for its v1 kinds apply cleanly and read back intact.
 
 use certwright_testkube::{ControlPlane, ADMIN_TOKEN};
-use std::time::Duration;
 
 fn repo_file(rel: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,31 +29,9 @@ fn generated_crds_accept_cert_manager_manifests() {
     let Some(cp) = ControlPlane::start_or_skip() else {
         return;
     };
-    cp.create_from_yaml(
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        &repo_file("deploy/crds/crds.yaml"),
-    )
-    .expect("CRDs install");
-    for plural in [
-        "certificates",
-        "certificaterequests",
-        "issuers",
-        "clusterissuers",
-    ] {
-        cp.wait_for(plural, Duration::from_secs(30), || {
-            matches!(
-                cp.request(
-                    ADMIN_TOKEN,
-                    "GET",
-                    &format!("/apis/cert-manager.io/v1/{plural}"),
-                    None
-                ),
-                Ok((200, _))
-            )
-            .then_some(())
-        })
-        .expect("served");
-    }
+    cp.install_crds(&repo_file("deploy/crds/crds.yaml"))
+        .expect("CRDs install and are served");
+
     cp.admin(
         "POST",
         "/api/v1/namespaces",
