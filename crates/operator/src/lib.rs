@@ -469,6 +469,14 @@ async fn record_request(
     Ok(())
 }
 
+/// A Secret definition carrying only the issuance record annotation, merged into the
+/// rendered Secret like any other base annotation.
+fn with_issuance_record(record: String) -> SecretData {
+    let mut base = SecretData::default();
+    base.annotations.insert(LAST_ISSUANCE.into(), record);
+    base
+}
+
 fn up_to_date(status: &mut CertificateStatus, nb: i64, na: i64, renewal: i64, t: i64) {
     status.not_before = Some(rfc3339(nb));
     status.not_after = Some(rfc3339(na));
@@ -620,19 +628,21 @@ pub async fn reconcile(cached: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
             };
             let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
             let m = Material { key: k, chain, ca };
-            let mut desired =
-                render::certificate_secret(&name, &params, &m, &passwords, None, current.as_ref())
-                    .map_err(Error::Other)?;
-            if let Some(v) = current
+            // The issuance record stays on the Secret; it takes part in the content comparison.
+            let record = current
                 .as_ref()
                 .and_then(|c| c.annotations.get(LAST_ISSUANCE))
-            {
-                desired
-                    .secret
-                    .annotations
-                    .insert(LAST_ISSUANCE.into(), v.clone());
-                desired.changed = current.as_ref().is_some_and(|c| c != &desired.secret);
-            }
+                .cloned();
+            let base = record.map(with_issuance_record);
+            let desired = render::certificate_secret(
+                &name,
+                &params,
+                &m,
+                &passwords,
+                base.as_ref(),
+                current.as_ref(),
+            )
+            .map_err(Error::Other)?;
             if desired.changed {
                 write_secret(
                     &ctx,
@@ -758,23 +768,21 @@ pub async fn reconcile(cached: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<
                         chain: &chain,
                         ca: &ca,
                     };
-                    let mut desired = render::certificate_secret(
-                        &name,
-                        &params,
-                        &m,
-                        &passwords,
-                        None,
-                        current.as_ref(),
-                    )
-                    .map_err(Error::Other)?;
                     let record = LastIssuance {
                         spec: params.issuance.clone(),
                         certificate_sha256: chain[0].sha256_fingerprint(),
                     };
-                    desired.secret.annotations.insert(
-                        LAST_ISSUANCE.into(),
-                        serde_json::to_string(&record).unwrap_or_default(),
-                    );
+                    let base =
+                        with_issuance_record(serde_json::to_string(&record).unwrap_or_default());
+                    let desired = render::certificate_secret(
+                        &name,
+                        &params,
+                        &m,
+                        &passwords,
+                        Some(&base),
+                        current.as_ref(),
+                    )
+                    .map_err(Error::Other)?;
                     write_secret(
                         &ctx,
                         &ns,
