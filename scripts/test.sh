@@ -7,6 +7,9 @@ bash scripts/setup.sh
 # A real Kubernetes control plane for the operator tests (built once, then cached).
 CERTWRIGHT_KUBE_BIN_DIR="$(bash scripts/kube-bin.sh)"
 export CERTWRIGHT_KUBE_BIN_DIR
+# Helm, to render the chart in deploy/helm (built once, then cached).
+CERTWRIGHT_HELM="$(bash scripts/helm-bin.sh)"
+export CERTWRIGHT_HELM
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log="$(mktemp)"

@@ -1,5 +1,7 @@
-//! deploy/crds/crds.yaml is what `certwright crds` generates from the types: regenerate
-//! with `certwright crds > deploy/crds/crds.yaml` after changing them.
+//! deploy/crds/crds.yaml (and the Helm chart's copy, deploy/helm/certwright/crds/crds.yaml)
+//! is what `certwright crds` generates from the types: regenerate both with
+//! `certwright crds > deploy/crds/crds.yaml && cp deploy/crds/crds.yaml deploy/helm/certwright/crds/`
+//! after changing them.
 
 mod common;
 
@@ -7,10 +9,16 @@ mod common;
 fn checked_in_crds_match_the_types() {
     let out = common::run(&["crds"]);
     assert!(out.status.success(), "{}", common::text(&out));
-    let checked_in = std::fs::read_to_string(common::repo().join("deploy/crds/crds.yaml"))
-        .expect("deploy/crds/crds.yaml");
-    assert!(
-        String::from_utf8_lossy(&out.stdout) == checked_in,
-        "deploy/crds/crds.yaml is stale: run `certwright crds > deploy/crds/crds.yaml`"
-    );
+    let generated = String::from_utf8_lossy(&out.stdout);
+    for path in [
+        "deploy/crds/crds.yaml",
+        "deploy/helm/certwright/crds/crds.yaml",
+    ] {
+        let checked_in =
+            std::fs::read_to_string(common::repo().join(path)).expect("checked-in CRDs");
+        assert!(
+            generated == checked_in,
+            "{path} is stale: run `certwright crds > {path}`"
+        );
+    }
 }

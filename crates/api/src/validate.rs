@@ -4,7 +4,9 @@
 //! condition reason.
 
 use crate::duration;
-use crate::types::{Certificate, CertificateSpec, Issuer, NameConstraintItem, SecretKeySelector};
+use crate::types::{
+    Certificate, CertificateRequest, CertificateSpec, Issuer, NameConstraintItem, SecretKeySelector,
+};
 use certwright_pki::cert::{eku, KeyUsage, NameConstraintItems, NameConstraints};
 use certwright_pki::{Curve, KeyAlgorithm, KeyEncoding};
 use serde::{Deserialize, Serialize};
@@ -526,6 +528,37 @@ fn parse_duration_field(
     }
 }
 
+/// spec.usages: known names, without repeats, sorted.
+fn check_usages(list: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut usages: Vec<String> = Vec::new();
+    for (i, u) in list.iter().enumerate() {
+        if usage(u).is_none() {
+            errors.push(fe(
+                "InvalidUsage",
+                format!("spec.usages[{i}]"),
+                format!("unknown usage {u:?}"),
+            ));
+        } else if !usages.contains(u) {
+            usages.push(u.clone());
+        }
+    }
+    usages.sort();
+    usages
+}
+
+/// spec.duration: cert-manager's default (90 days) when unset, at least 1h.
+fn check_duration(v: &Option<String>, errors: &mut Vec<FieldError>) -> Duration {
+    let dur = parse_duration_field(v, "spec.duration", errors).unwrap_or(DEFAULT_DURATION);
+    if dur < MIN_DURATION {
+        errors.push(fe(
+            "InvalidDuration",
+            "spec.duration",
+            format!("{} is less than the minimum of 1h", duration::format(dur)),
+        ));
+    }
+    dur
+}
+
 /// Validates a Certificate and applies cert-manager's defaults.
 pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldError>> {
     let mut errors = Vec::new();
@@ -653,30 +686,10 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
             ));
         }
     }
-    let mut usages: Vec<String> = Vec::new();
-    for (i, u) in spec.usages.iter().enumerate() {
-        if usage(u).is_none() {
-            errors.push(fe(
-                "InvalidUsage",
-                format!("spec.usages[{i}]"),
-                format!("unknown usage {u:?}"),
-            ));
-        } else if !usages.contains(u) {
-            usages.push(u.clone());
-        }
-    }
-    usages.sort();
+    let usages = check_usages(&spec.usages, &mut errors);
 
     // Durations.
-    let dur = parse_duration_field(&spec.duration, "spec.duration", &mut errors)
-        .unwrap_or(DEFAULT_DURATION);
-    if dur < MIN_DURATION {
-        errors.push(fe(
-            "InvalidDuration",
-            "spec.duration",
-            format!("{} is less than the minimum of 1h", duration::format(dur)),
-        ));
-    }
+    let dur = check_duration(&spec.duration, &mut errors);
     let mut renew_before = RenewBefore::Default;
     if spec.renew_before.is_some() && spec.renew_before_percentage.is_some() {
         errors.push(fe(
@@ -966,6 +979,81 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     })
 }
 
+/// A CertificateRequest someone else created, validated, ready for its issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestParams {
+    /// The PEM CSR (spec.request decoded).
+    pub csr_pem: String,
+    /// What the issuers read: duration, isCA, usages and the issuerRef; the subject and
+    /// names come from the CSR itself.
+    pub issuance: IssuanceSpec,
+}
+
+/// Validates a CertificateRequest: a base64 PEM CSR, a duration of at least 1h (90 days
+/// when unset), known usages, an issuerRef name.
+pub fn certificate_request(cr: &CertificateRequest) -> Result<RequestParams, Vec<FieldError>> {
+    use base64::Engine;
+    let mut errors = Vec::new();
+    let spec = &cr.spec;
+    if spec.issuer_ref.name.is_empty() {
+        errors.push(fe("InvalidIssuerRef", "spec.issuerRef.name", "required"));
+    }
+    let csr_pem = match base64::engine::general_purpose::STANDARD.decode(spec.request.trim()) {
+        _ if spec.request.is_empty() => {
+            errors.push(fe("InvalidRequest", "spec.request", "required"));
+            String::new()
+        }
+        Err(e) => {
+            errors.push(fe(
+                "InvalidRequest",
+                "spec.request",
+                format!("not base64: {e}"),
+            ));
+            String::new()
+        }
+        Ok(b) => match String::from_utf8(b) {
+            Ok(s) if s.contains("CERTIFICATE REQUEST-----") => s,
+            _ => {
+                errors.push(fe(
+                    "InvalidRequest",
+                    "spec.request",
+                    "not a PEM certificate request (base64 of a CERTIFICATE REQUEST PEM block)",
+                ));
+                String::new()
+            }
+        },
+    };
+    let usages = check_usages(&spec.usages, &mut errors);
+    let dur = check_duration(&spec.duration, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(RequestParams {
+        csr_pem,
+        issuance: IssuanceSpec {
+            subject: SubjectSpec {
+                literal: None,
+                common_name: None,
+                fields: None,
+            },
+            dns_names: vec![],
+            ip_addresses: vec![],
+            uris: vec![],
+            email_addresses: vec![],
+            is_ca: spec.is_ca,
+            usages,
+            key_algorithm: String::new(),
+            key_size: 0,
+            duration_seconds: dur.as_secs(),
+            issuer_name: spec.issuer_ref.name.clone(),
+            issuer_kind: spec.issuer_ref.kind_or_default().to_string(),
+            issuer_group: spec.issuer_ref.group_or_default().to_string(),
+            name_constraints: None,
+            encode_usages_in_request: true,
+        },
+    })
+}
+
 /// What an Issuer is, once validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssuerType {
@@ -1022,5 +1110,101 @@ pub fn issuer(issuer: &Issuer) -> Result<IssuerType, Vec<FieldError>> {
         Ok(t)
     } else {
         Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{CertificateRequestSpec, IssuerRef};
+
+    fn request(spec: CertificateRequestSpec) -> CertificateRequest {
+        CertificateRequest {
+            api_version: "cert-manager.io/v1".into(),
+            kind: "CertificateRequest".into(),
+            metadata: Default::default(),
+            spec,
+            status: None,
+        }
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    const CSR: &str =
+        "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
+
+    #[test]
+    fn certificate_requests_get_defaults() {
+        let p = certificate_request(&request(CertificateRequestSpec {
+            request: b64(CSR),
+            issuer_ref: IssuerRef {
+                name: "ca".into(),
+                ..Default::default()
+            },
+            usages: vec![
+                "server auth".into(),
+                "digital signature".into(),
+                "server auth".into(),
+            ],
+            ..Default::default()
+        }))
+        .expect("valid");
+        assert_eq!(p.csr_pem, CSR);
+        assert_eq!(p.issuance.duration_seconds, DEFAULT_DURATION.as_secs());
+        assert_eq!(p.issuance.issuer_kind, "Issuer");
+        assert_eq!(p.issuance.issuer_group, "cert-manager.io");
+        assert_eq!(p.issuance.usages, ["digital signature", "server auth"]);
+    }
+
+    #[test]
+    fn certificate_request_errors_name_their_fields() {
+        let cases: [(CertificateRequestSpec, &str, &str); 6] = [
+            (Default::default(), "spec.request", "required"),
+            (
+                CertificateRequestSpec {
+                    request: "%%%".into(),
+                    ..Default::default()
+                },
+                "spec.request",
+                "not base64",
+            ),
+            (
+                CertificateRequestSpec {
+                    request: b64("hello"),
+                    ..Default::default()
+                },
+                "spec.request",
+                "not a PEM certificate request",
+            ),
+            (Default::default(), "spec.issuerRef.name", "required"),
+            (
+                CertificateRequestSpec {
+                    duration: Some("30m".into()),
+                    ..Default::default()
+                },
+                "spec.duration",
+                "minimum of 1h",
+            ),
+            (
+                CertificateRequestSpec {
+                    usages: vec!["world domination".into()],
+                    ..Default::default()
+                },
+                "spec.usages[0]",
+                "unknown usage",
+            ),
+        ];
+        for (spec, field, message) in cases {
+            let errs = certificate_request(&request(spec)).expect_err("invalid");
+            assert!(
+                errs.iter()
+                    .any(|e| e.field == field && e.message.contains(message)),
+                "{field}: {message} not in {}",
+                join(&errs)
+            );
+        }
     }
 }

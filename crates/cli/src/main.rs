@@ -62,6 +62,12 @@ enum Command {
         /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else certwright).
         #[arg(long)]
         leader_election_namespace: Option<String>,
+        /// Least severe level logged: debug, info, warn, error.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+        /// Log format: text (time LEVEL message key=value...) or json (one object per line).
+        #[arg(long, default_value = "text")]
+        log_format: String,
     },
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
@@ -185,7 +191,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             metrics_address,
             leader_elect,
             leader_election_namespace,
+            log_level,
+            log_format,
         } => {
+            certwright_operator::configure_logging(&log_level, &log_format)
+                .map_err(anyhow::Error::msg)?;
             let metrics_address = if metrics_address.is_empty() {
                 None
             } else {

@@ -89,8 +89,9 @@ pub struct Request<'a> {
     /// PEM CSR.
     pub csr_pem: &'a str,
     pub spec: &'a IssuanceSpec,
-    /// The request's private key; only self-signing issuers use it.
-    pub key: &'a PrivateKey,
+    /// The request's private key, when the caller holds it: self-signing needs it; a
+    /// CA signs a CertificateRequest without ever seeing its key.
+    pub key: Option<&'a PrivateKey>,
     /// State the issuer returned with its last `Pending` answer.
     pub state: &'a serde_json::Value,
     /// Unix seconds.
@@ -128,7 +129,13 @@ impl Issuer for SelfSigned {
             Ok(c) => c,
             Err(e) => return failed("InvalidRequest", e),
         };
-        if csr.spki_der != req.key.spki_der() {
+        let Some(key) = req.key else {
+            return failed(
+                "InvalidRequest",
+                "self-signing needs the request's private key",
+            );
+        };
+        if csr.spki_der != key.spki_der() {
             return failed(
                 "InvalidRequest",
                 "the request's public key does not match its private key",
@@ -143,7 +150,7 @@ impl Issuer for SelfSigned {
             req.spec.is_ca,
             &validity,
             &cert::random_serial(),
-            &Signer::SelfSigned(req.key),
+            &Signer::SelfSigned(key),
         ) {
             Ok(der) => Outcome::Issued(Issued {
                 chain: vec![der.clone()],
@@ -162,6 +169,16 @@ pub struct CaMaterial {
     pub key: PrivateKey,
     /// The root that leaf secrets get as ca.crt.
     pub root: CertInfo,
+}
+
+/// A certificate in a message: its subject, or its serial when the subject is empty (as
+/// for a leaf named only by its SANs).
+fn describe(c: &CertInfo) -> String {
+    if c.subject.is_empty() {
+        format!("with serial {} and an empty subject", c.serial_hex)
+    } else {
+        format!("{:?}", c.subject)
+    }
 }
 
 /// Why a CA secret cannot sign, with cert-manager's issuer condition reasons.
@@ -201,7 +218,10 @@ impl CaMaterial {
         if !ca.is_ca {
             return Err(CaError {
                 reason: "ErrInvalidKeyPair",
-                message: format!("secret {secret_desc}: the certificate {:?} is not a CA (basicConstraints CA:TRUE is missing)", ca.subject),
+                message: format!(
+                    "secret {secret_desc}: the certificate {} is not a CA (basicConstraints CA:TRUE is missing)",
+                    describe(ca)
+                ),
             });
         }
         if now > ca.not_after {

@@ -35,7 +35,7 @@ fn issue_with(
     let out = issuer.process(&Request {
         csr_pem: &csr,
         spec: &p.issuance,
-        key: &key,
+        key: Some(&key),
         state: &serde_json::Value::Null,
         now,
     });

@@ -462,7 +462,7 @@ fn issue_certificate(
     let outcome = issuer.process(&Request {
         csr_pem: &csr_pem,
         spec: &params.issuance,
-        key: &key,
+        key: Some(&key),
         state: &state,
         now,
     });

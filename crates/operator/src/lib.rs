@@ -7,32 +7,26 @@
 //! contract's layout and annotations, CertificateRequest records, Ready/Issuing status,
 //! backoff. Leader election, metrics, events and the deploy manifests come next.
 
+mod certificates;
+mod issuers;
 pub mod leader;
 pub mod observe;
+mod requests;
 
-use certwright_api::validate::{self, CertificateParams, IssuerType, PasswordSource};
-use certwright_api::{
-    annotations as ann, Certificate, CertificateStatus, Issuer, API_VERSION, GROUP,
-};
-use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer as Signer, Outcome, Request};
-use certwright_engine::render::{self, Material, Passwords};
-use certwright_engine::status::{remove_condition, set_condition};
-use certwright_engine::{
-    decide, BackoffPolicy, Decision, Failures, Inputs, LastIssuance, SecretData, TlsMaterial,
-};
+use certwright_api::validate::{self, IssuerType};
+use certwright_api::{annotations as ann, Issuer, API_VERSION, GROUP};
+use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer as Signer};
+use certwright_engine::{BackoffPolicy, Failures, SecretData};
 use certwright_pki::der::rfc3339;
-use certwright_pki::inspect::CertInfo;
-use certwright_pki::PrivateKey;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
-use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,19 +96,67 @@ pub struct Context {
     recorder: kube::runtime::events::Recorder,
     /// issuerRef (name, kind, group) per Certificate, for metric labels.
     issuer_labels: Mutex<HashMap<(String, String), IssuerLabels>>,
+    /// Which issuers sign with which CA Secret.
+    ca_index: issuers::CaIndex,
+    /// CertificateRequests waiting for their issuer: an issuer change wakes them.
+    pending_requests: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
 }
 
+static LOG_LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn level_rank(level: &str) -> Option<u8> {
+    match level.to_ascii_lowercase().as_str() {
+        "debug" => Some(0),
+        "info" => Some(1),
+        "warn" => Some(2),
+        "error" => Some(3),
+        _ => None,
+    }
+}
+
+/// Sets the least severe level logged (debug, info, warn, error) and the format: `text`
+/// (one `time LEVEL message key=value...` line per event) or `json` (one object per line,
+/// for log collectors).
+pub fn configure_logging(level: &str, format: &str) -> Result<(), String> {
+    let rank = level_rank(level)
+        .ok_or_else(|| format!("unknown log level {level:?} (debug, info, warn, error)"))?;
+    let json = match format {
+        "text" => false,
+        "json" => true,
+        other => return Err(format!("unknown log format {other:?} (text, json)")),
+    };
+    LOG_LEVEL.store(rank, Ordering::Relaxed);
+    LOG_JSON.store(json, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Logs one event with its fields. Fields never carry key material or passwords.
 pub(crate) fn log(level: &str, msg: &str, fields: &[(&str, &str)]) {
+    if level_rank(level).unwrap_or(3) < LOG_LEVEL.load(Ordering::Relaxed) {
+        return;
+    }
+    if LOG_JSON.load(Ordering::Relaxed) {
+        let mut m = serde_json::Map::new();
+        m.insert("time".into(), rfc3339(now()).into());
+        m.insert("level".into(), level.to_ascii_lowercase().into());
+        m.insert("msg".into(), msg.into());
+        for (k, v) in fields {
+            m.insert((*k).into(), (*v).into());
+        }
+        eprintln!("{}", serde_json::Value::Object(m));
+        return;
+    }
     let mut line = format!("{} {level} {msg}", rfc3339(now()));
     for (k, v) in fields {
-        if v.contains(char::is_whitespace) || v.is_empty() {
+        if v.contains(char::is_whitespace) || v.contains('"') || v.is_empty() {
             line.push_str(&format!(" {k}={v:?}"));
         } else {
             line.push_str(&format!(" {k}={v}"));
@@ -123,12 +165,12 @@ pub(crate) fn log(level: &str, msg: &str, fields: &[(&str, &str)]) {
     eprintln!("{line}");
 }
 
-fn typed<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, String> {
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, String> {
     let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
-fn secret_data(s: &Secret) -> SecretData {
+pub(crate) fn secret_data(s: &Secret) -> SecretData {
     SecretData {
         type_: s.type_.clone(),
         data: s
@@ -143,85 +185,97 @@ fn secret_data(s: &Secret) -> SecretData {
 
 /// A problem that stops a Certificate: condition reason and message.
 #[derive(Debug, Clone)]
-struct Problem {
-    reason: String,
-    message: String,
+pub(crate) struct Problem {
+    pub(crate) reason: String,
+    pub(crate) message: String,
 }
 
-fn problem(reason: &str, message: impl Into<String>) -> Problem {
+pub(crate) fn problem(reason: &str, message: impl Into<String>) -> Problem {
     Problem {
         reason: reason.into(),
         message: message.into(),
     }
 }
 
-struct Resolved {
-    issuer: Arc<dyn Signer>,
-    policy: BackoffPolicy,
-    digest: String,
+pub(crate) struct Resolved {
+    pub(crate) issuer: Arc<dyn Signer>,
+    pub(crate) policy: BackoffPolicy,
+    /// Identifies the signing material, so a new CA reissues its certificates.
+    pub(crate) digest: String,
+    /// The issuer's own condition: reason and message.
+    pub(crate) ready: (&'static str, &'static str),
 }
 
-async fn read_secret(client: &Client, ns: &str, name: &str) -> Result<Option<SecretData>, Error> {
+pub(crate) async fn read_secret(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<SecretData>, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     Ok(api.get_opt(name).await?.as_ref().map(secret_data))
 }
 
-async fn resolve_issuer(
+/// An Issuer or ClusterIssuer by reference: its object, a description for messages and
+/// the namespace its secrets live in.
+pub(crate) struct IssuerObject {
+    pub(crate) obj: Option<DynamicObject>,
+    pub(crate) desc: String,
+    pub(crate) secret_ns: String,
+}
+
+pub(crate) async fn get_issuer(
     ctx: &Context,
     ns: &str,
-    p: &CertificateParams,
-    t: i64,
-) -> Result<Result<Resolved, Problem>, Error> {
-    let name = &p.issuance.issuer_name;
-    let cluster = p.issuance.issuer_kind == "ClusterIssuer";
-    let (obj, desc, secret_ns) = if cluster {
+    name: &str,
+    kind: &str,
+) -> Result<IssuerObject, Error> {
+    Ok(if kind == "ClusterIssuer" {
         let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &cluster_issuers());
-        (
-            api.get_opt(name).await?,
-            format!("ClusterIssuer {name:?}"),
-            ctx.config.cluster_resource_namespace.clone(),
-        )
+        IssuerObject {
+            obj: api.get_opt(name).await?,
+            desc: format!("ClusterIssuer {name:?}"),
+            secret_ns: ctx.config.cluster_resource_namespace.clone(),
+        }
     } else {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &issuers());
-        (
-            api.get_opt(name).await?,
-            format!("Issuer {name:?} in namespace {ns:?}"),
-            ns.to_string(),
-        )
-    };
-    let Some(obj) = obj else {
-        return Ok(Err(problem("IssuerNotFound", format!("{desc} not found"))));
-    };
-    let issuer: Issuer = match typed(&obj) {
-        Ok(i) => i,
-        Err(e) => {
-            return Ok(Err(problem(
-                "IssuerNotReady",
-                format!("{desc} is invalid: {e}"),
-            )))
+        IssuerObject {
+            obj: api.get_opt(name).await?,
+            desc: format!("Issuer {name:?} in namespace {ns:?}"),
+            secret_ns: ns.to_string(),
         }
+    })
+}
+
+/// Checks an issuer object and loads what it signs with. The problem carries the
+/// issuer-level reason cert-manager uses on Issuer conditions (ErrGetKeyPair,
+/// ErrInvalidKeyPair, ...).
+pub(crate) async fn check_issuer(
+    ctx: &Context,
+    obj: &DynamicObject,
+    secret_ns: &str,
+    t: i64,
+) -> Result<Result<Resolved, Problem>, Error> {
+    let issuer: Issuer = match typed(obj) {
+        Ok(i) => i,
+        Err(e) => return Ok(Err(problem("InvalidIssuer", format!("invalid: {e}")))),
     };
     let kind = match validate::issuer(&issuer) {
         Ok(k) => k,
-        Err(e) => {
-            return Ok(Err(problem(
-                "IssuerNotReady",
-                format!("{desc} is invalid: {}", validate::join(&e)),
-            )))
-        }
+        Err(e) => return Ok(Err(problem(e[0].reason, validate::join(&e)))),
     };
     Ok(match kind {
         IssuerType::SelfSigned => Ok(Resolved {
             issuer: Arc::new(issue::SelfSigned),
             policy: BackoffPolicy::LOCAL,
             digest: "selfSigned".into(),
+            ready: ("IsReady", ""),
         }),
         IssuerType::Ca { secret_name } => {
             let sdesc = format!("{secret_ns}/{secret_name}");
-            match read_secret(&ctx.client, &secret_ns, &secret_name).await? {
+            match read_secret(&ctx.client, secret_ns, &secret_name).await? {
                 None => Err(problem(
-                    "IssuerNotReady",
-                    format!("{desc} is not ready: ErrGetKeyPair: CA secret {sdesc} not found"),
+                    "ErrGetKeyPair",
+                    format!("CA secret {sdesc} not found"),
                 )),
                 Some(s) => match CaMaterial::from_secret(&sdesc, &s, t) {
                     Ok(m) => {
@@ -230,696 +284,57 @@ async fn resolve_issuer(
                             issuer: Arc::new(CaIssuer { material: m }),
                             policy: BackoffPolicy::LOCAL,
                             digest,
+                            ready: ("KeyPairVerified", "Signing CA verified"),
                         })
                     }
-                    Err(e) => Err(problem(
-                        "IssuerNotReady",
-                        format!("{desc} is not ready: {}: {}", e.reason, e.message),
-                    )),
+                    Err(e) => Err(problem(e.reason, e.message)),
                 },
             }
         }
         IssuerType::Acme(_) => Err(problem(
-            "IssuerNotReady",
-            format!(
-                "{desc} is an ACME issuer, which this build of certwright does not support yet"
-            ),
+            "NotSupported",
+            "ACME issuers are not supported by this build of certwright yet",
         )),
     })
 }
 
-async fn password(
-    ctx: &Context,
-    ns: &str,
-    src: &PasswordSource,
-    field: &str,
-) -> Result<Result<String, Problem>, Error> {
-    Ok(match src {
-        PasswordSource::Literal(p) => Ok(p.clone()),
-        PasswordSource::SecretRef { name, key } => {
-            match read_secret(&ctx.client, ns, name).await? {
-                None => Err(problem(
-                    "MissingPasswordSecret",
-                    format!("{field}.passwordSecretRef: secret {ns}/{name} not found"),
-                )),
-                Some(s) => match s.data.get(key).map(|v| String::from_utf8(v.clone())) {
-                    None => Err(problem(
-                        "MissingPasswordSecret",
-                        format!("{field}.passwordSecretRef: secret {ns}/{name} has no key {key:?}"),
-                    )),
-                    Some(Err(_)) => Err(problem(
-                        "InvalidPassword",
-                        format!(
-                        "{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is not UTF-8"
-                    ),
-                    )),
-                    Some(Ok(p)) if p.is_empty() => Err(problem(
-                        "InvalidPassword",
-                        format!(
-                            "{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is empty"
-                        ),
-                    )),
-                    Some(Ok(p)) => Ok(p),
-                },
-            }
-        }
-    })
-}
-
-async fn passwords(
-    ctx: &Context,
-    ns: &str,
-    p: &CertificateParams,
-) -> Result<Result<Passwords, Problem>, Error> {
-    let mut out = Passwords::default();
-    if let Some(j) = &p.jks {
-        match password(ctx, ns, &j.password, "spec.keystores.jks").await? {
-            Ok(pw) => out.jks = Some(pw),
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    if let Some(k) = &p.pkcs12 {
-        match password(ctx, ns, &k.password, "spec.keystores.pkcs12").await? {
-            Ok(pw) => out.pkcs12 = Some(pw),
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    Ok(Ok(out))
-}
-
-async fn patch_status(
+/// Resolves a Certificate's or CertificateRequest's issuerRef to a signer, or to the
+/// problem (reason IssuerNotFound / IssuerNotReady) that stops it.
+pub(crate) async fn resolve_issuer(
     ctx: &Context,
     ns: &str,
     name: &str,
-    before: &Option<CertificateStatus>,
-    status: &CertificateStatus,
-) -> Result<(), Error> {
-    let t = |v: &Option<String>| v.as_deref().and_then(certwright_pki::der::parse_rfc3339);
-    let issuer = ctx
-        .issuer_labels
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&(ns.to_string(), name.to_string())).cloned())
-        .unwrap_or_default();
-    ctx.metrics.set(
-        ns,
-        name,
-        observe::CertMetric {
-            not_before: t(&status.not_before),
-            not_after: t(&status.not_after),
-            renewal: t(&status.renewal_time),
-            ready: status
-                .condition("Ready")
-                .map(|c| c.status.clone())
-                .unwrap_or_else(|| "Unknown".into()),
-            issuer_name: issuer.0,
-            issuer_kind: issuer.1,
-            issuer_group: issuer.2,
-        },
-    );
-    if before.as_ref() == Some(status) {
-        return Ok(());
-    }
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &certificates());
-    let body = json!({"status": status});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&body))
-        .await?;
-    Ok(())
-}
-
-/// Writes a Secret whole: create, or replace at the resourceVersion read (a conflict is
-/// an error the controller retries, so two writers never interleave).
-async fn write_secret(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    desired: &SecretData,
-    current: Option<&Secret>,
-) -> Result<(), Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let mut s = Secret {
-        type_: desired.type_.clone(),
-        data: Some(
-            desired
-                .data
-                .iter()
-                .map(|(k, v)| (k.clone(), ByteString(v.clone())))
-                .collect(),
-        ),
-        ..Default::default()
+    kind: &str,
+    t: i64,
+) -> Result<Result<Resolved, Problem>, Error> {
+    let found = get_issuer(ctx, ns, name, kind).await?;
+    let desc = &found.desc;
+    let Some(obj) = found.obj else {
+        return Ok(Err(problem("IssuerNotFound", format!("{desc} not found"))));
     };
-    s.metadata.name = Some(name.into());
-    s.metadata.namespace = Some(ns.into());
-    s.metadata.annotations = Some(desired.annotations.clone());
-    s.metadata.labels = Some(desired.labels.clone());
-    match current {
-        Some(c) => {
-            s.metadata.resource_version = c.metadata.resource_version.clone();
-            s.metadata.owner_references = c.metadata.owner_references.clone();
-            api.replace(name, &PostParams::default(), &s).await?;
-        }
-        None => {
-            api.create(&PostParams::default(), &s).await?;
-        }
-    }
-    Ok(())
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
-/// How a request ended: (chain, CA) on success, (reason, message) on failure.
-type RequestResult<'a> = Result<(&'a [CertInfo], &'a [CertInfo]), (&'a str, &'a str)>;
-
-/// Records the issuance as a cert-manager CertificateRequest `<name>-<revision>`.
-async fn record_request(
-    ctx: &Context,
-    ns: &str,
-    cert_name: &str,
-    revision: i64,
-    p: &CertificateParams,
-    csr_pem: &str,
-    result: RequestResult<'_>,
-) -> Result<(), Error> {
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), ns, &certificate_requests());
-    let name = format!("{cert_name}-{revision}");
-    let obj = json!({
-        "apiVersion": API_VERSION,
-        "kind": "CertificateRequest",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": {"app.kubernetes.io/managed-by": "certwright"},
-            "annotations": {
-                "cert-manager.io/certificate-name": cert_name,
-                "cert-manager.io/certificate-revision": revision.to_string(),
-            }
-        },
-        "spec": {
-            "request": b64(csr_pem),
-            "issuerRef": {"name": p.issuance.issuer_name, "kind": p.issuance.issuer_kind, "group": p.issuance.issuer_group},
-            "isCA": p.issuance.is_ca,
-            "usages": p.issuance.usages,
-            "duration": certwright_api::duration::format(p.issuance.duration()),
-        }
-    });
-    let dynobj: DynamicObject =
-        serde_json::from_value(obj).map_err(|e| Error::Other(e.to_string()))?;
-    match api.create(&PostParams::default(), &dynobj).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(e.into()),
-    }
-    let t = rfc3339(now());
-    let mut conds = vec![
-        json!({"type": "Approved", "status": "True", "reason": "cert-manager.io",
-        "message": "Certificate request has been approved by certwright", "lastTransitionTime": t}),
-    ];
-    let mut status = serde_json::Map::new();
-    match result {
-        Ok((chain, ca)) => {
-            let pem_of = |c: &[CertInfo]| {
-                c.iter()
-                    .map(|c| certwright_pki::pem::encode("CERTIFICATE", &c.der))
-                    .collect::<String>()
-            };
-            status.insert("certificate".into(), json!(b64(&pem_of(chain))));
-            status.insert("ca".into(), json!(b64(&pem_of(ca))));
-            conds.push(json!({"type": "Ready", "status": "True", "reason": "Issued",
-                "message": "Certificate fetched from issuer successfully", "lastTransitionTime": t}));
-        }
-        Err((reason, message)) => {
-            status.insert("failureTime".into(), json!(t));
-            conds.push(
-                json!({"type": "Ready", "status": "False", "reason": "Failed",
-                "message": format!("{reason}: {message}"), "lastTransitionTime": t}),
-            );
-        }
-    }
-    status.insert("conditions".into(), Value::Array(conds));
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"status": status})),
-    )
-    .await?;
-    Ok(())
-}
-
-/// A Secret definition carrying only the issuance record annotation, merged into the
-/// rendered Secret like any other base annotation.
-fn with_issuance_record(record: String) -> SecretData {
-    let mut base = SecretData::default();
-    base.annotations.insert(LAST_ISSUANCE.into(), record);
-    base
-}
-
-fn up_to_date(status: &mut CertificateStatus, nb: i64, na: i64, renewal: i64, t: i64) {
-    status.not_before = Some(rfc3339(nb));
-    status.not_after = Some(rfc3339(na));
-    status.renewal_time = Some(rfc3339(renewal));
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        true,
-        "Ready",
-        "Certificate is up to date and has not expired",
-        t,
-    );
-    remove_condition(&mut status.conditions, "Issuing");
-}
-
-fn requeue_at(at: i64, t: i64) -> Action {
-    Action::requeue(Duration::from_secs((at - t).clamp(1, 30 * 24 * 3600) as u64))
-}
-
-/// Reconciles one Certificate.
-pub async fn reconcile(cached: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let ns = cached.namespace().unwrap_or_default();
-    let name = cached.name_any();
-    let t = now();
-    let cert_key = (ns.clone(), name.clone());
-    ctx.metrics
-        .reconciles
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // The watch cache can lag behind this controller's own status writes (a Secret event
-    // may arrive before the status patch is seen): read the Certificate fresh, so status
-    // is never written back from a stale copy (which would, say, regress the revision).
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &certificates());
-    let Some(obj) = api.get_opt(&name).await? else {
-        ctx.metrics.forget(&ns, &name);
-        return Ok(Action::await_change());
-    };
-    let cert: Certificate = match typed(&obj) {
-        Ok(c) => c,
-        Err(e) => {
-            let before = obj
-                .data
-                .get("status")
-                .and_then(|s| serde_json::from_value(s.clone()).ok());
-            let mut status: CertificateStatus = before.clone().unwrap_or_default();
-            set_condition(
-                &mut status.conditions,
-                "Ready",
-                false,
-                "InvalidManifest",
-                &e,
-                t,
-            );
-            patch_status(&ctx, &ns, &name, &before, &status).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    if let Ok(mut l) = ctx.issuer_labels.lock() {
-        let r = &cert.spec.issuer_ref;
-        l.insert(
-            cert_key.clone(),
-            (
-                r.name.clone(),
-                r.kind_or_default().to_string(),
-                r.group_or_default().to_string(),
-            ),
-        );
-    }
-    let before = cert.status.clone();
-    let mut status = before.clone().unwrap_or_default();
-    let params = match validate::certificate(&cert) {
-        Ok(p) => p,
-        Err(errs) => {
-            set_condition(
-                &mut status.conditions,
-                "Ready",
-                false,
-                errs[0].reason,
-                &validate::join(&errs),
-                t,
-            );
-            patch_status(&ctx, &ns, &name, &before, &status).await?;
-            return Ok(Action::await_change());
-        }
-    };
-    let stop = |status: &mut CertificateStatus, p: &Problem| {
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            false,
-            &p.reason,
-            &p.message,
-            t,
-        );
-    };
-    let passwords = match passwords(&ctx, &ns, &params).await? {
-        Ok(p) => p,
-        Err(p) => {
-            stop(&mut status, &p);
-            patch_status(&ctx, &ns, &name, &before, &status).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
-        }
-    };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let current_obj = secrets.get_opt(&params.secret_name).await?;
-    let current = current_obj.as_ref().map(secret_data);
-    let material = current.as_ref().map(TlsMaterial::read);
-    let last: Option<LastIssuance> = current
-        .as_ref()
-        .and_then(|s| s.annotations.get(LAST_ISSUANCE))
-        .and_then(|v| serde_json::from_str(v).ok());
-    let resolved = resolve_issuer(&ctx, &ns, &params, t).await?;
-    let (policy, issuer_digest) = match &resolved {
-        Ok(r) => (r.policy, r.digest.clone()),
-        Err(_) => (BackoffPolicy::LOCAL, String::new()),
-    };
-    let digest = certwright_engine::decide::inputs_digest(&params.issuance, &issuer_digest);
-    let failures = ctx
-        .failures
-        .lock()
-        .ok()
-        .and_then(|f| f.get(&cert_key).cloned())
-        .unwrap_or_default();
-    if resolved.is_ok() {
-        if let Ok(mut w) = ctx.waiting.lock() {
-            w.remove(&cert_key);
-        }
-    }
-    let key_str = format!("{ns}/{name}");
-    let decision = decide(&Inputs {
-        key: &key_str,
-        cert_name: &name,
-        params: &params,
-        secret: current.as_ref(),
-        material: material.as_ref(),
-        last: last.as_ref(),
-        failures: &failures,
-        inputs_digest: &digest,
-        backoff: policy,
-        now: t,
-    });
-    match decision {
-        Decision::UpToDate {
-            not_before,
-            not_after,
-            renewal_time,
-        } => {
-            let Some((k, chain)) = material.as_ref().and_then(|m| m.pair()) else {
-                return Err(Error::Other("up to date without key material".into()));
-            };
-            let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
-            let m = Material { key: k, chain, ca };
-            // The issuance record stays on the Secret; it takes part in the content comparison.
-            let record = current
-                .as_ref()
-                .and_then(|c| c.annotations.get(LAST_ISSUANCE))
-                .cloned();
-            let base = record.map(with_issuance_record);
-            let desired = render::certificate_secret(
-                &name,
-                &params,
-                &m,
-                &passwords,
-                base.as_ref(),
-                current.as_ref(),
+    Ok(check_issuer(ctx, &obj, &found.secret_ns, t)
+        .await?
+        .map_err(|p| {
+            problem(
+                "IssuerNotReady",
+                format!("{desc} is not ready: {}: {}", p.reason, p.message),
             )
-            .map_err(Error::Other)?;
-            if desired.changed {
-                write_secret(
-                    &ctx,
-                    &ns,
-                    &params.secret_name,
-                    &desired.secret,
-                    current_obj.as_ref(),
-                )
-                .await?;
-                log(
-                    "INFO",
-                    "secret outputs rewritten",
-                    &[("certificate", &key_str), ("secret", &params.secret_name)],
-                );
-            }
-            up_to_date(&mut status, not_before, not_after, renewal_time, t);
-            patch_status(&ctx, &ns, &name, &before, &status).await?;
-            Ok(requeue_at(renewal_time, t))
-        }
-        Decision::Backoff {
-            trigger,
-            message,
-            until,
-        } => {
-            set_condition(
-                &mut status.conditions,
-                "Ready",
-                false,
-                trigger.reason(),
-                &message,
-                t,
-            );
-            patch_status(&ctx, &ns, &name, &before, &status).await?;
-            Ok(requeue_at(until, t))
-        }
-        Decision::Issue {
-            trigger,
-            message,
-            reuse_key,
-        } => {
-            set_condition(
-                &mut status.conditions,
-                "Issuing",
-                true,
-                trigger.reason(),
-                &message,
-                t,
-            );
-            let resolved = match resolved {
-                Ok(r) => r,
-                Err(p) => {
-                    if let Ok(mut w) = ctx.waiting.lock() {
-                        w.insert(cert_key.clone());
-                    }
-                    stop(&mut status, &p);
-                    patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    return Ok(Action::requeue(Duration::from_secs(30)));
-                }
-            };
-            log(
-                "INFO",
-                "issuing",
-                &[
-                    ("certificate", &key_str),
-                    ("reason", trigger.reason()),
-                    ("message", &message),
-                ],
-            );
-            let existing = if reuse_key {
-                material
-                    .as_ref()
-                    .and_then(|m| m.key.as_ref())
-                    .and_then(|k| k.as_ref().ok())
-                    .map(|k| k.pkcs8_der().to_vec())
-            } else {
-                None
-            };
-            let spec = params.issuance.clone();
-            let issuer = resolved.issuer.clone();
-            // Key generation and signing are CPU work: off the async threads.
-            let work = tokio::task::spawn_blocking(
-                move || -> Result<(PrivateKey, String, Outcome), String> {
-                    let key = match existing {
-                        Some(der) => PrivateKey::from_pkcs8_der(&der).map_err(|e| e.to_string())?,
-                        None => PrivateKey::generate(spec.key()).map_err(|e| e.to_string())?,
-                    };
-                    let csr = issue::build_request(&spec, &key)?;
-                    let outcome = issuer.process(&Request {
-                        csr_pem: &csr,
-                        spec: &spec,
-                        key: &key,
-                        state: &Value::Null,
-                        now: t,
-                    });
-                    Ok((key, csr, outcome))
-                },
-            )
-            .await
-            .map_err(|e| Error::Other(e.to_string()))?
-            .map_err(Error::Other)?;
-            let (key, csr, outcome) = work;
-            let revision = status.revision.unwrap_or(0) + 1;
-            match outcome {
-                Outcome::Issued(issued) => {
-                    let chain: Vec<CertInfo> = issued
-                        .chain
-                        .iter()
-                        .filter_map(|d| CertInfo::parse(d).ok())
-                        .collect();
-                    let ca: Vec<CertInfo> = issued
-                        .ca
-                        .iter()
-                        .filter_map(|d| CertInfo::parse(d).ok())
-                        .collect();
-                    if chain.is_empty() || chain[0].spki_der != key.spki_der() {
-                        return Err(Error::Other(
-                            "the issuer returned a certificate that does not match the request"
-                                .into(),
-                        ));
-                    }
-                    let m = Material {
-                        key: &key,
-                        chain: &chain,
-                        ca: &ca,
-                    };
-                    let record = LastIssuance {
-                        spec: params.issuance.clone(),
-                        certificate_sha256: chain[0].sha256_fingerprint(),
-                    };
-                    let base =
-                        with_issuance_record(serde_json::to_string(&record).unwrap_or_default());
-                    let desired = render::certificate_secret(
-                        &name,
-                        &params,
-                        &m,
-                        &passwords,
-                        Some(&base),
-                        current.as_ref(),
-                    )
-                    .map_err(Error::Other)?;
-                    write_secret(
-                        &ctx,
-                        &ns,
-                        &params.secret_name,
-                        &desired.secret,
-                        current_obj.as_ref(),
-                    )
-                    .await?;
-                    record_request(&ctx, &ns, &name, revision, &params, &csr, Ok((&chain, &ca)))
-                        .await?;
-                    if let Ok(mut f) = ctx.failures.lock() {
-                        f.remove(&cert_key);
-                    }
-                    status.revision = Some(revision);
-                    status.last_failure_time = None;
-                    status.failed_issuance_attempts = None;
-                    let leaf = &chain[0];
-                    let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
-                    up_to_date(&mut status, leaf.not_before, leaf.not_after, renewal, t);
-                    patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    ctx.metrics
-                        .issuances
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    event(
-                        &ctx,
-                        &obj,
-                        EventType::Normal,
-                        "Issuing",
-                        &format!(
-                            "The certificate has been successfully issued (revision {revision})"
-                        ),
-                        "Issue",
-                    )
-                    .await;
-                    log(
-                        "INFO",
-                        "certificate issued",
-                        &[
-                            ("certificate", &key_str),
-                            ("secret", &params.secret_name),
-                            ("revision", &revision.to_string()),
-                            ("notAfter", &rfc3339(leaf.not_after)),
-                        ],
-                    );
-                    Ok(requeue_at(renewal, t))
-                }
-                Outcome::Pending {
-                    retry_after,
-                    reason,
-                    message,
-                    ..
-                } => {
-                    set_condition(
-                        &mut status.conditions,
-                        "Ready",
-                        false,
-                        trigger.reason(),
-                        &format!("Waiting for the issuer: {reason}: {message}"),
-                        t,
-                    );
-                    patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    Ok(Action::requeue(retry_after))
-                }
-                Outcome::Failed { reason, message } => {
-                    record_request(
-                        &ctx,
-                        &ns,
-                        &name,
-                        revision,
-                        &params,
-                        &csr,
-                        Err((&reason, &message)),
-                    )
-                    .await?;
-                    let attempts = if failures.inputs == digest {
-                        failures.attempts + 1
-                    } else {
-                        1
-                    };
-                    if let Ok(mut f) = ctx.failures.lock() {
-                        f.insert(
-                            cert_key.clone(),
-                            Failures {
-                                attempts,
-                                last_failure: t,
-                                inputs: digest.clone(),
-                            },
-                        );
-                    }
-                    let msg = format!("The certificate request has failed to complete and will be retried: {reason}: {message}");
-                    status.last_failure_time = Some(rfc3339(t));
-                    status.failed_issuance_attempts = Some(i64::from(attempts));
-                    set_condition(
-                        &mut status.conditions,
-                        "Ready",
-                        false,
-                        trigger.reason(),
-                        &msg,
-                        t,
-                    );
-                    set_condition(&mut status.conditions, "Issuing", false, "Failed", &msg, t);
-                    patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    ctx.metrics
-                        .issuance_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    event(&ctx, &obj, EventType::Warning, "Failed", &msg, "Issue").await;
-                    log(
-                        "WARN",
-                        "issuance failed",
-                        &[
-                            ("certificate", &key_str),
-                            ("reason", &reason),
-                            ("message", &message),
-                        ],
-                    );
-                    Ok(requeue_at(
-                        t + policy.delay(attempts, &key_str).as_secs() as i64,
-                        t,
-                    ))
-                }
-            }
-        }
-    }
+        }))
 }
 
 use kube::runtime::events::{Event, EventType};
 
-/// Records a Kubernetes Event on a Certificate; failing to record one is logged, not fatal.
-async fn event(
+/// Records a Kubernetes Event on an object; failing to record one is logged, not fatal.
+pub(crate) async fn event(
     ctx: &Context,
     obj: &DynamicObject,
+    resource: &ApiResource,
     type_: EventType,
     reason: &str,
     note: &str,
     action: &str,
 ) {
-    let reference = kube::Resource::object_ref(obj, &certificates());
+    let reference = kube::Resource::object_ref(obj, resource);
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -932,26 +347,63 @@ async fn event(
     }
 }
 
+/// True when the API refused a write because the object changed since it was read.
+pub(crate) fn is_conflict(err: &Error) -> bool {
+    matches!(err, Error::Kube(kube::Error::Api(e)) if e.code == 409)
+}
+
+/// What every controller does with an error: a conflict (someone else wrote the object
+/// since it was read) is retried at once from a fresh read, as every reconcile reads
+/// before it writes; other errors are retried after a short pause.
 fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics
-        .reconcile_errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let kind = obj
+        .types
+        .as_ref()
+        .map(|t| t.kind.clone())
+        .unwrap_or_else(|| "object".into());
+    let id = match obj.namespace() {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
+    };
+    if is_conflict(err) {
+        ctx.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
+        log(
+            "INFO",
+            "write conflict, retrying from a fresh read",
+            &[("kind", &kind), ("object", &id)],
+        );
+        return Action::requeue(Duration::from_millis(100));
+    }
+    ctx.metrics.reconcile_errors.fetch_add(1, Ordering::Relaxed);
     log(
         "WARN",
         "reconcile failed, retrying",
         &[
-            (
-                "certificate",
-                &format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
-            ),
+            ("kind", &kind),
+            ("object", &id),
             ("error", &err.to_string()),
         ],
     );
-    // Conflicts and transient API errors: retry soon.
     Action::requeue(Duration::from_secs(2))
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Objects (Certificates or CertificateRequests) waiting for their issuer, to be woken
+/// by an issuer or Secret change.
+fn waiting_refs(
+    waiting: &Mutex<HashSet<(String, String)>>,
+    resource: &ApiResource,
+) -> Vec<ObjectRef<DynamicObject>> {
+    waiting
+        .lock()
+        .map(|w| {
+            w.iter()
+                .map(|(ns, name)| ObjectRef::new_with(name, resource.clone()).within(ns))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Runs the controllers until `shutdown` resolves.
 pub async fn run(
     client: Client,
     config: Config,
@@ -965,7 +417,16 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let issuers_api: Api<DynamicObject> = match &config.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &issuers()),
+        None => Api::all_with(client.clone(), &issuers()),
+    };
+    let requests_api: Api<DynamicObject> = match &config.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &certificate_requests()),
+        None => Api::all_with(client.clone(), &certificate_requests()),
+    };
     let waiting = Arc::new(Mutex::new(HashSet::new()));
+    let pending_requests = Arc::new(Mutex::new(HashSet::new()));
     let metrics = Arc::new(observe::Metrics::default());
     if let Some(addr) = config.metrics_address {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -1036,13 +497,27 @@ pub async fn run(
         metrics,
         recorder,
         issuer_labels: Mutex::new(HashMap::new()),
+        ca_index: Default::default(),
+        pending_requests: pending_requests.clone(),
     });
     log("INFO", "operator starting", &[]);
+    let stopped = futures::future::FutureExt::shared(Box::pin(async move {
+        let _ = stop_rx.await;
+    }));
     // Only certwright's own Secrets are watched (by label), so memory does not grow with
     // unrelated Secrets; a change to one re-reconciles its Certificate.
     let managed = watcher::Config::default().labels(&format!("{}=true", ann::CONTROLLED_LABEL));
-    Controller::new_with(certs, watcher::Config::default(), certificates())
-        .watches(secrets, managed, move |s: Secret| {
+    // Watching one namespace, ClusterIssuers are not watched (a namespaced installation
+    // may not be allowed to list them; Certificates can still use them by name).
+    let cluster_issuers_watch: Api<DynamicObject> =
+        Api::all_with(ctx.client.clone(), &cluster_issuers());
+    let cluster_issuers_config = match &ctx.config.namespace {
+        None => watcher::Config::default(),
+        // A selector nothing carries: the watch stays empty.
+        Some(_) => watcher::Config::default().labels("certwright.io/never-matches=true"),
+    };
+    let certificates_done = Controller::new_with(certs, watcher::Config::default(), certificates())
+        .watches(secrets.clone(), managed.clone(), move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
             let mut refs: Vec<ObjectRef<DynamicObject>> = s
                 .annotations()
@@ -1050,20 +525,90 @@ pub async fn run(
                 .map(|name| ObjectRef::new_with(name, certificates()).within(&ns))
                 .into_iter()
                 .collect();
-            if let Ok(w) = waiting.lock() {
-                refs.extend(
-                    w.iter()
-                        .map(|(ns, name)| ObjectRef::new_with(name, certificates()).within(ns)),
-                );
-            }
+            refs.extend(waiting_refs(&waiting, &certificates()));
             refs
         })
-        .graceful_shutdown_on(async move {
-            let _ = stop_rx.await;
-        })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
-        .await;
+        // An Issuer that appears or changes (its status becoming Ready, say) wakes the
+        // Certificates waiting for an issuer.
+        .watches_with(
+            issuers_api.clone(),
+            issuers(),
+            watcher::Config::default(),
+            {
+                let waiting = ctx.waiting.clone();
+                move |_: DynamicObject| waiting_refs(&waiting, &certificates())
+            },
+        )
+        .watches_with(
+            cluster_issuers_watch.clone(),
+            cluster_issuers(),
+            cluster_issuers_config.clone(),
+            {
+                let waiting = ctx.waiting.clone();
+                move |_: DynamicObject| waiting_refs(&waiting, &certificates())
+            },
+        )
+        .graceful_shutdown_on(stopped.clone())
+        .run(certificates::reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()));
+    let issuers_done = issuers::controller(
+        issuers_api.clone(),
+        issuers(),
+        secrets.clone(),
+        managed.clone(),
+        ctx.clone(),
+    )
+    .graceful_shutdown_on(stopped.clone())
+    .run(issuers::reconcile, error_policy, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
+    let cluster_issuers_done = async {
+        if ctx.config.namespace.is_none() {
+            issuers::controller(
+                Api::all_with(ctx.client.clone(), &cluster_issuers()),
+                cluster_issuers(),
+                secrets.clone(),
+                managed.clone(),
+                ctx.clone(),
+            )
+            .graceful_shutdown_on(stopped.clone())
+            .run(issuers::reconcile, error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()))
+            .await;
+        }
+    };
+    let requests_done = Controller::new_with(
+        requests_api,
+        watcher::Config::default(),
+        certificate_requests(),
+    )
+    // An issuer that appears or changes wakes the requests waiting for one.
+    .watches_with(
+        issuers_api.clone(),
+        issuers(),
+        watcher::Config::default(),
+        {
+            let pending = ctx.pending_requests.clone();
+            move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
+        },
+    )
+    .watches_with(
+        cluster_issuers_watch.clone(),
+        cluster_issuers(),
+        cluster_issuers_config.clone(),
+        {
+            let pending = ctx.pending_requests.clone();
+            move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
+        },
+    )
+    .graceful_shutdown_on(stopped.clone())
+    .run(requests::reconcile, error_policy, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
+    futures::join!(
+        certificates_done,
+        issuers_done,
+        cluster_issuers_done,
+        requests_done
+    );
     if lost.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(Error::Other(
             "leadership lost; stopping so that one replica reconciles".into(),
@@ -1074,4 +619,20 @@ pub async fn run(
     }
     log("INFO", "operator stopped", &[]);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_settings_are_checked() {
+        assert!(configure_logging("debug", "json").is_ok());
+        assert!(configure_logging("info", "text").is_ok());
+        let e = configure_logging("loud", "text").expect_err("unknown level");
+        assert!(e.contains("unknown log level \"loud\""), "{e}");
+        let e = configure_logging("info", "xml").expect_err("unknown format");
+        assert!(e.contains("unknown log format \"xml\""), "{e}");
+        assert_eq!(level_rank("WARN"), Some(2));
+    }
 }

@@ -28,6 +28,10 @@ pub struct Metrics {
     pub reconcile_errors: AtomicU64,
     pub issuances: AtomicU64,
     pub issuance_failures: AtomicU64,
+    /// Writes refused with 409 Conflict (another writer got there first) and retried.
+    pub conflicts: AtomicU64,
+    /// CertificateRequests created by others and signed.
+    pub requests_signed: AtomicU64,
     pub ready: AtomicBool,
 }
 
@@ -114,7 +118,7 @@ impl Metrics {
             ),
             (
                 "certwright_reconcile_errors_total",
-                "Certificate reconciliations that failed and were retried.",
+                "Reconciliations (of any kind) that failed and were retried.",
                 &self.reconcile_errors,
             ),
             (
@@ -126,6 +130,16 @@ impl Metrics {
                 "certwright_issuance_failures_total",
                 "Issuances that failed.",
                 &self.issuance_failures,
+            ),
+            (
+                "certwright_conflicts_total",
+                "Writes refused with 409 Conflict and retried from a fresh read.",
+                &self.conflicts,
+            ),
+            (
+                "certwright_certificaterequests_signed_total",
+                "CertificateRequests created by others and signed.",
+                &self.requests_signed,
             ),
         ] {
             let _ = writeln!(

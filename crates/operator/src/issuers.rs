@@ -1,0 +1,167 @@
+//! The Issuer and ClusterIssuer controller: checks that each issuer can sign and says so
+//! in its Ready condition with cert-manager's reasons: `IsReady` for self-signed,
+//! `KeyPairVerified` for a CA whose Secret holds a valid CA key pair, `ErrGetKeyPair` /
+//! `ErrInvalidKeyPair` when it does not. Certificates do not wait for this status (they
+//! check their issuer themselves when they issue); it is there for people and tools.
+
+use crate::{check_issuer, cluster_issuers, event, issuers, log, now, typed, Context, Error};
+use certwright_api::{Issuer, IssuerStatus};
+use certwright_engine::status::set_condition;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// An issuer: ClusterIssuer (no namespace) or Issuer (its namespace), and its name.
+pub(crate) type IssuerKey = (Option<String>, String);
+
+/// Which issuers use which CA Secret (namespace, name), so that a change to a Secret
+/// certwright manages re-checks the issuers built on it at once.
+#[derive(Default)]
+pub(crate) struct CaIndex(Mutex<HashMap<(String, String), HashSet<IssuerKey>>>);
+
+impl CaIndex {
+    fn set(&self, issuer: &IssuerKey, secret: Option<(String, String)>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|_, users| {
+                users.remove(issuer);
+                !users.is_empty()
+            });
+            if let Some(s) = secret {
+                m.entry(s).or_default().insert(issuer.clone());
+            }
+        }
+    }
+
+    fn users(&self, secret: &(String, String)) -> Vec<IssuerKey> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(secret).map(|u| u.iter().cloned().collect()))
+            .unwrap_or_default()
+    }
+}
+
+/// How often an issuer is checked again without any event: its CA Secret may be one
+/// certwright does not manage (and so does not watch), or may expire.
+const RECHECK_READY: Duration = Duration::from_secs(600);
+const RECHECK_NOT_READY: Duration = Duration::from_secs(30);
+
+/// A controller for Issuers (`resource` = issuers()) or ClusterIssuers, woken by changes
+/// to the managed Secrets their CA key pairs live in.
+pub(crate) fn controller(
+    api: Api<DynamicObject>,
+    resource: ApiResource,
+    secrets: Api<Secret>,
+    managed: watcher::Config,
+    ctx: Arc<Context>,
+) -> Controller<DynamicObject> {
+    let cluster = resource.kind == "ClusterIssuer";
+    Controller::new_with(api, watcher::Config::default(), resource).watches(
+        secrets,
+        managed,
+        move |s: Secret| {
+            let key = (s.namespace().unwrap_or_default(), s.name_any());
+            ctx.ca_index
+                .users(&key)
+                .into_iter()
+                .filter(|(ns, _)| ns.is_none() == cluster)
+                .map(|(ns, name)| match ns {
+                    None => ObjectRef::new_with(&name, cluster_issuers()),
+                    Some(ns) => ObjectRef::new_with(&name, issuers()).within(&ns),
+                })
+                .collect::<Vec<_>>()
+        },
+    )
+}
+
+/// Reconciles one Issuer or ClusterIssuer.
+pub(crate) async fn reconcile(
+    cached: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let ns = cached.namespace();
+    let name = cached.name_any();
+    let t = now();
+    let (resource, api, secret_ns) = match &ns {
+        None => (
+            cluster_issuers(),
+            Api::all_with(ctx.client.clone(), &cluster_issuers()),
+            ctx.config.cluster_resource_namespace.clone(),
+        ),
+        Some(ns) => (
+            issuers(),
+            Api::namespaced_with(ctx.client.clone(), ns, &issuers()),
+            ns.clone(),
+        ),
+    };
+    let key: IssuerKey = (ns.clone(), name.clone());
+    let Some(obj) = api.get_opt(&name).await? else {
+        ctx.ca_index.set(&key, None);
+        return Ok(Action::await_change());
+    };
+    let ca_secret = typed::<Issuer>(&obj)
+        .ok()
+        .and_then(|i| i.spec.ca)
+        .map(|ca| (secret_ns.clone(), ca.secret_name));
+    ctx.ca_index.set(&key, ca_secret);
+    let before: IssuerStatus = obj
+        .data
+        .get("status")
+        .and_then(|s| serde_json::from_value(s.clone()).ok())
+        .unwrap_or_default();
+    let mut status = before.clone();
+    let checked = check_issuer(&ctx, &obj, &secret_ns, t).await?;
+    let (ready, reason, message) = match &checked {
+        Ok(r) => (true, r.ready.0.to_string(), r.ready.1.to_string()),
+        Err(p) => (false, p.reason.clone(), p.message.clone()),
+    };
+    set_condition(&mut status.conditions, "Ready", ready, &reason, &message, t);
+    if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
+        c.observed_generation = obj.metadata.generation;
+    }
+    if status != before {
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .await?;
+        let was = before.conditions.iter().find(|c| c.type_ == "Ready");
+        if was.map(|c| (c.status == "True", c.reason.as_str())) != Some((ready, reason.as_str())) {
+            let id = match &ns {
+                Some(ns) => format!("{ns}/{name}"),
+                None => name.clone(),
+            };
+            let (type_, note) = if ready {
+                (EventType::Normal, "The issuer is ready".to_string())
+            } else {
+                (EventType::Warning, format!("{reason}: {message}"))
+            };
+            log(
+                if ready { "INFO" } else { "WARN" },
+                "issuer checked",
+                &[
+                    ("kind", &resource.kind),
+                    ("issuer", &id),
+                    ("ready", if ready { "True" } else { "False" }),
+                    ("reason", &reason),
+                    ("message", &message),
+                ],
+            );
+            event(&ctx, &obj, &resource, type_, &reason, &note, "Check").await;
+        }
+    }
+    Ok(Action::requeue(if ready {
+        RECHECK_READY
+    } else {
+        RECHECK_NOT_READY
+    }))
+}
