@@ -68,6 +68,9 @@ enum Command {
         /// Log format: text (time LEVEL message key=value...) or json (one object per line).
         #[arg(long, default_value = "text")]
         log_format: String,
+        /// Reconciles in flight per controller; bounds memory when much needs work at once.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+        max_concurrent_reconciles: u16,
     },
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
@@ -193,6 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             leader_election_namespace,
             log_level,
             log_format,
+            max_concurrent_reconciles,
         } => {
             certwright_operator::configure_logging(&log_level, &log_format)
                 .map_err(anyhow::Error::msg)?;
@@ -213,7 +217,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 duration: std::time::Duration::from_secs(15),
                 renew: std::time::Duration::from_secs(5),
             });
+            // Key generation and signing run on the blocking pool; more threads than cores
+            // would only add stacks and allocator arenas.
+            let cpus = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2);
             let rt = tokio::runtime::Builder::new_multi_thread()
+                .max_blocking_threads(cpus.max(2))
                 .enable_all()
                 .build()?;
             rt.block_on(async move {
@@ -225,7 +235,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
                     }
                 };
-                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election }, shutdown).await?;
+                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles }, shutdown).await?;
                 anyhow::Ok(())
             })?;
             Ok(ExitCode::SUCCESS)

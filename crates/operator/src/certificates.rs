@@ -152,15 +152,16 @@ async fn write_secret(
     s.metadata.namespace = Some(ns.into());
     s.metadata.annotations = Some(desired.annotations.clone());
     s.metadata.labels = Some(desired.labels.clone());
-    match current {
+    let written = match current {
         Some(c) => {
             s.metadata.resource_version = c.metadata.resource_version.clone();
             s.metadata.owner_references = c.metadata.owner_references.clone();
-            api.replace(name, &PostParams::default(), &s).await?;
+            api.replace(name, &PostParams::default(), &s).await?
         }
-        None => {
-            api.create(&PostParams::default(), &s).await?;
-        }
+        None => api.create(&PostParams::default(), &s).await?,
+    };
+    if let (Some(rv), Ok(mut w)) = (written.metadata.resource_version, ctx.own_writes.lock()) {
+        w.insert((ns.to_string(), name.to_string()), rv);
     }
     Ok(())
 }

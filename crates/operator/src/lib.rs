@@ -1,11 +1,15 @@
-//! The operator runtime: certwright in a Kubernetes cluster. A kube-rs controller watches
-//! `cert-manager.io/v1` Certificates (and the Secrets certwright manages, labelled
-//! `controller.cert-manager.io/fao=true`), asks the engine what to do, and writes Secrets,
-//! CertificateRequests and status. Renewal is scheduled from the renewal time, not polled.
+//! The operator runtime: certwright in a Kubernetes cluster. kube-rs controllers watch the
+//! `cert-manager.io/v1` resources and share one context:
+//! - `certificates`: asks the engine what to do with each Certificate, writes its Secret
+//!   whole, records the issuance as a CertificateRequest, patches status; renewal is
+//!   scheduled from the renewal time, not polled;
+//! - `issuers`: Issuer and ClusterIssuer Ready conditions (can this issuer sign?);
+//! - `requests`: signs CertificateRequests that others create.
 //!
-//! This is the first slice of the operator: self-signed and CA issuers, Secrets with the
-//! contract's layout and annotations, CertificateRequest records, Ready/Issuing status,
-//! backoff. Leader election, metrics, events and the deploy manifests come next.
+//! Only the Secrets certwright manages (label `controller.cert-manager.io/fao=true`) are
+//! watched, so memory does not grow with unrelated Secrets; others (CA key pairs,
+//! keystore passwords) are read one by one when needed. `leader` holds the Lease that lets
+//! one replica reconcile; `observe` serves metrics and health.
 
 mod certificates;
 mod issuers;
@@ -23,7 +27,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{predicates, watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -78,6 +82,9 @@ pub struct Config {
     pub instance: String,
     /// Leader election: reconcile only while holding this Lease (None: always).
     pub leader_election: Option<leader::LeaseConfig>,
+    /// Reconciles in flight per controller (at least 1). A bound keeps memory flat when
+    /// thousands of objects need work at once (a start with a backlog).
+    pub max_concurrent_reconciles: u16,
 }
 
 /// An issuerRef as metric labels: (name, kind, group).
@@ -100,6 +107,9 @@ pub struct Context {
     ca_index: issuers::CaIndex,
     /// CertificateRequests waiting for their issuer: an issuer change wakes them.
     pending_requests: Arc<Mutex<HashSet<(String, String)>>>,
+    /// The resourceVersion of each Secret as this controller last wrote it, so that the
+    /// watch event of its own write does not trigger another reconcile.
+    own_writes: Arc<Mutex<HashMap<(String, String), String>>>,
 }
 
 pub(crate) fn now() -> i64 {
@@ -499,6 +509,7 @@ pub async fn run(
         issuer_labels: Mutex::new(HashMap::new()),
         ca_index: Default::default(),
         pending_requests: pending_requests.clone(),
+        own_writes: Default::default(),
     });
     log("INFO", "operator starting", &[]);
     let stopped = futures::future::FutureExt::shared(Box::pin(async move {
@@ -516,12 +527,34 @@ pub async fn run(
         // A selector nothing carries: the watch stays empty.
         Some(_) => watcher::Config::default().labels("certwright.io/never-matches=true"),
     };
-    let certificates_done = Controller::new_with(certs, watcher::Config::default(), certificates())
+    let limits = kube::runtime::controller::Config::default()
+        .concurrency(ctx.config.max_concurrent_reconciles.max(1));
+    // Certificates are reconciled when their spec changes (a new generation), not on
+    // status updates: most of those are this controller's own.
+    let writer = kube::runtime::reflector::store::Writer::new(certificates());
+    let reader = writer.as_reader();
+    let spec_changes = watcher(certs, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let own_writes = ctx.own_writes.clone();
+    let certificates_done = Controller::for_stream_with(spec_changes, reader, certificates())
+        .with_config(limits.clone())
         .watches(secrets.clone(), managed.clone(), move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
+            // A Secret as this controller just wrote it needs no second look at its
+            // Certificate; any other change to it (an edit, a deletion) does.
+            let key = (ns.clone(), s.name_any());
+            let own = s.metadata.resource_version.as_ref().is_some_and(|rv| {
+                own_writes
+                    .lock()
+                    .is_ok_and(|mut w| w.get(&key) == Some(rv) && w.remove(&key).is_some())
+            });
             let mut refs: Vec<ObjectRef<DynamicObject>> = s
                 .annotations()
                 .get(ann::CERT_NAME)
+                .filter(|_| !own)
                 .map(|name| ObjectRef::new_with(name, certificates()).within(&ns))
                 .into_iter()
                 .collect();
@@ -558,6 +591,7 @@ pub async fn run(
         managed.clone(),
         ctx.clone(),
     )
+    .with_config(limits.clone())
     .graceful_shutdown_on(stopped.clone())
     .run(issuers::reconcile, error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
@@ -570,6 +604,7 @@ pub async fn run(
                 managed.clone(),
                 ctx.clone(),
             )
+            .with_config(limits.clone())
             .graceful_shutdown_on(stopped.clone())
             .run(issuers::reconcile, error_policy, ctx.clone())
             .for_each(|_| futures::future::ready(()))
@@ -581,6 +616,7 @@ pub async fn run(
         watcher::Config::default(),
         certificate_requests(),
     )
+    .with_config(limits.clone())
     // An issuer that appears or changes wakes the requests waiting for one.
     .watches_with(
         issuers_api.clone(),
