@@ -90,6 +90,12 @@ fn certificate_cases() -> Vec<(&'static str, String, &'static str, &'static str)
             "less than the minimum of 1h",
         ),
         (
+            "no-history",
+            ok_spec("revisionHistoryLimit: 0"),
+            "InvalidRevisionHistoryLimit",
+            "spec.revisionHistoryLimit: 0: must be at least 1",
+        ),
+        (
             "renew-too-late",
             ok_spec("duration: 2h\nrenewBefore: 3h"),
             "InvalidRenewBefore",

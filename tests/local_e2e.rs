@@ -263,6 +263,24 @@ fn spec_changes_reissue_output_changes_rewrite_only_and_deleted_secrets_return()
             .3,
         3
     );
+
+    // revisionHistoryLimit 2: after revision 4, only the records of revisions 3 and 4 stay.
+    write(
+        &m,
+        "web.yaml",
+        &cert_manifest("web, web.demo.svc, web.local", "pw-two", "24h", "8h").replace(
+            "  renewBefore:",
+            "  revisionHistoryLimit: 2\n  renewBefore:",
+        ),
+    );
+    let out = once(&[&m], &state);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut records: Vec<String> = std::fs::read_dir(state.join("requests/demo"))
+        .expect("records")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    records.sort();
+    assert_eq!(records, ["web-3.json", "web-4.json"]);
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {

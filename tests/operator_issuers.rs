@@ -7,7 +7,10 @@
 //!   clearly when invalid, stay denied when denied, and are left alone when they belong to
 //!   another issuer group;
 //! - a Secret that another writer keeps changing makes the operator's writes conflict
-//!   (409); they are retried, and the result is still one consistent Secret.
+//!   (409); they are retried, and the result is still one consistent Secret that keeps
+//!   the other writers' labels (and is not rewritten for them);
+//! - revisionHistoryLimit prunes old requests; a deleted Certificate's requests are
+//!   garbage-collected (they are owned by it) and its metrics go.
 
 mod common;
 
@@ -84,6 +87,7 @@ spec:
   issuerRef: {name: internal-issuer, kind: ClusterIssuer}
   dnsNames: [contended-0.demo.svc]
   privateKey: {algorithm: ECDSA}
+  revisionHistoryLimit: 2
 "#;
 
 fn b64d(v: &serde_json::Value) -> Vec<u8> {
@@ -508,7 +512,7 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     // Conflicts: three writers keep changing the Secret's labels while the certificate is
     // reissued; the operator's whole-Secret writes at the version it read are refused
     // (409) and retried from a fresh read.
-    let metrics = || -> u64 {
+    let metrics_text = || {
         let out = Command::new("curl")
             .args([
                 "-s",
@@ -518,7 +522,10 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
             ])
             .output()
             .expect("curl");
-        String::from_utf8_lossy(&out.stdout)
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let metrics = || -> u64 {
+        metrics_text()
             .lines()
             .find_map(|l| {
                 l.strip_prefix("certwright_conflicts_total ")?
@@ -606,6 +613,89 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("write conflict, retrying"), "{text}");
+    // ... and are no reason to rewrite it: a label added by someone else leaves the Secret
+    // as it is.
+    cp.admin(
+        "PATCH",
+        "/api/v1/namespaces/demo/secrets/contended-tls",
+        Some(r#"{"metadata":{"labels":{"backup":"daily"},"annotations":{"replicator/allowed":"true"}}}"#),
+    )
+    .expect("label");
+    let rv = get(&cp, "/api/v1/namespaces/demo/secrets/contended-tls")["metadata"]
+        ["resourceVersion"]
+        .clone();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        get(&cp, "/api/v1/namespaces/demo/secrets/contended-tls")["metadata"]["resourceVersion"],
+        rv,
+        "certwright rewrote a Secret that only gained someone else's label"
+    );
+
+    // One more reissue; revisionHistoryLimit 2 keeps the last two requests only.
+    let last = rounds + 2;
+    cp.admin(
+        "PATCH",
+        &format!("{DEMO}/certificates/contended"),
+        Some(r#"{"spec":{"dnsNames":["contended-last.demo.svc"]}}"#),
+    )
+    .expect("patch");
+    cp.wait_for("the last reissue", Duration::from_secs(30), || {
+        let c = get(&cp, &format!("{DEMO}/certificates/contended"));
+        (c["status"]["revision"] == last && ready(&c).0 == "True").then_some(())
+    })
+    .expect("reissued");
+    let mut kept: Vec<String> = get(&cp, crs)["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|cr| cr["metadata"]["name"].as_str())
+        .filter(|n| n.starts_with("contended-"))
+        .map(String::from)
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            format!("contended-{}", last - 1),
+            format!("contended-{last}")
+        ],
+        "revisionHistoryLimit 2"
+    );
+
+    // A deleted Certificate leaves the metrics; its Secret stays (certwright never deletes
+    // a Secret).
+    let leaf_metric = "certmanager_certificate_ready_status{name=\"leaf\",namespace=\"demo\"";
+    assert!(metrics_text().contains(leaf_metric));
+    cp.admin("DELETE", &format!("{DEMO}/certificates/leaf"), None)
+        .expect("delete");
+    cp.wait_for(
+        "metrics without the deleted Certificate",
+        Duration::from_secs(10),
+        || (!metrics_text().contains(leaf_metric)).then_some(()),
+    )
+    .expect("deleted Certificate's metrics removed");
+    assert!(
+        cp.admin("GET", "/api/v1/namespaces/demo/secrets/leaf-tls", None)
+            .is_ok(),
+        "the Secret stays"
+    );
+    // Its CertificateRequest is owned by it: the garbage collector deletes it.
+    cp.wait_for(
+        "the deleted Certificate's requests collected",
+        Duration::from_secs(60),
+        || {
+            let (code, _) = cp
+                .request(
+                    certwright_testkube::ADMIN_TOKEN,
+                    "GET",
+                    &format!("{crs}/leaf-1"),
+                    None,
+                )
+                .ok()?;
+            (code == 404).then_some(())
+        },
+    )
+    .expect("leaf-1 garbage-collected");
 
     // Another group's request was never touched.
     let external = get(&cp, &format!("{crs}/user-external"));

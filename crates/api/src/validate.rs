@@ -285,6 +285,8 @@ pub struct CertificateParams {
     pub pkcs12: Option<Pkcs12Output>,
     pub output_der: bool,
     pub output_combined_pem: bool,
+    /// How many CertificateRequests of this Certificate to keep (None: all).
+    pub revision_history_limit: Option<u32>,
 }
 
 impl CertificateParams {
@@ -930,6 +932,18 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
             )),
         }
     }
+    let revision_history_limit = match spec.revision_history_limit {
+        None => None,
+        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(n) => {
+            errors.push(fe(
+                "InvalidRevisionHistoryLimit",
+                "spec.revisionHistoryLimit",
+                format!("{n}: must be at least 1"),
+            ));
+            None
+        }
+    };
     let template = spec.secret_template.clone().unwrap_or_default();
     for k in template.annotations.keys() {
         if k.starts_with("cert-manager.io/") {
@@ -976,6 +990,7 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         pkcs12,
         output_der,
         output_combined_pem,
+        revision_history_limit,
     })
 }
 

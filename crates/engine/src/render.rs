@@ -401,6 +401,7 @@ pub fn certificate_secret(
     passwords: &Passwords,
     base: Option<&SecretData>,
     current: Option<&SecretData>,
+    metadata: Metadata,
 ) -> Result<Desired, String> {
     let mut annotations = base.map(|b| b.annotations.clone()).unwrap_or_default();
     annotations.extend(params.secret_annotations.clone());
@@ -434,5 +435,77 @@ pub fn certificate_secret(
     desired
         .labels
         .insert(ann::CONTROLLED_LABEL.into(), "true".into());
+    if metadata == Metadata::KeepOthers {
+        keep_others_metadata(&mut desired, params, current);
+    }
     Ok(settle(desired, rendered, current, &ks))
+}
+
+/// Whose labels and annotations a Secret may carry besides the ones certwright sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metadata {
+    /// The Secret's whole definition is known (the local runtime, from manifests):
+    /// anything else on it is removed.
+    Exact,
+    /// Others may label and annotate the Secret (a cluster: users, backup or replication
+    /// tools): what certwright does not manage is kept, and its presence is no change.
+    KeepOthers,
+}
+
+/// On Secrets in a cluster: the secretTemplate keys certwright set (`label:KEY` and
+/// `annotation:KEY`, comma-separated), so that a key removed from the template is
+/// removed from the Secret while others' keys stay.
+pub const TEMPLATE_KEYS: &str = "certwright.io/secret-template-keys";
+
+/// Keys in the namespaces certwright (and cert-manager before it) manages.
+fn managed_metadata_key(key: &str) -> bool {
+    [
+        "cert-manager.io/",
+        "certwright.io/",
+        "controller.cert-manager.io/",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+}
+
+fn keep_others_metadata(
+    desired: &mut SecretData,
+    params: &CertificateParams,
+    current: Option<&SecretData>,
+) {
+    let mut template: Vec<String> = params
+        .secret_labels
+        .keys()
+        .map(|k| format!("label:{k}"))
+        .chain(
+            params
+                .secret_annotations
+                .keys()
+                .map(|k| format!("annotation:{k}")),
+        )
+        .collect();
+    template.sort();
+    if !template.is_empty() {
+        desired
+            .annotations
+            .insert(TEMPLATE_KEYS.into(), template.join(","));
+    }
+    let Some(cur) = current else {
+        return;
+    };
+    let previous: std::collections::BTreeSet<&str> = cur
+        .annotations
+        .get(TEMPLATE_KEYS)
+        .map(|v| v.split(',').collect())
+        .unwrap_or_default();
+    for (kind, from, to) in [
+        ("label", &cur.labels, &mut desired.labels),
+        ("annotation", &cur.annotations, &mut desired.annotations),
+    ] {
+        for (k, v) in from {
+            if !managed_metadata_key(k) && !previous.contains(format!("{kind}:{k}").as_str()) {
+                to.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
 }

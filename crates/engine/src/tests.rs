@@ -414,3 +414,61 @@ fn cert_utils_annotation_gives_java_keystores() {
         matches!(&trust[0], certwright_pki::jks::Entry::TrustedCert { alias, .. } if alias == "alias0")
     );
 }
+
+#[test]
+fn in_a_cluster_others_labels_and_annotations_stay_and_are_no_change() {
+    let with_template = |labels: &str| {
+        params(&format!(
+            "{BASIC}\nsecretTemplate: {{labels: {{{labels}}}, annotations: {{team: web}}}}"
+        ))
+    };
+    let p = with_template("tier: front");
+    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let m = TlsMaterial::read(&s);
+    let (key, chain) = m.pair().expect("pair");
+    let mat = Material {
+        key,
+        chain,
+        ca: m.ca_certs(),
+    };
+    let pw = Passwords::default();
+    let render = |p: &CertificateParams, current: Option<&SecretData>, md| {
+        render::certificate_secret("c", p, &mat, &pw, None, current, md).expect("render")
+    };
+    let first = render(&p, None, render::Metadata::KeepOthers).secret;
+    assert_eq!(
+        first.annotations[render::TEMPLATE_KEYS],
+        "annotation:team,label:tier"
+    );
+    // Someone else labels and annotates the Secret: kept, and not a change.
+    let mut touched = first.clone();
+    touched.labels.insert("backup".into(), "daily".into());
+    touched
+        .annotations
+        .insert("replicator/allowed".into(), "true".into());
+    let again = render(&p, Some(&touched), render::Metadata::KeepOthers);
+    assert!(!again.changed, "others' metadata is no change");
+    assert_eq!(again.secret.labels["backup"], "daily");
+    // A label removed from the template goes; others' stay.
+    let p2 = with_template("");
+    let after = render(&p2, Some(&touched), render::Metadata::KeepOthers);
+    assert!(after.changed);
+    assert!(
+        !after.secret.labels.contains_key("tier"),
+        "{:?}",
+        after.secret.labels
+    );
+    assert_eq!(after.secret.labels["backup"], "daily");
+    assert_eq!(after.secret.annotations["replicator/allowed"], "true");
+    assert_eq!(after.secret.annotations["team"], "web");
+    // A stale cert-manager.io annotation is certwright's to remove.
+    let mut stale = first.clone();
+    stale
+        .annotations
+        .insert("cert-manager.io/stale".into(), "x".into());
+    assert!(render(&p, Some(&stale), render::Metadata::KeepOthers).changed);
+    // Locally the manifests define the whole Secret: anything else is removed.
+    let local = render(&p, Some(&touched), render::Metadata::Exact);
+    assert!(local.changed);
+    assert!(!local.secret.labels.contains_key("backup"));
+}

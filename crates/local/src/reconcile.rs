@@ -517,6 +517,9 @@ fn issue_certificate(
                 Some((&chain, &ca)),
                 None,
             );
+            if let Some(limit) = params.revision_history_limit {
+                prune_requests(ctx, &ns, &name, revision, limit);
+            }
             let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
             up_to_date(&mut rec, leaf.not_before, leaf.not_after, renewal, now);
             log::info(
@@ -733,6 +736,25 @@ fn save_request(
     }
 }
 
+/// Removes a Certificate's request records older than its last `limit` revisions
+/// (`spec.revisionHistoryLimit`); records are named `<certificate>-<revision>`.
+fn prune_requests(ctx: &Ctx<'_>, ns: &str, cert_name: &str, revision: i64, limit: u32) {
+    let Ok(entries) = std::fs::read_dir(ctx.state.requests_dir(ns)) else {
+        return;
+    };
+    let prefix = format!("{cert_name}-");
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().into_owned();
+        let rev = file
+            .strip_suffix(".json")
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|r| r.parse::<i64>().ok());
+        if rev.is_some_and(|r| r <= revision - i64::from(limit)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Renders a Certificate's Secret and writes it if its content differs. Returns whether
 /// it wrote.
 pub fn write_outputs(
@@ -749,8 +771,16 @@ pub fn write_outputs(
         .secrets
         .get(&(ns.to_string(), params.secret_name.clone()))
         .map(|(_, s)| s);
-    let desired = render::certificate_secret(cert_name, params, m, passwords, base, current)
-        .map_err(|e| Problem::new("RenderFailed", e))?;
+    let desired = render::certificate_secret(
+        cert_name,
+        params,
+        m,
+        passwords,
+        base,
+        current,
+        render::Metadata::Exact,
+    )
+    .map_err(|e| Problem::new("RenderFailed", e))?;
     write_desired(ctx, ns, &params.secret_name, desired)
 }
 

@@ -120,11 +120,11 @@ impl StateDir {
             .join(ns)
             .join(format!("{name}.next-key.pem"))
     }
+    pub fn requests_dir(&self, ns: &str) -> PathBuf {
+        self.root.join("requests").join(ns)
+    }
     pub fn request_path(&self, ns: &str, request: &str) -> PathBuf {
-        self.root
-            .join("requests")
-            .join(ns)
-            .join(format!("{request}.json"))
+        self.requests_dir(ns).join(format!("{request}.json"))
     }
     pub fn lock_path(&self) -> PathBuf {
         self.root.join(".lock")

@@ -3,6 +3,9 @@
 //! and patches status. Renewal is scheduled from the renewal time, not polled.
 
 use crate::requests::MANAGED_BY;
+
+/// Label on the CertificateRequests certwright records: the UID of their Certificate.
+pub(crate) const CERTIFICATE_UID: &str = "certwright.io/certificate-uid";
 use crate::{
     certificate_requests, certificates, event, log, now, observe, problem, read_secret,
     resolve_issuer, secret_data, typed, Context, Error, Problem, LAST_ISSUANCE,
@@ -20,7 +23,7 @@ use certwright_pki::inspect::CertInfo;
 use certwright_pki::PrivateKey;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
@@ -178,7 +181,7 @@ type RequestResult<'a> = Result<(&'a [CertInfo], &'a [CertInfo]), (&'a str, &'a 
 async fn record_request(
     ctx: &Context,
     ns: &str,
-    cert_name: &str,
+    cert: &DynamicObject,
     revision: i64,
     p: &CertificateParams,
     csr_pem: &str,
@@ -186,14 +189,22 @@ async fn record_request(
 ) -> Result<(), Error> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), ns, &certificate_requests());
+    let cert_name = cert.name_any();
+    let uid = cert.metadata.uid.clone().unwrap_or_default();
     let name = format!("{cert_name}-{revision}");
+    // Owned by the Certificate, so deleting it deletes its requests (garbage collection);
+    // labelled with its UID, so its requests can be listed without reading the others.
     let obj = json!({
         "apiVersion": API_VERSION,
         "kind": "CertificateRequest",
         "metadata": {
             "name": name,
             "namespace": ns,
-            "labels": {MANAGED_BY.0: MANAGED_BY.1},
+            "labels": {MANAGED_BY.0: MANAGED_BY.1, CERTIFICATE_UID: uid},
+            "ownerReferences": [{
+                "apiVersion": API_VERSION, "kind": "Certificate", "name": cert_name, "uid": uid,
+                "controller": true, "blockOwnerDeletion": true,
+            }],
             "annotations": {
                 "cert-manager.io/certificate-name": cert_name,
                 "cert-manager.io/certificate-revision": revision.to_string(),
@@ -247,6 +258,36 @@ async fn record_request(
         &Patch::Merge(&json!({"status": status})),
     )
     .await?;
+    if let Some(limit) = p.revision_history_limit {
+        prune_requests(&api, &uid, revision, limit).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a Certificate's CertificateRequests older than its last `limit` revisions
+/// (`spec.revisionHistoryLimit`).
+async fn prune_requests(
+    api: &Api<DynamicObject>,
+    uid: &str,
+    revision: i64,
+    limit: u32,
+) -> Result<(), Error> {
+    let list = api
+        .list(&ListParams::default().labels(&format!("{CERTIFICATE_UID}={uid}")))
+        .await?;
+    for cr in list.items {
+        let rev: Option<i64> = cr
+            .annotations()
+            .get("cert-manager.io/certificate-revision")
+            .and_then(|r| r.parse().ok());
+        if rev.is_some_and(|r| r <= revision - i64::from(limit)) {
+            match api.delete(&cr.name_any(), &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
     Ok(())
 }
 
@@ -294,7 +335,7 @@ pub(crate) async fn reconcile(
     // is never written back from a stale copy (which would, say, regress the revision).
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &certificates());
     let Some(obj) = api.get_opt(&name).await? else {
-        ctx.metrics.forget(&ns, &name);
+        ctx.forget(&ns, &name);
         return Ok(Action::await_change());
     };
     let cert: Certificate = match typed(&obj) {
@@ -432,6 +473,7 @@ pub(crate) async fn reconcile(
                 &passwords,
                 base.as_ref(),
                 current.as_ref(),
+                render::Metadata::KeepOthers,
             )
             .map_err(Error::Other)?;
             if desired.changed {
@@ -580,6 +622,7 @@ pub(crate) async fn reconcile(
                         &passwords,
                         Some(&base),
                         current.as_ref(),
+                        render::Metadata::KeepOthers,
                     )
                     .map_err(Error::Other)?;
                     write_secret(
@@ -590,7 +633,7 @@ pub(crate) async fn reconcile(
                         current_obj.as_ref(),
                     )
                     .await?;
-                    record_request(&ctx, &ns, &name, revision, &params, &csr, Ok((&chain, &ca)))
+                    record_request(&ctx, &ns, &obj, revision, &params, &csr, Ok((&chain, &ca)))
                         .await?;
                     if let Ok(mut f) = ctx.failures.lock() {
                         f.remove(&cert_key);
@@ -650,7 +693,7 @@ pub(crate) async fn reconcile(
                     record_request(
                         &ctx,
                         &ns,
-                        &name,
+                        &obj,
                         revision,
                         &params,
                         &csr,

@@ -22,7 +22,7 @@ use certwright_api::{annotations as ann, Issuer, API_VERSION, GROUP};
 use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer as Signer};
 use certwright_engine::{BackoffPolicy, Failures, SecretData};
 use certwright_pki::der::rfc3339;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
@@ -110,6 +110,23 @@ pub struct Context {
     /// The resourceVersion of each Secret as this controller last wrote it, so that the
     /// watch event of its own write does not trigger another reconcile.
     own_writes: Arc<Mutex<HashMap<(String, String), String>>>,
+}
+
+impl Context {
+    /// Drops what is kept about a Certificate that no longer exists.
+    fn forget(&self, ns: &str, name: &str) {
+        let key = (ns.to_string(), name.to_string());
+        self.metrics.forget(ns, name);
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(&key);
+        }
+        if let Ok(mut m) = self.issuer_labels.lock() {
+            m.remove(&key);
+        }
+        if let Ok(mut m) = self.waiting.lock() {
+            m.remove(&key);
+        }
+    }
 }
 
 pub(crate) fn now() -> i64 {
@@ -533,9 +550,16 @@ pub async fn run(
     // status updates: most of those are this controller's own.
     let writer = kube::runtime::reflector::store::Writer::new(certificates());
     let reader = writer.as_reader();
+    let forget_ctx = ctx.clone();
     let spec_changes = watcher(certs, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        // A deleted Certificate leaves no metrics or bookkeeping behind.
+        .inspect_ok(move |ev| {
+            if let watcher::Event::Delete(c) = ev {
+                forget_ctx.forget(&c.namespace().unwrap_or_default(), &c.name_any());
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let own_writes = ctx.own_writes.clone();

@@ -151,6 +151,9 @@ impl ControlPlane {
                 ),
                 &format!("--token-auth-file={}", p.join("tokens.csv").display()),
                 "--authorization-mode=RBAC",
+                // As on OpenShift: setting blockOwnerDeletion needs permission to update
+                // the owner's finalizers, so the operator's RBAC is checked for it.
+                "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             ]),
         )?;
         let deadline = Instant::now() + Duration::from_secs(60);
