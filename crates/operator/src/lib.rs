@@ -414,6 +414,15 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(Duration::from_secs(2))
 }
 
+/// What the watch caches keep of a Certificate or CertificateRequest: name, namespace,
+/// UID, generation, labels and annotations. Every reconcile reads its object fresh, so
+/// the spec, status and managedFields would only take memory (a CertificateRequest holds
+/// a CSR and a certificate chain).
+fn metadata_only(obj: &mut DynamicObject) {
+    obj.data = serde_json::Value::Null;
+    obj.metadata.managed_fields = None;
+}
+
 /// Objects (Certificates or CertificateRequests) waiting for their issuer, to be woken
 /// by an issuer or Secret change.
 fn waiting_refs(
@@ -553,6 +562,7 @@ pub async fn run(
     let forget_ctx = ctx.clone();
     let spec_changes = watcher(certs, watcher::Config::default())
         .default_backoff()
+        .modify(metadata_only)
         .reflect(writer)
         // A deleted Certificate leaves no metrics or bookkeeping behind.
         .inspect_ok(move |ev| {
@@ -635,34 +645,47 @@ pub async fn run(
             .await;
         }
     };
-    let requests_done = Controller::new_with(
+    // Requests that certwright records itself are not watched (they are complete when
+    // written); of the others, only metadata is kept (each reconcile reads its request).
+    let writer = kube::runtime::reflector::store::Writer::new(certificate_requests());
+    let reader = writer.as_reader();
+    let others_requests = watcher(
         requests_api,
-        watcher::Config::default(),
-        certificate_requests(),
+        watcher::Config::default().labels(&format!(
+            "{}!={}",
+            requests::MANAGED_BY.0,
+            requests::MANAGED_BY.1
+        )),
     )
-    .with_config(limits.clone())
-    // An issuer that appears or changes wakes the requests waiting for one.
-    .watches_with(
-        issuers_api.clone(),
-        issuers(),
-        watcher::Config::default(),
-        {
-            let pending = ctx.pending_requests.clone();
-            move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
-        },
-    )
-    .watches_with(
-        cluster_issuers_watch.clone(),
-        cluster_issuers(),
-        cluster_issuers_config.clone(),
-        {
-            let pending = ctx.pending_requests.clone();
-            move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
-        },
-    )
-    .graceful_shutdown_on(stopped.clone())
-    .run(requests::reconcile, error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
+    .default_backoff()
+    .modify(metadata_only)
+    .reflect(writer)
+    .applied_objects();
+    let requests_done =
+        Controller::for_stream_with(others_requests, reader, certificate_requests())
+            .with_config(limits.clone())
+            // An issuer that appears or changes wakes the requests waiting for one.
+            .watches_with(
+                issuers_api.clone(),
+                issuers(),
+                watcher::Config::default(),
+                {
+                    let pending = ctx.pending_requests.clone();
+                    move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
+                },
+            )
+            .watches_with(
+                cluster_issuers_watch.clone(),
+                cluster_issuers(),
+                cluster_issuers_config.clone(),
+                {
+                    let pending = ctx.pending_requests.clone();
+                    move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
+                },
+            )
+            .graceful_shutdown_on(stopped.clone())
+            .run(requests::reconcile, error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
     futures::join!(
         certificates_done,
         issuers_done,
