@@ -332,16 +332,17 @@ fn long_running_loop_reacts_to_edits_renews_on_time_runs_hooks_and_stops_on_sigt
         }
     };
     wait_for("first issuance", Duration::from_secs(20), ready(1));
-    wait_for(
-        "the hook after the first write",
-        Duration::from_secs(5),
-        || marker.exists(),
-    );
     let hook_runs = |p: &Path| {
         std::fs::read_to_string(p)
             .map(|s| s.lines().count())
             .unwrap_or(0)
     };
+    // The hook's shell creates the file before it writes the line: wait for the line.
+    wait_for(
+        "the hook after the first write",
+        Duration::from_secs(5),
+        || hook_runs(&marker) >= 1,
+    );
     assert_eq!(hook_runs(&marker), 1);
 
     // An edit is picked up within about a second.

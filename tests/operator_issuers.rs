@@ -261,7 +261,15 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     let metrics_addr = format!("127.0.0.1:{port}");
     let _op = Operator(
         Command::new(bin())
-            .args(["operator", "--metrics-address", &metrics_addr])
+            .args([
+                "operator",
+                "--metrics-address",
+                &metrics_addr,
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+            ])
             .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
@@ -421,6 +429,9 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
         7200,
         "spec.duration 2h"
     );
+    // The openssl CSR asks for no usages; spec.usages decide them.
+    assert_eq!(chain[0].key_usages, ["digital signature"]);
+    assert_eq!(chain[0].ext_key_usages, ["server auth"]);
 
     // A self-signed request, with its key named by cert-manager's annotation.
     cp.admin(
@@ -612,7 +623,34 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
         "true"
     );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(text.contains("write conflict, retrying"), "{text}");
+    // Structured logs: one JSON object per line with time, level and message; the
+    // conflicts are there by kind and object.
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for l in &lines {
+        assert!(
+            l["time"].is_string() && l["level"].is_string() && l["msg"].is_string(),
+            "{l}"
+        );
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["msg"] == "write conflict, retrying from a fresh read"
+                && l["kind"] == "Certificate"
+                && l["object"] == "demo/contended"),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l["level"] == "debug"),
+        "--log-level debug logs debug lines"
+    );
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains(&b64e(&key_pem)[..40]),
+        "key material in the logs"
+    );
     // ... and are no reason to rewrite it: a label added by someone else leaves the Secret
     // as it is.
     cp.admin(

@@ -113,6 +113,24 @@ fn parse_csr_pem(pem: &str) -> Result<Csr, String> {
     cert::parse_csr(&b.der).map_err(|e| format!("certificate request: {e}"))
 }
 
+/// The usages a certificate gets: the spec's (a Certificate's or a CertificateRequest's),
+/// or cert-manager's defaults, whatever the CSR asked for.
+struct SpecUsages(Vec<certwright_pki::cert::KeyUsage>, Vec<String>);
+
+impl SpecUsages {
+    fn as_usages(&self) -> cert::Usages<'_> {
+        cert::Usages {
+            key: &self.0,
+            ext: &self.1,
+        }
+    }
+}
+
+fn usages(spec: &IssuanceSpec) -> SpecUsages {
+    let (k, e) = spec.effective_usages();
+    SpecUsages(k, e)
+}
+
 fn failed(reason: &str, message: impl Into<String>) -> Outcome {
     Outcome::Failed {
         reason: reason.into(),
@@ -151,6 +169,7 @@ impl Issuer for SelfSigned {
             &validity,
             &cert::random_serial(),
             &Signer::SelfSigned(key),
+            Some(&usages(req.spec).as_usages()),
         ) {
             Ok(der) => Outcome::Issued(Issued {
                 chain: vec![der.clone()],
@@ -281,6 +300,7 @@ impl Issuer for CaIssuer {
             &validity,
             &cert::random_serial(),
             &signer,
+            Some(&usages(req.spec).as_usages()),
         ) {
             Ok(der) => {
                 // tls.crt: leaf plus the CA's chain without a self-signed root, which goes

@@ -472,3 +472,26 @@ fn in_a_cluster_others_labels_and_annotations_stay_and_are_no_change() {
     assert!(local.changed);
     assert!(!local.secret.labels.contains_key("backup"));
 }
+
+#[test]
+fn usages_come_from_the_spec_even_when_the_request_does_not_carry_them() {
+    // encodeUsagesInRequest: false leaves them out of the CSR; the issuer adds them.
+    let p = params(&format!(
+        "{BASIC}\nusages: [digital signature, client auth]\nencodeUsagesInRequest: false"
+    ));
+    let key = PrivateKey::generate(p.issuance.key()).expect("key");
+    let csr_pem = issue::build_request(&p.issuance, &key).expect("csr");
+    let blocks = certwright_pki::pem::decode_all(csr_pem.as_bytes()).expect("pem");
+    let csr = certwright_pki::cert::parse_csr(&blocks[0].der).expect("csr");
+    assert!(
+        !csr.extensions.iter().any(
+            |e| e.oid == certwright_pki::cert::OID_KU || e.oid == certwright_pki::cert::OID_EKU
+        ),
+        "no usages in the request"
+    );
+    let s = issue_with(&p, &SelfSigned, NOW, Some(key));
+    let material = TlsMaterial::read(&s);
+    let leaf = &material.pair().expect("pair").1[0];
+    assert_eq!(leaf.key_usages, ["digital signature"]);
+    assert_eq!(leaf.ext_key_usages, ["client auth"]);
+}

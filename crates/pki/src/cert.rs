@@ -181,25 +181,39 @@ fn subtrees(items: &NameConstraintItems) -> Vec<u8> {
     parts.concat()
 }
 
+/// Key usage (critical) and extended key usage extensions; none for empty lists.
+fn usage_extensions(key_usages: &[KeyUsage], ext_key_usages: &[String]) -> Vec<Extension> {
+    let mut exts = Vec::new();
+    if !key_usages.is_empty() {
+        exts.push(Extension {
+            oid: OID_KU.into(),
+            critical: true,
+            value: key_usage_bits(key_usages),
+        });
+    }
+    if !ext_key_usages.is_empty() {
+        let oids: Vec<Vec<u8>> = ext_key_usages.iter().map(|o| der::oid(o)).collect();
+        exts.push(Extension {
+            oid: OID_EKU.into(),
+            critical: false,
+            value: der::tlv(der::SEQUENCE, &oids.concat()),
+        });
+    }
+    exts
+}
+
+/// The key usages a signer puts in a certificate in place of the request's (as a
+/// CertificateRequest's spec.usages do).
+pub struct Usages<'a> {
+    pub key: &'a [KeyUsage],
+    /// Extended key usage OIDs.
+    pub ext: &'a [String],
+}
+
 impl Profile {
     /// The extensions a request for this profile carries, in a stable order.
     pub fn extensions(&self) -> Vec<Extension> {
-        let mut exts = Vec::new();
-        if !self.key_usages.is_empty() {
-            exts.push(Extension {
-                oid: OID_KU.into(),
-                critical: true,
-                value: key_usage_bits(&self.key_usages),
-            });
-        }
-        if !self.ext_key_usages.is_empty() {
-            let oids: Vec<Vec<u8>> = self.ext_key_usages.iter().map(|o| der::oid(o)).collect();
-            exts.push(Extension {
-                oid: OID_EKU.into(),
-                critical: false,
-                value: der::tlv(der::SEQUENCE, &oids.concat()),
-            });
-        }
+        let mut exts = usage_extensions(&self.key_usages, &self.ext_key_usages);
         exts.push(basic_constraints(self.is_ca));
         let mut names: Vec<Vec<u8>> = Vec::new();
         for d in &self.dns_names {
@@ -378,12 +392,15 @@ const COPIED: [&str; 4] = [OID_SAN, OID_KU, OID_EKU, OID_NC];
 
 /// Signs a parsed request. Basic constraints come from `is_ca` (the CertificateRequest's
 /// field, which wins over the CSR), identifiers are computed.
+///
+/// With `usages`, key usage and extended key usage come from them instead of the request.
 pub fn sign_csr(
     csr: &Csr,
     is_ca: bool,
     validity: &Validity,
     serial: &[u8; 16],
     signer: &Signer<'_>,
+    usages: Option<&Usages<'_>>,
 ) -> Result<Vec<u8>, CertError> {
     let (issuer_name, key, aki) = match signer {
         Signer::SelfSigned(k) => (csr.subject_der.as_slice(), *k, None),
@@ -393,12 +410,17 @@ pub fn sign_csr(
             key,
         } => (*name_der, *key, *key_id),
     };
-    let mut exts: Vec<Extension> = csr
-        .extensions
-        .iter()
-        .filter(|e| COPIED.contains(&e.oid.as_str()))
-        .cloned()
-        .collect();
+    let mut exts: Vec<Extension> = match usages {
+        Some(u) => usage_extensions(u.key, u.ext),
+        None => Vec::new(),
+    };
+    exts.extend(
+        csr.extensions
+            .iter()
+            .filter(|e| COPIED.contains(&e.oid.as_str()))
+            .filter(|e| usages.is_none() || (e.oid != OID_KU && e.oid != OID_EKU))
+            .cloned(),
+    );
     exts.push(basic_constraints(is_ca));
     exts.push(Extension {
         oid: OID_SKI.into(),

@@ -64,6 +64,7 @@ fn parsers_survive_mutated_input() {
         },
         &[7; 16],
         &Signer::SelfSigned(&key),
+        None,
     )
     .expect("sign");
     let key_pem = key.to_pem(KeyEncoding::Pkcs1).expect("pem");
