@@ -423,6 +423,38 @@ fn metadata_only(obj: &mut DynamicObject) {
     obj.metadata.managed_fields = None;
 }
 
+/// Adds watches of Issuers (and, when all namespaces are watched, ClusterIssuers) to the
+/// controller of `target`: an issuer that appears or changes (its status becoming Ready,
+/// say) wakes the objects in `waiting`. Watching one namespace, ClusterIssuers are not
+/// watched (a namespaced installation may not be allowed to list them; objects still use
+/// them by name, and retry).
+fn wake_on_issuers(
+    controller: Controller<DynamicObject>,
+    ctx: &Context,
+    issuers_api: &Api<DynamicObject>,
+    waiting: &Arc<Mutex<HashSet<(String, String)>>>,
+    target: ApiResource,
+) -> Controller<DynamicObject> {
+    let mapper = |waiting: Arc<Mutex<HashSet<(String, String)>>>, target: ApiResource| {
+        move |_: DynamicObject| waiting_refs(&waiting, &target)
+    };
+    let c = controller.watches_with(
+        issuers_api.clone(),
+        issuers(),
+        watcher::Config::default(),
+        mapper(waiting.clone(), target.clone()),
+    );
+    if ctx.config.namespace.is_some() {
+        return c;
+    }
+    c.watches_with(
+        Api::all_with(ctx.client.clone(), &cluster_issuers()),
+        cluster_issuers(),
+        watcher::Config::default(),
+        mapper(waiting.clone(), target),
+    )
+}
+
 /// Objects (Certificates or CertificateRequests) waiting for their issuer, to be woken
 /// by an issuer or Secret change.
 fn waiting_refs(
@@ -544,15 +576,6 @@ pub async fn run(
     // Only certwright's own Secrets are watched (by label), so memory does not grow with
     // unrelated Secrets; a change to one re-reconciles its Certificate.
     let managed = watcher::Config::default().labels(&format!("{}=true", ann::CONTROLLED_LABEL));
-    // Watching one namespace, ClusterIssuers are not watched (a namespaced installation
-    // may not be allowed to list them; Certificates can still use them by name).
-    let cluster_issuers_watch: Api<DynamicObject> =
-        Api::all_with(ctx.client.clone(), &cluster_issuers());
-    let cluster_issuers_config = match &ctx.config.namespace {
-        None => watcher::Config::default(),
-        // A selector nothing carries: the watch stays empty.
-        Some(_) => watcher::Config::default().labels("certwright.io/never-matches=true"),
-    };
     let limits = kube::runtime::controller::Config::default()
         .concurrency(ctx.config.max_concurrent_reconciles.max(1));
     // Certificates are reconciled when their spec changes (a new generation), not on
@@ -573,7 +596,7 @@ pub async fn run(
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
     let own_writes = ctx.own_writes.clone();
-    let certificates_done = Controller::for_stream_with(spec_changes, reader, certificates())
+    let certificates_controller = Controller::for_stream_with(spec_changes, reader, certificates())
         .with_config(limits.clone())
         .watches(secrets.clone(), managed.clone(), move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
@@ -594,30 +617,17 @@ pub async fn run(
                 .collect();
             refs.extend(waiting_refs(&waiting, &certificates()));
             refs
-        })
-        // An Issuer that appears or changes (its status becoming Ready, say) wakes the
-        // Certificates waiting for an issuer.
-        .watches_with(
-            issuers_api.clone(),
-            issuers(),
-            watcher::Config::default(),
-            {
-                let waiting = ctx.waiting.clone();
-                move |_: DynamicObject| waiting_refs(&waiting, &certificates())
-            },
-        )
-        .watches_with(
-            cluster_issuers_watch.clone(),
-            cluster_issuers(),
-            cluster_issuers_config.clone(),
-            {
-                let waiting = ctx.waiting.clone();
-                move |_: DynamicObject| waiting_refs(&waiting, &certificates())
-            },
-        )
-        .graceful_shutdown_on(stopped.clone())
-        .run(certificates::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()));
+        });
+    let certificates_done = wake_on_issuers(
+        certificates_controller,
+        &ctx,
+        &issuers_api,
+        &ctx.waiting,
+        certificates(),
+    )
+    .graceful_shutdown_on(stopped.clone())
+    .run(certificates::reconcile, error_policy, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
     let issuers_done = issuers::controller(
         issuers_api.clone(),
         issuers(),
@@ -661,31 +671,19 @@ pub async fn run(
     .modify(metadata_only)
     .reflect(writer)
     .applied_objects();
-    let requests_done =
+    let requests_controller =
         Controller::for_stream_with(others_requests, reader, certificate_requests())
-            .with_config(limits.clone())
-            // An issuer that appears or changes wakes the requests waiting for one.
-            .watches_with(
-                issuers_api.clone(),
-                issuers(),
-                watcher::Config::default(),
-                {
-                    let pending = ctx.pending_requests.clone();
-                    move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
-                },
-            )
-            .watches_with(
-                cluster_issuers_watch.clone(),
-                cluster_issuers(),
-                cluster_issuers_config.clone(),
-                {
-                    let pending = ctx.pending_requests.clone();
-                    move |_: DynamicObject| waiting_refs(&pending, &certificate_requests())
-                },
-            )
-            .graceful_shutdown_on(stopped.clone())
-            .run(requests::reconcile, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()));
+            .with_config(limits.clone());
+    let requests_done = wake_on_issuers(
+        requests_controller,
+        &ctx,
+        &issuers_api,
+        &ctx.pending_requests,
+        certificate_requests(),
+    )
+    .graceful_shutdown_on(stopped.clone())
+    .run(requests::reconcile, error_policy, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
     futures::join!(
         certificates_done,
         issuers_done,

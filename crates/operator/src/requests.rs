@@ -72,6 +72,15 @@ pub(crate) async fn reconcile(
     if finished {
         return Ok(Action::await_change());
     }
+    // Requests for issuers of other groups belong to their own signers (checked before
+    // parsing: their specs are theirs to define).
+    let group = obj.data["spec"]["issuerRef"]["group"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .unwrap_or(GROUP);
+    if group != GROUP {
+        return Ok(Action::await_change());
+    }
     let id = format!("{ns}/{name}");
     if let Ok(mut p) = ctx.pending_requests.lock() {
         p.remove(&(ns.clone(), name.clone()));
@@ -87,10 +96,6 @@ pub(crate) async fn reconcile(
             return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
         }
     };
-    // Requests for issuers of other groups belong to their own signers.
-    if cr.spec.issuer_ref.group_or_default() != GROUP {
-        return Ok(Action::await_change());
-    }
     let condition = |type_: &str| status.conditions.iter().find(|c| c.type_ == type_).cloned();
     if condition("Denied").is_some_and(|c| c.status == "True") {
         let p = Problem {
