@@ -10,19 +10,8 @@ use base64::Engine;
 use certwright_pki::inspect;
 use certwright_testkube::ControlPlane;
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
-
-fn start_operator(kubeconfig: &std::path::Path, log: &std::path::Path, metrics: &str) -> Child {
-    let f = std::fs::File::create(log).expect("log");
-    Command::new(bin())
-        .args(["operator", "--metrics-address", metrics])
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(f))
-        .spawn()
-        .expect("operator starts")
-}
 
 fn stop(mut child: Child) {
     if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
@@ -79,11 +68,9 @@ const CERTS: [(&str, &str, &str); 4] = [
 
 #[test]
 fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
-    let Some(cp) = ControlPlane::start_or_skip() else {
+    let Some((cp, kubeconfig, token)) = operator_control_plane() else {
         return;
     };
-    cp.install_crds(&std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds"))
-        .expect("CRDs served");
     for ns in ["cert-manager", "demo"] {
         cp.admin(
             "POST",
@@ -98,12 +85,6 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
         let text = std::fs::read_to_string(repo().join("examples/e2e").join(f)).expect("example");
         cp.create_all(&text).expect("create");
     }
-    // The operator runs as its ServiceAccount, under the RBAC that deploy/ ships.
-    let rbac = std::fs::read_to_string(repo().join("deploy/rbac.yaml")).expect("rbac");
-    cp.create_all(&rbac).expect("rbac");
-    let (kubeconfig, token) = cp
-        .service_account_kubeconfig("certwright", "certwright")
-        .expect("token");
     // Least privilege is real: the operator's identity may not delete Secrets or touch Deployments.
     let (code, _) = cp
         .request(
@@ -125,7 +106,7 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
         .expect("port")
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let op = start_operator(&kubeconfig, &log1, &metrics_addr);
+    let op = start_operator(&kubeconfig, &log1, &["--metrics-address", &metrics_addr]);
     let started = std::time::Instant::now();
     cp.wait_for(
         "all four Certificates Ready",
@@ -283,7 +264,7 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     let before = versions(&cp);
     stop(op);
     let log2 = tmp.path().join("operator-2.log");
-    let op2 = start_operator(&kubeconfig, &log2, &metrics_addr);
+    let op2 = start_operator(&kubeconfig, &log2, &["--metrics-address", &metrics_addr]);
     // Long enough for the restarted operator to list and reconcile everything.
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(

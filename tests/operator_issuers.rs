@@ -18,7 +18,7 @@ use base64::Engine;
 use certwright_pki::{inspect, PrivateKey};
 use certwright_testkube::ControlPlane;
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -175,10 +175,7 @@ struct Operator(Child);
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.0.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-        }
-        let _ = self.0.wait();
+        terminate(&mut self.0);
     }
 }
 
@@ -187,13 +184,9 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     if !require("openssl") {
         return;
     }
-    let Some(cp) = ControlPlane::start_or_skip() else {
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
         return;
     };
-    cp.install_crds(&std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds"))
-        .expect("CRDs served");
-    cp.create_all(&std::fs::read_to_string(repo().join("deploy/rbac.yaml")).expect("rbac"))
-        .expect("rbac");
     cp.create_all(MANIFESTS).expect("manifests");
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path();
@@ -250,32 +243,24 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     )
     .expect("deny");
 
-    let (kubeconfig, _) = cp
-        .service_account_kubeconfig("certwright", "certwright")
-        .expect("token");
     let log = dir.join("operator.log");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
     let metrics_addr = format!("127.0.0.1:{port}");
-    let _op = Operator(
-        Command::new(bin())
-            .args([
-                "operator",
-                "--metrics-address",
-                &metrics_addr,
-                "--log-format",
-                "json",
-                "--log-level",
-                "debug",
-            ])
-            .env("KUBECONFIG", &kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-            .spawn()
-            .expect("operator"),
-    );
+    let _op = Operator(start_operator(
+        &kubeconfig,
+        &log,
+        &[
+            "--metrics-address",
+            &metrics_addr,
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+        ],
+    ));
 
     // Issuer status, with cert-manager's reasons.
     let cluster = "/apis/cert-manager.io/v1/clusterissuers";

@@ -19,20 +19,6 @@ fn start(kubeconfig: &std::path::Path, identity: &str, log: &std::path::Path) ->
         .expect("operator starts")
 }
 
-fn terminate(child: &mut Child) {
-    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    for _ in 0..100 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 fn certificate(name: &str) -> String {
     format!(
         r#"{{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{{"name":"{name}","namespace":"demo"}},
@@ -68,20 +54,13 @@ fn holder(cp: &ControlPlane) -> Option<String> {
 
 #[test]
 fn one_replica_leads_and_a_standby_takes_over() {
-    let Some(cp) = ControlPlane::start_or_skip() else {
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
         return;
     };
-    cp.install_crds(&std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds"))
-        .expect("CRDs served");
-    cp.create_all(&std::fs::read_to_string(repo().join("deploy/rbac.yaml")).expect("rbac"))
-        .expect("rbac");
     cp.create_all(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: self, namespace: demo}\nspec: {selfSigned: {}}\n",
     )
     .expect("issuer");
-    let (kubeconfig, _) = cp
-        .service_account_kubeconfig("certwright", "certwright")
-        .expect("token");
     let tmp = tempfile::tempdir().expect("tmp");
     let (la, lb) = (tmp.path().join("a.log"), tmp.path().join("b.log"));
     let mut a = start(&kubeconfig, "replica-a", &la);

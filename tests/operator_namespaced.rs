@@ -6,7 +6,6 @@ mod common;
 
 use certwright_testkube::ControlPlane;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const MANIFESTS: &str = r#"apiVersion: v1
@@ -74,32 +73,17 @@ fn ready(cp: &ControlPlane, ns: &str, name: &str) -> bool {
 
 #[test]
 fn one_namespace_is_watched_and_others_are_left_alone() {
-    let Some(cp) = ControlPlane::start_or_skip() else {
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
         return;
     };
-    cp.install_crds(&std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds"))
-        .expect("CRDs served");
-    cp.create_all(&std::fs::read_to_string(repo().join("deploy/rbac.yaml")).expect("rbac"))
-        .expect("rbac");
     cp.create_all(MANIFESTS).expect("manifests");
-    let (kubeconfig, _) = cp
-        .service_account_kubeconfig("certwright", "certwright")
-        .expect("token");
     let tmp = tempfile::tempdir().expect("tmp");
     let log = tmp.path().join("operator.log");
-    let mut op = Command::new(bin())
-        .args([
-            "operator",
-            "--metrics-address",
-            "",
-            "--namespace",
-            "watched",
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .spawn()
-        .expect("operator");
+    let mut op = start_operator(
+        &kubeconfig,
+        &log,
+        &["--metrics-address", "", "--namespace", "watched"],
+    );
     let result = cp.wait_for(
         "the watched namespace Ready",
         Duration::from_secs(30),
@@ -132,10 +116,7 @@ fn one_namespace_is_watched_and_others_are_left_alone() {
             None,
         )
         .expect("cluster issuer");
-    if let Some(pid) = rustix::process::Pid::from_raw(op.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    let _ = op.wait();
+    terminate(&mut op);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     result.unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert!(theirs["status"].is_null(), "{}", theirs["status"]);

@@ -130,26 +130,13 @@ fn check_consistent(secret: &serde_json::Value, passwords: &[&str]) -> String {
 
 #[test]
 fn renewals_are_atomic_and_password_changes_rewrite_keystores_only() {
-    let Some(cp) = ControlPlane::start_or_skip() else {
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
         return;
     };
-    cp.install_crds(&std::fs::read_to_string(repo().join("deploy/crds/crds.yaml")).expect("crds"))
-        .expect("CRDs served");
-    cp.create_all(&std::fs::read_to_string(repo().join("deploy/rbac.yaml")).expect("rbac"))
-        .expect("rbac");
     cp.create_all(MANIFESTS).expect("manifests");
-    let (kubeconfig, _) = cp
-        .service_account_kubeconfig("certwright", "certwright")
-        .expect("token");
     let tmp = tempfile::tempdir().expect("tmp");
     let log = tmp.path().join("operator.log");
-    let mut op = Command::new(bin())
-        .args(["operator", "--metrics-address", ""])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-        .spawn()
-        .expect("operator");
+    let mut op = start_operator(&kubeconfig, &log, &["--metrics-address", ""]);
 
     // Watch the Secret for the whole test, as a consumer would.
     let mut watch = Command::new("curl")
@@ -246,10 +233,7 @@ fn renewals_are_atomic_and_password_changes_rewrite_keystores_only() {
         .join()
         .expect("every observed version was consistent");
     assert!(seen.len() >= 3, "the watch saw {} certificates", seen.len());
-    if let Some(pid) = rustix::process::Pid::from_raw(op.id() as i32) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-    let _ = op.wait();
+    terminate(&mut op);
     println!(
         "watched {} certificate versions, all consistent",
         seen.len()

@@ -115,3 +115,48 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     )
 }
+
+/// A real control plane with certwright's CRDs (deploy/crds) and RBAC (deploy/rbac.yaml),
+/// and a kubeconfig and token for the operator's ServiceAccount: the operator runs under
+/// the RBAC that deploy/ ships, not as admin. None where the control plane binaries are
+/// missing outside CI (the reason is printed; in CI that fails instead).
+pub fn operator_control_plane() -> Option<(certwright_testkube::ControlPlane, PathBuf, String)> {
+    let cp = certwright_testkube::ControlPlane::start_or_skip()?;
+    let read = |p: &str| std::fs::read_to_string(repo().join(p)).expect(p);
+    cp.install_crds(&read("deploy/crds/crds.yaml"))
+        .expect("CRDs served");
+    cp.create_all(&read("deploy/rbac.yaml")).expect("RBAC");
+    let (kubeconfig, token) = cp
+        .service_account_kubeconfig("certwright", "certwright")
+        .expect("ServiceAccount token");
+    Some((cp, kubeconfig, token))
+}
+
+/// Starts `certwright operator ARGS` under `kubeconfig`, its log (stderr) in `log`.
+pub fn start_operator(kubeconfig: &Path, log: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(bin())
+        .arg("operator")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(
+            std::fs::File::create(log).expect("operator log"),
+        ))
+        .spawn()
+        .expect("operator starts")
+}
+
+/// SIGTERM, then wait for the exit (SIGKILL after 5 s).
+pub fn terminate(child: &mut std::process::Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
