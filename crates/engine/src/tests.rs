@@ -23,6 +23,16 @@ fn params(spec_yaml: &str) -> CertificateParams {
 const BASIC: &str =
     "secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c, c.demo.svc]";
 
+/// The key material of a read Secret, as the renderer takes it.
+fn material(m: &TlsMaterial) -> Material<'_> {
+    let (key, chain) = m.pair().expect("pair");
+    Material {
+        key,
+        chain,
+        ca: m.ca_certs(),
+    }
+}
+
 /// Issues with `issuer` and renders a Secret the way a shell would.
 fn issue_with(
     p: &CertificateParams,
@@ -353,12 +363,7 @@ fn rendering_is_stable_and_compares_content() {
     let p = params(&format!("{BASIC}\nkeystores: {{jks: {{create: true, password: changeme}}, pkcs12: {{create: true, password: changeme}}}}"));
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let m = TlsMaterial::read(&s);
-    let (key, chain) = m.pair().expect("pair");
-    let mat = Material {
-        key,
-        chain,
-        ca: m.ca_certs(),
-    };
+    let mat = material(&m);
     let pw = Passwords {
         jks: Some("changeme".into()),
         pkcs12: Some("changeme".into()),
@@ -390,12 +395,7 @@ fn cert_utils_annotation_gives_java_keystores() {
     let p = params(BASIC);
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let m = TlsMaterial::read(&s);
-    let (key, chain) = m.pair().expect("pair");
-    let mat = Material {
-        key,
-        chain,
-        ca: m.ca_certs(),
-    };
+    let mat = material(&m);
     let mut ann = std::collections::BTreeMap::new();
     ann.insert(
         certwright_api::annotations::CU_GENERATE_JAVA_KEYSTORES.to_string(),
@@ -425,12 +425,7 @@ fn in_a_cluster_others_labels_and_annotations_stay_and_are_no_change() {
     let p = with_template("tier: front");
     let s = issue_with(&p, &SelfSigned, NOW, None);
     let m = TlsMaterial::read(&s);
-    let (key, chain) = m.pair().expect("pair");
-    let mat = Material {
-        key,
-        chain,
-        ca: m.ca_certs(),
-    };
+    let mat = material(&m);
     let pw = Passwords::default();
     let render = |p: &CertificateParams, current: Option<&SecretData>, md| {
         render::certificate_secret("c", p, &mat, &pw, None, current, md).expect("render")

@@ -291,6 +291,28 @@ async fn prune_requests(
     Ok(())
 }
 
+/// The Secret a Certificate should have in a cluster, where others' labels and
+/// annotations on it stay.
+fn desired_secret(
+    name: &str,
+    params: &CertificateParams,
+    m: &Material<'_>,
+    passwords: &Passwords,
+    base: Option<&SecretData>,
+    current: Option<&SecretData>,
+) -> Result<render::Desired, Error> {
+    render::certificate_secret(
+        name,
+        params,
+        m,
+        passwords,
+        base,
+        current,
+        render::Metadata::KeepOthers,
+    )
+    .map_err(Error::Other)
+}
+
 /// A Secret definition carrying only the issuance record annotation, merged into the
 /// rendered Secret like any other base annotation.
 fn with_issuance_record(record: String) -> SecretData {
@@ -466,16 +488,14 @@ pub(crate) async fn reconcile(
                 .and_then(|c| c.annotations.get(LAST_ISSUANCE))
                 .cloned();
             let base = record.map(with_issuance_record);
-            let desired = render::certificate_secret(
+            let desired = desired_secret(
                 &name,
                 &params,
                 &m,
                 &passwords,
                 base.as_ref(),
                 current.as_ref(),
-                render::Metadata::KeepOthers,
-            )
-            .map_err(Error::Other)?;
+            )?;
             if desired.changed {
                 write_secret(
                     &ctx,
@@ -615,16 +635,14 @@ pub(crate) async fn reconcile(
                     };
                     let base =
                         with_issuance_record(serde_json::to_string(&record).unwrap_or_default());
-                    let desired = render::certificate_secret(
+                    let desired = desired_secret(
                         &name,
                         &params,
                         &m,
                         &passwords,
                         Some(&base),
                         current.as_ref(),
-                        render::Metadata::KeepOthers,
-                    )
-                    .map_err(Error::Other)?;
+                    )?;
                     write_secret(
                         &ctx,
                         &ns,
