@@ -15,10 +15,18 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs even when an earlier one fails.
+cargo test --workspace --all-targets --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^passed/) s += $(i-1) } END { print s + 0 }' "$log")
 failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($i ~ /^failed/) s += $(i-1) } END { print s + 0 }' "$log")
+if [ "$status" -ne 0 ]; then
+  echo "failing tests:"
+  grep -E '^test .* \.\.\. FAILED$' "$log" | sed 's/^test /  /; s/ \.\.\. FAILED$//' | sort -u || true
+  grep -E '^error: .*(failed|test failed)' "$log" | sed 's/^/  /' || true
+  # A binary that crashed before its summary still counts as a failure.
+  [ "$failed" -gt 0 ] || failed=1
+fi
 echo "tests: $passed passed, $failed failed"
 exit "$status"

@@ -13,6 +13,10 @@ pub const URI_SANS: &str = "cert-manager.io/uri-sans";
 pub const EMAIL_SANS: &str = "cert-manager.io/email-sans";
 pub const SUBJECT_ORGANIZATIONS: &str = "cert-manager.io/subject-organizations";
 /// cert-manager's label on Secrets it manages.
+/// certwright's record on a Secret of what its certificate was issued for (the issuance
+/// spec, the certificate's fingerprint, the revision), written in the same update as the
+/// certificate so that the Secret itself says what it holds.
+pub const LAST_ISSUANCE: &str = "certwright.io/last-issuance";
 pub const CONTROLLED_LABEL: &str = "controller.cert-manager.io/fao";
 
 // cert-utils-operator.

@@ -443,6 +443,27 @@ fn check_email(s: &str) -> Result<(), String> {
     }
 }
 
+/// Validates a namespace name as Kubernetes does: an RFC 1123 label (at most 63
+/// characters of a-z, 0-9 and '-', starting and ending with a letter or digit).
+pub fn check_namespace(ns: &str, field: &str) -> Result<(), FieldError> {
+    let ok = !ns.is_empty()
+        && ns.len() <= 63
+        && ns
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !ns.starts_with('-')
+        && !ns.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(fe(
+            "InvalidNamespace",
+            field,
+            format!("{ns:?} must be a lowercase RFC 1123 label (at most 63 characters of a-z, 0-9 and '-')"),
+        ))
+    }
+}
+
 /// Validates object metadata common to all kinds.
 pub fn check_name(name: &str, field: &str) -> Result<(), FieldError> {
     if name.is_empty() {
@@ -1107,6 +1128,15 @@ pub fn issuer(issuer: &Issuer) -> Result<IssuerType, Vec<FieldError>> {
     } else if let Some(ca) = &s.ca {
         if ca.secret_name.is_empty() {
             errors.push(fe("InvalidIssuer", "spec.ca.secretName", "required"));
+        } else if !is_dns1123_subdomain(&ca.secret_name) {
+            errors.push(fe(
+                "InvalidIssuer",
+                "spec.ca.secretName",
+                format!(
+                    "{:?} must be a lowercase RFC 1123 subdomain (a-z, 0-9, '-', '.')",
+                    ca.secret_name
+                ),
+            ));
         }
         IssuerType::Ca {
             secret_name: ca.secret_name.clone(),

@@ -104,6 +104,10 @@ enum LocalCommand {
         /// Skip fsync (faster; a power cut may lose the latest writes).
         #[arg(long)]
         no_fsync: bool,
+        /// Refuse ReloadHooks' `command` (hook manifests then cannot run programs as this
+        /// user); signal hooks still work.
+        #[arg(long)]
+        no_command_hooks: bool,
         /// Log level: debug, info, warn, error.
         #[arg(long, default_value = "info")]
         log_level: String,
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     cluster_resource_namespace,
                     workers,
                     no_fsync,
+                    no_command_hooks,
                     log_level,
                 },
         } => {
@@ -155,6 +160,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 cluster_resource_namespace,
                 workers,
                 durable: !no_fsync,
+                no_command_hooks,
             })?;
             let stop = certwright_local::runtime::stop_flag();
             let summary = rt.run(&stop);

@@ -6,14 +6,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
-    let dir = StateDir::new(state);
-    if !dir.exists() {
+    let dir = StateDir::open(state, false).ok();
+    let Some(dir) = dir.filter(|d| d.exists()) else {
         bail!(
             "{} is not a certwright state directory (run `certwright local run --state {}` first)",
             state.display(),
             state.display()
         );
-    }
+    };
     let o = dir.overview();
     match output {
         "json" => {

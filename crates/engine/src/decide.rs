@@ -50,6 +50,20 @@ pub struct LastIssuance {
     pub spec: IssuanceSpec,
     /// SHA-256 fingerprint of the certificate it produced.
     pub certificate_sha256: String,
+    /// The Certificate's revision that this issuance made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+}
+
+impl LastIssuance {
+    /// The record a Secret carries in its [`certwright_api::annotations::LAST_ISSUANCE`]
+    /// annotation, if it is there and readable.
+    pub fn from_secret(secret: &SecretData) -> Option<LastIssuance> {
+        secret
+            .annotations
+            .get(ann::LAST_ISSUANCE)
+            .and_then(|v| serde_json::from_str(v).ok())
+    }
 }
 
 /// Failed attempts since the last success.
@@ -137,6 +151,23 @@ fn cert_mismatches(spec: &IssuanceSpec, leaf: &CertInfo) -> Vec<&'static str> {
     };
     if spec.subject.literal.is_none() && leaf.common_name != spec.subject.common_name {
         out.push("spec.commonName");
+    }
+    // Subject fields beyond the common name (or a literal subject): the subject the
+    // request would carry, compared with the certificate's. A certificate with only a
+    // common name is compared by it alone (another issuer may encode it differently).
+    let has_fields = spec.subject.literal.is_some()
+        || spec
+            .subject
+            .fields
+            .as_ref()
+            .is_some_and(|f| *f != Default::default());
+    let leaf_has_more = leaf.subject.contains(',') || leaf.subject.contains('+');
+    if has_fields || leaf_has_more {
+        if let Ok(p) = crate::issue::profile(spec) {
+            if p.subject.to_der() != leaf.subject_der {
+                out.push("spec.subject");
+            }
+        }
     }
     if set(&spec.dns_names) != set(&leaf.dns_names) {
         out.push("spec.dnsNames");

@@ -109,6 +109,7 @@ fn last_for(p: &CertificateParams, s: &SecretData) -> LastIssuance {
     LastIssuance {
         spec: p.issuance.clone(),
         certificate_sha256: leaf.sha256_fingerprint(),
+        revision: None,
     }
 }
 

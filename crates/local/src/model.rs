@@ -188,6 +188,18 @@ impl Model {
 
     fn add(&mut self, doc: manifest::Document) {
         let source = doc.source.clone();
+        // Names and namespaces become paths under the state directory: a resource whose
+        // namespace or name Kubernetes would refuse is reported and otherwise ignored.
+        let id = doc
+            .id
+            .clone()
+            .or_else(|| doc.result.as_ref().ok().map(Resource::id));
+        if let Some(id) = &id {
+            if let Err(p) = check_identity(id) {
+                self.errors.push((source, p));
+                return;
+            }
+        }
         match doc.result {
             Ok(r) => self.add_resource(source, r),
             Err(e) => {
@@ -284,6 +296,19 @@ impl Model {
             )),
         }
     }
+}
+
+/// Checks a resource's namespace (an RFC 1123 label) and name (an RFC 1123 subdomain),
+/// as the Kubernetes API server does, before either is used as a key or a path.
+pub fn check_identity(id: &ResourceId) -> Result<(), Problem> {
+    let problem = |e: FieldError| Problem::new(e.reason, format!("{id}: {e}"));
+    if !id.namespace.is_empty() {
+        validate::check_namespace(&id.namespace, "metadata.namespace").map_err(problem)?;
+    }
+    if !id.name.is_empty() {
+        validate::check_name(&id.name, "metadata.name").map_err(problem)?;
+    }
+    Ok(())
 }
 
 pub fn ns_or_default(ns: &str) -> String {

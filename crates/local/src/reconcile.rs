@@ -32,7 +32,25 @@ pub struct Ctx<'a> {
     pub now: i64,
     /// When set, Secret writes are staged here and committed by the caller after one
     /// file-system flush; otherwise each write is made durable on its own.
-    pub batch: Option<&'a std::sync::Mutex<Vec<crate::store::Staged>>>,
+    pub batch: Option<&'a std::sync::Mutex<Batch>>,
+}
+
+/// Writes staged in a pass, made visible by the caller after one flush.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub staged: Vec<crate::store::Staged>,
+    /// Request records saying "Issued": saved only once their Secret is committed.
+    pub requests: Vec<RequestRecord>,
+}
+
+/// A request record waiting for its Secret's commit.
+#[derive(Debug)]
+pub struct RequestRecord {
+    pub namespace: String,
+    pub name: String,
+    /// `namespace/secretName` whose commit it waits for.
+    pub secret: String,
+    pub bytes: Vec<u8>,
 }
 
 /// An issuer as resolved for a pass.
@@ -263,6 +281,12 @@ pub fn certificate(
         }
     };
     let material = current.as_ref().map(TlsMaterial::read);
+    // What the certificate in the Secret was issued for is recorded in the Secret itself
+    // (written in the same swap), so a lost or stale status record cannot hide a change.
+    let last = current
+        .as_ref()
+        .and_then(LastIssuance::from_secret)
+        .or_else(|| rec.last.clone());
     let resolved = issuer.cloned().unwrap_or_else(|| {
         ctx.resolve(
             ns,
@@ -282,7 +306,7 @@ pub fn certificate(
         params,
         secret: current.as_ref(),
         material: material.as_ref(),
-        last: rec.last.as_ref(),
+        last: last.as_ref(),
         failures: &rec.failures,
         inputs_digest: &digest,
         backoff: policy,
@@ -304,8 +328,23 @@ pub fn certificate(
             };
             let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
             let m = Material { key: k, chain, ca };
-            let wrote = match write_outputs(ctx, ns, name, params, &m, &passwords, current.as_ref())
-            {
+            let record = current
+                .as_ref()
+                .and_then(|c| {
+                    c.annotations
+                        .get(certwright_api::annotations::LAST_ISSUANCE)
+                })
+                .map(String::as_str);
+            let wrote = match write_outputs(
+                ctx,
+                ns,
+                name,
+                params,
+                &m,
+                &passwords,
+                current.as_ref(),
+                record,
+            ) {
                 Ok(w) => w,
                 Err(p) => return fail(rec, &p, now, Some(now + 30)),
             };
@@ -370,9 +409,11 @@ pub fn certificate(
                     ("message", &message),
                 ],
             );
+            let revision = next_revision(ctx, &rec, last.as_ref());
             issue_certificate(
                 ctx,
                 rec,
+                revision,
                 params,
                 &passwords,
                 current.as_ref(),
@@ -385,6 +426,27 @@ pub fn certificate(
             )
         }
     }
+}
+
+/// The revision the next issuance makes: one more than the highest known from the status
+/// record, the Secret's issuance record and the request records, so that a lost status
+/// record never restarts the numbering.
+fn next_revision(ctx: &Ctx<'_>, rec: &CertRecord, last: Option<&LastIssuance>) -> i64 {
+    let known = rec.status.revision.max(last.and_then(|l| l.revision));
+    let from_requests = || {
+        let prefix = format!("{}-", rec.name);
+        ctx.state
+            .request_files(&rec.namespace)
+            .iter()
+            .filter_map(|f| {
+                f.strip_suffix(".json")
+                    .and_then(|f| f.strip_prefix(&prefix))
+                    .and_then(|r| r.parse::<i64>().ok())
+            })
+            .max()
+    };
+    // The request records are listed only when neither record knows the revision.
+    known.or_else(from_requests).unwrap_or(0) + 1
 }
 
 /// Records a good certificate: times, Ready, no issuance in progress, next look at renewal.
@@ -407,6 +469,7 @@ fn up_to_date(rec: &mut CertRecord, nb: i64, na: i64, renewal: i64, now: i64) {
 fn issue_certificate(
     ctx: &Ctx<'_>,
     mut rec: CertRecord,
+    revision: i64,
     params: &CertificateParams,
     passwords: &Passwords,
     current: Option<&SecretData>,
@@ -420,7 +483,6 @@ fn issue_certificate(
     let now = ctx.now;
     let (ns, name) = (rec.namespace.clone(), rec.name.clone());
     let key_str = format!("{ns}/{name}");
-    let pending_path = ctx.state.pending_key_path(&ns, &name);
     // The key: the existing one (rotationPolicy Never), the pending request's, or new.
     let pending = rec.pending.clone().filter(|p| p.spec == params.issuance);
     let key = if reuse_key {
@@ -429,8 +491,10 @@ fn issue_certificate(
             .and_then(|k| k.as_ref().ok())
             .map(|k| PrivateKey::from_pkcs8_der(k.pkcs8_der()))
     } else if pending.is_some() {
-        std::fs::read(&pending_path)
+        ctx.state
+            .read_pending_key(&ns, &name)
             .ok()
+            .flatten()
             .map(|b| PrivateKey::from_pem(&b))
     } else {
         None
@@ -452,10 +516,7 @@ fn issue_certificate(
     let (csr_pem, state, request_name) = match &pending {
         Some(p) if !reuse_key => (p.csr_pem.clone(), p.state.clone(), p.request_name.clone()),
         _ => match issue::build_request(&params.issuance, &key) {
-            Ok(c) => {
-                let rev = rec.status.revision.unwrap_or(0) + 1;
-                (c, serde_json::Value::Null, format!("{name}-{rev}"))
-            }
+            Ok(c) => (c, serde_json::Value::Null, format!("{name}-{revision}")),
             Err(e) => return fail(rec, &Problem::new("InvalidRequest", e), now, None),
         },
     };
@@ -492,21 +553,32 @@ fn issue_certificate(
                 chain: &chain,
                 ca: &ca,
             };
-            if let Err(p) = write_outputs(ctx, &ns, &name, params, &m, passwords, current) {
-                return fail(rec, &p, now, Some(now + 30));
-            }
             let leaf = &chain[0];
-            let revision = rec.status.revision.unwrap_or(0) + 1;
-            rec.status.revision = Some(revision);
-            rec.last = Some(LastIssuance {
+            let last = LastIssuance {
                 spec: params.issuance.clone(),
                 certificate_sha256: leaf.sha256_fingerprint(),
-            });
+                revision: Some(revision),
+            };
+            let record = serde_json::to_string(&last).unwrap_or_default();
+            if let Err(p) = write_outputs(
+                ctx,
+                &ns,
+                &name,
+                params,
+                &m,
+                passwords,
+                current,
+                Some(&record),
+            ) {
+                return fail(rec, &p, now, Some(now + 30));
+            }
+            rec.status.revision = Some(revision);
+            rec.last = Some(last);
             rec.failures = Failures::default();
             rec.status.last_failure_time = None;
             rec.status.failed_issuance_attempts = None;
             if rec.pending.take().is_some() {
-                let _ = std::fs::remove_file(&pending_path);
+                ctx.state.remove_pending_key(&ns, &name);
             }
             save_request(
                 ctx,
@@ -544,7 +616,7 @@ fn issue_certificate(
             state,
         } => {
             if let Ok(pem) = key.to_pem(certwright_pki::KeyEncoding::Pkcs8) {
-                if let Err(e) = crate::store::write_atomic(&pending_path, pem.as_bytes(), true) {
+                if let Err(e) = ctx.state.save_pending_key(&ns, &name, pem.as_bytes()) {
                     return fail(
                         rec,
                         &Problem::new(
@@ -723,11 +795,24 @@ fn save_request(
         },
         status: Some(status),
     };
-    let path = ctx.state.request_path(ns, request_name);
-    if let Ok(bytes) = serde_json::to_vec_pretty(&cr) {
-        if let Err(e) =
-            crate::store::write_atomic(&path, &bytes, ctx.batch.is_none() && ctx.store.durable)
-        {
+    let Ok(bytes) = serde_json::to_vec_pretty(&cr) else {
+        return;
+    };
+    // An "Issued" record in a batch waits for its Secret's commit.
+    if let (Some(batch), true) = (ctx.batch, issued.is_some()) {
+        if let Ok(mut b) = batch.lock() {
+            b.requests.push(RequestRecord {
+                namespace: ns.into(),
+                name: request_name.into(),
+                secret: format!("{ns}/{}", params.secret_name),
+                bytes,
+            });
+            return;
+        }
+    }
+    {
+        let fsync = ctx.batch.is_none() && ctx.store.durable;
+        if let Err(e) = ctx.state.save_request(ns, request_name, &bytes, fsync) {
             log::warn(
                 "cannot record request",
                 &[("request", request_name), ("error", &e.to_string())],
@@ -739,24 +824,22 @@ fn save_request(
 /// Removes a Certificate's request records older than its last `limit` revisions
 /// (`spec.revisionHistoryLimit`); records are named `<certificate>-<revision>`.
 fn prune_requests(ctx: &Ctx<'_>, ns: &str, cert_name: &str, revision: i64, limit: u32) {
-    let Ok(entries) = std::fs::read_dir(ctx.state.requests_dir(ns)) else {
-        return;
-    };
     let prefix = format!("{cert_name}-");
-    for e in entries.flatten() {
-        let file = e.file_name().to_string_lossy().into_owned();
+    for file in ctx.state.request_files(ns) {
         let rev = file
             .strip_suffix(".json")
             .and_then(|f| f.strip_prefix(&prefix))
             .and_then(|r| r.parse::<i64>().ok());
         if rev.is_some_and(|r| r <= revision - i64::from(limit)) {
-            let _ = std::fs::remove_file(e.path());
+            ctx.state.remove_request_file(ns, &file);
         }
     }
 }
 
 /// Renders a Certificate's Secret and writes it if its content differs. Returns whether
-/// it wrote.
+/// it wrote. `record` is the issuance record the Secret carries (see
+/// [`LastIssuance::from_secret`]), part of the content like any annotation.
+#[allow(clippy::too_many_arguments)]
 pub fn write_outputs(
     ctx: &Ctx<'_>,
     ns: &str,
@@ -765,18 +848,24 @@ pub fn write_outputs(
     m: &Material<'_>,
     passwords: &Passwords,
     current: Option<&SecretData>,
+    record: Option<&str>,
 ) -> Result<bool, Problem> {
-    let base = ctx
+    let mut base = ctx
         .model
         .secrets
         .get(&(ns.to_string(), params.secret_name.clone()))
-        .map(|(_, s)| s);
+        .map(|(_, s)| s.clone())
+        .unwrap_or_default();
+    if let Some(r) = record {
+        base.annotations
+            .insert(certwright_api::annotations::LAST_ISSUANCE.into(), r.into());
+    }
     let desired = render::certificate_secret(
         cert_name,
         params,
         m,
         passwords,
-        base,
+        Some(&base),
         current,
         render::Metadata::Exact,
     )
@@ -803,6 +892,7 @@ fn write_desired(
             batch
                 .lock()
                 .map_err(|_| Problem::new("InternalError", "batch lock poisoned"))?
+                .staged
                 .push(staged);
         }
         None => ctx
@@ -859,7 +949,6 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
 mod tests {
     use super::*;
     use crate::records::StateDir;
-    use crate::store::SecretStore;
     use std::sync::Mutex;
 
     /// An issuer that answers like an ACME order: pending twice, then issued. It records
@@ -896,8 +985,8 @@ mod tests {
         )
         .expect("manifest");
         let model = Model::load(&[manifest], false);
-        let state = StateDir::new(tmp.path().join("state"));
-        let store = SecretStore::new(state.secrets());
+        let state = StateDir::open(tmp.path().join("state"), true).expect("state");
+        let store = state.secret_store().expect("store");
         let issuer = Arc::new(SlowIssuer {
             seen: Mutex::new(vec![]),
         });
@@ -922,7 +1011,10 @@ mod tests {
         assert_eq!(r1.record.next_check, Some(t0 + 5));
         assert!(r1.record.pending.is_some());
         assert!(
-            state.pending_key_path("demo", "web").exists(),
+            state
+                .read_pending_key("demo", "web")
+                .expect("read")
+                .is_some(),
             "the request's key is persisted"
         );
         // A restart: only what is on disk survives.
@@ -954,7 +1046,10 @@ mod tests {
             "the certificate is for the request's key"
         );
         assert!(
-            !state.pending_key_path("demo", "web").exists(),
+            state
+                .read_pending_key("demo", "web")
+                .expect("read")
+                .is_none(),
             "the pending key is removed"
         );
         assert!(r3.record.pending.is_none());

@@ -6,8 +6,8 @@ use crate::hooks::{self, Hooks};
 use crate::log;
 use crate::model::{Key, Model, Problem};
 use crate::reconcile::{self, Ctx, Resolved};
-use crate::records::{CertRecord, IssuerRecord, ProblemRecord, StateDir};
-use crate::store::{self, SecretStore};
+use crate::records::{CertRecord, HookRecord, IssuerRecord, ProblemRecord, StateDir};
+use crate::store::SecretStore;
 use certwright_api::validate::IssuerType;
 use certwright_engine::status::set_condition;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,6 +28,8 @@ pub struct Options {
     pub workers: usize,
     /// fsync every write (default); off trades crash safety against power loss for speed.
     pub durable: bool,
+    /// Refuse ReloadHooks' `command` (`--no-command-hooks`); signals still work.
+    pub no_command_hooks: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum RuntimeError {
     },
     #[error("state directory {0} is in use by another certwright process")]
     Locked(String),
+    #[error("--cluster-resource-namespace: {0}")]
+    ClusterNamespace(String),
 }
 
 /// The result of a run: every Certificate's readiness and the problems found.
@@ -162,34 +166,45 @@ pub struct Runtime {
     hooks: Hooks,
     /// Secret versions seen after the last pass, to notice edits and deletions.
     versions: HashMap<(String, String), Option<String>>,
+    /// Issuers found unavailable and Secret manifests' problems in the last pass.
+    last_unavailable: BTreeMap<(String, String, String), Problem>,
+    last_extra: Vec<(String, Problem)>,
     _lock: std::fs::File,
 }
 
 impl Runtime {
     pub fn new(opts: Options) -> Result<Runtime, RuntimeError> {
-        let state = StateDir::new(&opts.state);
+        certwright_api::validate::check_namespace(&opts.cluster_resource_namespace, "value")
+            .map_err(|e| RuntimeError::ClusterNamespace(e.to_string()))?;
         let serr = |source| RuntimeError::State {
             path: opts.state.display().to_string(),
             source,
         };
-        store::ensure_private_dir(&state.root).map_err(serr)?;
-        store::ensure_private_dir(&state.secrets()).map_err(serr)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(state.lock_path())
-            .map_err(serr)?;
+        let state = StateDir::open(&opts.state, true).map_err(serr)?;
+        let mut store = state.secret_store().map_err(serr)?;
+        let lock = state.lock_file().map_err(serr)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| RuntimeError::Locked(opts.state.display().to_string()))?;
-        let mut store = SecretStore::new(state.secrets());
         store.durable = opts.durable;
+        // Versions a crash left staged but never committed are removed.
+        let mut stale = 0;
+        for (ns, name) in store.list() {
+            stale += store.clean_stale(&ns, &name);
+        }
+        if stale > 0 {
+            log::info(
+                "removed stale secret versions",
+                &[("count", &stale.to_string())],
+            );
+        }
         let records = state.load_records();
         Ok(Runtime {
             model: Model::default(),
             records,
-            hooks: Hooks::default(),
+            hooks: Hooks::new(opts.no_command_hooks),
             versions: HashMap::new(),
+            last_unavailable: BTreeMap::new(),
+            last_extra: Vec::new(),
             state,
             store,
             opts,
@@ -257,7 +272,7 @@ impl Runtime {
             if keys.is_empty() {
                 continue;
             }
-            let batch = Mutex::new(Vec::new());
+            let batch = Mutex::new(reconcile::Batch::default());
             let ctx = Ctx {
                 model: &self.model,
                 store: &self.store,
@@ -327,16 +342,18 @@ impl Runtime {
                 }
             });
             let mut results = results.into_inner().unwrap_or_default();
-            // Staged Secrets become durable with one flush, then visible one by one.
-            let staged = batch.into_inner().unwrap_or_default();
-            if !staged.is_empty() {
+            // Staged Secrets become durable with one flush, then visible one by one; the
+            // request records of those committed follow.
+            let batch = batch.into_inner().unwrap_or_default();
+            let mut failed_commits: BTreeSet<String> = BTreeSet::new();
+            if !batch.staged.is_empty() {
                 if self.store.durable {
                     if let Err(e) = self.store.sync() {
                         log::error("cannot flush secrets to disk", &[("error", &e.to_string())]);
                     }
                 }
-                for st in staged {
-                    let id = st.id().to_string();
+                for st in batch.staged {
+                    let id = st.id();
                     if let Err(e) = self.store.commit(st, false) {
                         log::error(
                             "cannot commit secret",
@@ -354,7 +371,22 @@ impl Runtime {
                                 );
                             }
                         }
+                        failed_commits.insert(id);
                     }
+                }
+            }
+            for r in batch.requests {
+                if failed_commits.contains(&r.secret) {
+                    continue;
+                }
+                if let Err(e) = self
+                    .state
+                    .save_request(&r.namespace, &r.name, &r.bytes, false)
+                {
+                    log::warn(
+                        "cannot record request",
+                        &[("request", &r.name), ("error", &e.to_string())],
+                    );
                 }
             }
             for (k, rec, _) in results {
@@ -418,16 +450,15 @@ impl Runtime {
                 log::error("cannot flush status to disk", &[("error", &e.to_string())]);
             }
         }
-        self.save_runtime_status(&issuers_seen, &secret_problems);
+        self.last_unavailable = issuers_seen;
+        self.last_extra = secret_problems;
+        self.save_runtime_status();
         self.remember_versions();
         written
     }
 
-    fn save_runtime_status(
-        &self,
-        unavailable: &BTreeMap<(String, String, String), Problem>,
-        extra: &[(String, Problem)],
-    ) {
+    fn save_runtime_status(&self) {
+        let (unavailable, extra) = (&self.last_unavailable, &self.last_extra);
         let t = now();
         let mut issuers = Vec::new();
         let all = self
@@ -478,7 +509,7 @@ impl Runtime {
             self.model.errors.iter().map(ProblemRecord::from).collect();
         problems.extend(extra.iter().map(ProblemRecord::from));
         for (k, (src, h)) in &self.model.hooks {
-            for m in hooks::validate(&h.spec) {
+            for m in hooks::validate(&h.spec, !self.opts.no_command_hooks) {
                 problems.push(ProblemRecord {
                     source: src.clone(),
                     reason: "InvalidReloadHook".into(),
@@ -486,7 +517,18 @@ impl Runtime {
                 });
             }
         }
-        if let Err(e) = self.state.save_runtime(&issuers, &problems) {
+        let runs = self.hooks.results();
+        let hooks: Vec<HookRecord> = self
+            .model
+            .hooks
+            .keys()
+            .map(|k| HookRecord {
+                namespace: k.0.clone(),
+                name: k.1.clone(),
+                last_run: runs.get(k).cloned(),
+            })
+            .collect();
+        if let Err(e) = self.state.save_runtime(&issuers, &problems, &hooks) {
             log::error("cannot save status", &[("error", &e.to_string())]);
         }
     }
@@ -531,6 +573,9 @@ impl Runtime {
         if self.opts.once {
             self.hooks.run_due(&self.model, true);
             self.hooks.wait();
+            if self.hooks.take_results().is_some() {
+                self.save_runtime_status();
+            }
             return self.summary();
         }
         let mut sig = manifest_signature(&self.opts.paths, self.opts.recursive);
@@ -574,9 +619,15 @@ impl Runtime {
                 }
             }
             self.hooks.run_due(&self.model, false);
+            if self.hooks.take_results().is_some() {
+                self.save_runtime_status();
+            }
         }
         log::info("stopping", &[]);
         self.hooks.wait();
+        if self.hooks.take_results().is_some() {
+            self.save_runtime_status();
+        }
         self.summary()
     }
 }

@@ -14,13 +14,13 @@
 //! the previous version directory is kept until the next write, so a reader that resolved
 //! `..data` just before a swap can finish reading it. Directories are 0700, files 0600.
 
+use crate::fsroot::{self, Dir, Kind};
 use certwright_engine::SecretData;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
 
 const DATA_LINK: &str = "..data";
 const META_FILE: &str = "..metadata.json";
@@ -28,16 +28,16 @@ const META_FILE: &str = "..metadata.json";
 /// A Secret version on disk that is not visible yet.
 #[derive(Debug)]
 pub struct Staged {
-    id: String,
-    dir: PathBuf,
+    namespace: String,
+    name: String,
     version: String,
     keys: Vec<String>,
 }
 
 impl Staged {
     /// `namespace/name`.
-    pub fn id(&self) -> &str {
-        &self.id
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
     }
 }
 
@@ -51,10 +51,11 @@ struct Meta {
     labels: BTreeMap<String, String>,
 }
 
-/// The root of the secret tree: `ROOT/NAMESPACE/NAME/`.
+/// The root of the secret tree: `ROOT/NAMESPACE/NAME/`, opened once; every Secret is
+/// reached from this handle without following links (see [`crate::fsroot`]).
 #[derive(Debug, Clone)]
 pub struct SecretStore {
-    root: PathBuf,
+    root: Arc<Dir>,
     /// fsync files and directories before swapping (crash-safe against power loss too).
     pub durable: bool,
 }
@@ -70,10 +71,16 @@ pub enum StoreError {
     },
     #[error("secret {secret}: invalid key {key:?}: keys are letters, digits, '-', '_' and '.', and do not start with '..'")]
     BadKey { secret: String, key: String },
-}
-
-fn mkdir_private(p: &Path) -> io::Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+    #[error("secret {secret}: {path}: ..data points at {target:?}, which is not a version directory of this secret; refusing to follow it")]
+    BadDataLink {
+        secret: String,
+        path: String,
+        target: String,
+    },
+    #[error(
+        "secret {secret}: {path} is a symbolic link certwright did not make; refusing to follow it"
+    )]
+    ForeignLink { secret: String, path: String },
 }
 
 /// Whether a data key is acceptable as a file name (Kubernetes' Secret key rule).
@@ -86,63 +93,98 @@ pub fn valid_key(k: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
+/// Whether `target` can be one of certwright's version directories (`..` + a timestamp).
+fn is_version_name(target: &str) -> bool {
+    target.len() > 2
+        && target.starts_with("..")
+        && target != DATA_LINK
+        && !target.starts_with("..tmp")
+        && fsroot::component(target).is_ok()
+}
+
 impl SecretStore {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    /// Opens (creating if needed, 0700) the secret tree at `root`.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        Ok(Self::from_dir(Dir::open_root(root, true)?))
+    }
+
+    pub fn from_dir(root: Dir) -> Self {
         Self {
-            root: root.into(),
+            root: Arc::new(root),
             durable: true,
         }
     }
 
-    pub fn dir(&self, namespace: &str, name: &str) -> PathBuf {
-        self.root.join(namespace).join(name)
-    }
-
-    /// Reads a Secret, or `None` if it does not exist. A plain directory of files (no
-    /// `..data` link), as a user may create by hand, is read too.
-    pub fn read(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, StoreError> {
-        let dir = self.dir(namespace, name);
-        let io_err = |op: &'static str, path: &Path, source: io::Error| StoreError::Io {
+    fn io_err(
+        namespace: &str,
+        name: &str,
+        op: &'static str,
+        path: &Path,
+        e: io::Error,
+    ) -> StoreError {
+        StoreError::Io {
             secret: format!("{namespace}/{name}"),
             op,
             path: path.display().to_string(),
-            source,
-        };
-        if !dir.is_dir() {
-            return Ok(None);
+            source: e,
         }
-        // Resolve ..data once so that every key comes from one version; retry if the
-        // version is swapped away while reading.
-        for _ in 0..5 {
-            let data_dir = match fs::read_link(dir.join(DATA_LINK)) {
-                Ok(target) => dir.join(target),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => dir.clone(),
-                Err(e) => return Err(io_err("readlink", &dir.join(DATA_LINK), e)),
-            };
-            match read_version(&data_dir) {
-                Ok(s) => return Ok(Some(s)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("read", &data_dir, e)),
-            }
-        }
-        Ok(None)
     }
 
-    /// Reads a Secret directory at any path (for `certwright inspect`).
-    pub fn read_path(dir: &Path) -> Result<Option<SecretData>, StoreError> {
-        let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+    /// The Secret's directory handle; `None` when it does not exist and `create` is false.
+    fn secret_dir(
+        &self,
+        namespace: &str,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<Dir>, StoreError> {
+        self.root.walk(&[namespace, name], create).map_err(|e| {
+            Self::io_err(
+                namespace,
+                name,
+                "open",
+                &self.root.path().join(namespace).join(name),
+                e,
+            )
+        })
+    }
+
+    /// Reads a Secret, or `None` if it does not exist. A plain directory of files (no
+    /// `..data` link), as a user may create by hand, is read too. Links other than
+    /// certwright's own `..data` are refused.
+    pub fn read(&self, namespace: &str, name: &str) -> Result<Option<SecretData>, StoreError> {
+        let Some(dir) = self.secret_dir(namespace, name, false)? else {
             return Ok(None);
         };
-        let store = SecretStore::new(parent);
-        store.read("", &name.to_string_lossy())
+        read_secret(&dir, namespace, name)
+    }
+
+    /// Reads a Secret directory at any path (for `certwright inspect`): the path up to
+    /// the directory is the user's; the directory's contents are read as in the store.
+    pub fn read_path(dir: &Path) -> Result<Option<SecretData>, StoreError> {
+        let (Some(parent), Some(name)) = (dir.parent(), fsroot::file_name(dir)) else {
+            return Ok(None);
+        };
+        let parent = if parent.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            parent
+        };
+        let err = |e| Self::io_err("", name, "open", dir, e);
+        let root = Dir::open_root(parent, false).map_err(err)?;
+        match root
+            .open_dir(name, false)
+            .map_err(|e| Self::io_err("", name, "open", dir, e))?
+        {
+            Some(d) => read_secret(&d, "", name),
+            None => Ok(None),
+        }
     }
 
     /// The current version's directory name, which changes on every write: a cheap
     /// change detector.
     pub fn version(&self, namespace: &str, name: &str) -> Option<String> {
-        fs::read_link(self.dir(namespace, name).join(DATA_LINK))
-            .ok()
-            .map(|p| p.to_string_lossy().into_owned())
+        let dir = self.secret_dir(namespace, name, false).ok()??;
+        dir.readlink(DATA_LINK).ok()?
     }
 
     /// Writes a whole Secret as one atomic swap ([`Self::stage`] then [`Self::commit`]),
@@ -175,19 +217,34 @@ impl SecretStore {
                 });
             }
         }
-        let dir = self.dir(namespace, name);
-        let io_err = |op: &'static str, path: &Path, source: io::Error| StoreError::Io {
-            secret: id.clone(),
-            op,
-            path: path.display().to_string(),
-            source,
+        let dir = self.secret_dir(namespace, name, true)?.ok_or_else(|| {
+            Self::io_err(
+                namespace,
+                name,
+                "mkdir",
+                self.root.path(),
+                io::ErrorKind::NotFound.into(),
+            )
+        })?;
+        let err = |op: &'static str, p: &str, e: io::Error| {
+            let e = if fsroot::is_link_refusal(&e) {
+                return StoreError::ForeignLink {
+                    secret: id.clone(),
+                    path: dir.path().join(p).display().to_string(),
+                };
+            } else {
+                e
+            };
+            Self::io_err(namespace, name, op, &dir.path().join(p), e)
         };
-        mkdir_private(&dir).map_err(|e| io_err("mkdir", &dir, e))?;
         let version = new_version_name(&dir);
-        let vdir = dir.join(&version);
-        mkdir_private(&vdir).map_err(|e| io_err("mkdir", &vdir, e))?;
+        let vdir = dir
+            .open_dir(&version, true)
+            .map_err(|e| err("mkdir", &version, e))?
+            .ok_or_else(|| err("mkdir", &version, io::ErrorKind::NotFound.into()))?;
         for (k, v) in &secret.data {
-            write_file(&vdir.join(k), v, fsync).map_err(|e| io_err("write", &vdir.join(k), e))?;
+            vdir.write_new(k, v, fsync)
+                .map_err(|e| err("write", k, e))?;
         }
         let meta = Meta {
             type_: secret.type_.clone(),
@@ -195,14 +252,14 @@ impl SecretStore {
             labels: secret.labels.clone(),
         };
         let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-        write_file(&vdir.join(META_FILE), &meta_bytes, fsync)
-            .map_err(|e| io_err("write", &vdir.join(META_FILE), e))?;
+        vdir.write_new(META_FILE, &meta_bytes, fsync)
+            .map_err(|e| err("write", META_FILE, e))?;
         if fsync {
-            sync_dir(&vdir).map_err(|e| io_err("fsync", &vdir, e))?;
+            vdir.sync().map_err(|e| err("fsync", &version, e))?;
         }
         Ok(Staged {
-            id,
-            dir,
+            namespace: namespace.into(),
+            name: name.into(),
             version,
             keys: secret.data.keys().cloned().collect(),
         })
@@ -212,82 +269,126 @@ impl SecretStore {
     /// per-key links and the cleanup of versions older than the previous one.
     pub fn commit(&self, staged: Staged, fsync: bool) -> Result<(), StoreError> {
         let Staged {
-            id,
-            dir,
+            namespace,
+            name,
             version,
             keys,
         } = staged;
-        let io_err = |op: &'static str, path: &Path, source: io::Error| StoreError::Io {
-            secret: id.clone(),
-            op,
-            path: path.display().to_string(),
-            source,
+        let (ns, nm) = (namespace.as_str(), name.as_str());
+        let dir = self.secret_dir(ns, nm, false)?.ok_or_else(|| {
+            Self::io_err(
+                ns,
+                nm,
+                "open",
+                self.root.path(),
+                io::ErrorKind::NotFound.into(),
+            )
+        })?;
+        let err = |op: &'static str, p: &str, e: io::Error| {
+            Self::io_err(ns, nm, op, &dir.path().join(p), e)
         };
-        let old_version = fs::read_link(dir.join(DATA_LINK)).ok();
+        let old_version = match dir.kind(DATA_LINK).map_err(|e| err("stat", DATA_LINK, e))? {
+            Some(Kind::Link) => dir
+                .readlink(DATA_LINK)
+                .map_err(|e| err("readlink", DATA_LINK, e))?,
+            Some(_) => {
+                return Err(StoreError::ForeignLink {
+                    secret: format!("{ns}/{nm}"),
+                    path: dir.path().join(DATA_LINK).display().to_string(),
+                })
+            }
+            None => None,
+        };
         let fresh = old_version.is_none();
         // A new Secret gets its key links first and `..data` last, so every link resolves
         // from the moment the Secret appears; an existing one swaps `..data` first.
         if !fresh {
-            swap_link(&dir, DATA_LINK, Path::new(&version))
-                .map_err(|e| io_err("swap", &dir.join(DATA_LINK), e))?;
+            swap_link(&dir, DATA_LINK, &version).map_err(|e| err("swap", DATA_LINK, e))?;
         }
         for k in &keys {
-            let want = Path::new(DATA_LINK).join(k);
-            if fresh || fs::read_link(dir.join(k)).ok().as_deref() != Some(want.as_path()) {
-                place_link(&dir, k, &want, fresh).map_err(|e| io_err("link", &dir.join(k), e))?;
+            let want = format!("{DATA_LINK}/{k}");
+            if fresh || dir.readlink(k).ok().flatten().as_deref() != Some(want.as_str()) {
+                swap_link(&dir, k, &want).map_err(|e| err("link", k, e))?;
             }
         }
         if fresh {
-            place_link(&dir, DATA_LINK, Path::new(&version), true)
-                .map_err(|e| io_err("link", &dir.join(DATA_LINK), e))?;
+            swap_link(&dir, DATA_LINK, &version).map_err(|e| err("link", DATA_LINK, e))?;
         }
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for e in entries.flatten() {
-                let fname = e.file_name().to_string_lossy().into_owned();
-                let is_link = e.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        if let Ok(entries) = dir.entries() {
+            for (fname, kind) in entries {
                 if fname.starts_with("..") {
                     let keep = fname == DATA_LINK
                         || fname == version
-                        || old_version
-                            .as_deref()
-                            .is_some_and(|o| o == Path::new(&fname));
-                    if !keep && !is_link {
-                        let _ = fs::remove_dir_all(e.path());
+                        || old_version.as_deref() == Some(fname.as_str());
+                    if !keep && kind == Kind::Dir {
+                        let _ = dir.remove_tree(&fname);
                     }
-                } else if is_link && !keys.contains(&fname) {
-                    let _ = fs::remove_file(e.path());
+                } else if kind == Kind::Link && !keys.contains(&fname) {
+                    let _ = dir.remove_file(&fname);
                 }
             }
         }
         if fsync {
-            sync_dir(&dir).map_err(|e| io_err("fsync", &dir, e))?;
+            dir.sync().map_err(|e| err("fsync", "", e))?;
         }
         Ok(())
+    }
+
+    /// Removes version directories that a crash left behind: anything newer than the
+    /// current `..data` target (staged, never committed) and all but the newest older one.
+    /// Returns how many it removed.
+    pub fn clean_stale(&self, namespace: &str, name: &str) -> usize {
+        let Ok(Some(dir)) = self.secret_dir(namespace, name, false) else {
+            return 0;
+        };
+        let current = dir.readlink(DATA_LINK).ok().flatten();
+        let Ok(entries) = dir.entries() else { return 0 };
+        let mut versions: Vec<String> = entries
+            .into_iter()
+            .filter(|(n, k)| *k == Kind::Dir && is_version_name(n))
+            .map(|(n, _)| n)
+            .collect();
+        versions.sort();
+        let keep_prev = current
+            .as_ref()
+            .and_then(|c| versions.iter().filter(|v| *v < c).max().cloned());
+        let mut removed = 0;
+        for v in versions {
+            if Some(&v) == current.as_ref() || Some(&v) == keep_prev.as_ref() {
+                continue;
+            }
+            if dir.remove_tree(&v).is_ok() {
+                removed += 1;
+            }
+        }
+        for (n, k) in dir.entries().unwrap_or_default() {
+            if n.starts_with("..tmp") && k != Kind::Dir {
+                let _ = dir.remove_file(&n);
+            }
+        }
+        removed
     }
 
     /// Flushes the file system holding the store (one `syncfs`), making every staged
     /// version durable at once.
     pub fn sync(&self) -> io::Result<()> {
-        let f = fs::File::open(&self.root)?;
-        rustix::fs::syncfs(&f).map_err(io::Error::from)
+        self.root.syncfs()
     }
 
-    /// Lists (namespace, name) of every Secret in the store.
+    /// Lists (namespace, name) of every Secret in the store (directories only; links are
+    /// not followed).
     pub fn list(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        let Ok(nss) = fs::read_dir(&self.root) else {
-            return out;
-        };
-        for ns in nss.flatten() {
-            let Ok(names) = fs::read_dir(ns.path()) else {
+        for (ns, kind) in self.root.entries().unwrap_or_default() {
+            if kind != Kind::Dir {
+                continue;
+            }
+            let Ok(Some(nsdir)) = self.root.open_dir(&ns, false) else {
                 continue;
             };
-            for n in names.flatten() {
-                if n.path().is_dir() {
-                    out.push((
-                        ns.file_name().to_string_lossy().into_owned(),
-                        n.file_name().to_string_lossy().into_owned(),
-                    ));
+            for (n, kind) in nsdir.entries().unwrap_or_default() {
+                if kind == Kind::Dir {
+                    out.push((ns.clone(), n));
                 }
             }
         }
@@ -296,7 +397,66 @@ impl SecretStore {
     }
 }
 
-fn new_version_name(dir: &Path) -> String {
+fn read_secret(dir: &Dir, namespace: &str, name: &str) -> Result<Option<SecretData>, StoreError> {
+    let secret = || format!("{namespace}/{name}");
+    let io_err = |op, p: &str, e| SecretStore::io_err(namespace, name, op, &dir.path().join(p), e);
+    // Resolve ..data once so that every key comes from one version; retry if the
+    // version is swapped away while reading.
+    for _ in 0..5 {
+        let data_dir = match dir
+            .kind(DATA_LINK)
+            .map_err(|e| io_err("stat", DATA_LINK, e))?
+        {
+            None => dir.try_clone().map_err(|e| io_err("open", "", e))?,
+            Some(Kind::Link) => {
+                let Some(target) = dir
+                    .readlink(DATA_LINK)
+                    .map_err(|e| io_err("readlink", DATA_LINK, e))?
+                else {
+                    continue;
+                };
+                if !is_version_name(&target) {
+                    return Err(StoreError::BadDataLink {
+                        secret: secret(),
+                        path: dir.path().join(DATA_LINK).display().to_string(),
+                        target,
+                    });
+                }
+                match dir.open_dir(&target, false) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => continue,
+                    Err(e) if fsroot::is_link_refusal(&e) => {
+                        return Err(StoreError::ForeignLink {
+                            secret: secret(),
+                            path: dir.path().join(&target).display().to_string(),
+                        })
+                    }
+                    Err(e) => return Err(io_err("open", &target, e)),
+                }
+            }
+            Some(_) => {
+                return Err(StoreError::ForeignLink {
+                    secret: secret(),
+                    path: dir.path().join(DATA_LINK).display().to_string(),
+                })
+            }
+        };
+        match read_version(&data_dir) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) if fsroot::is_link_refusal(&e) => {
+                return Err(StoreError::ForeignLink {
+                    secret: secret(),
+                    path: e.to_string(),
+                })
+            }
+            Err(e) => return Err(io_err("read", "", e)),
+        }
+    }
+    Ok(None)
+}
+
+fn new_version_name(dir: &Dir) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -307,111 +467,66 @@ fn new_version_name(dir: &Path) -> String {
     );
     let mut name = base.clone();
     let mut n = 1;
-    while dir.join(&name).exists() {
-        name = format!("{base}{n}");
+    while !matches!(dir.kind(&name), Ok(None)) {
+        name = format!("{base}_{n:03}");
         n += 1;
     }
     name
 }
 
-fn read_version(dir: &Path) -> io::Result<SecretData> {
+/// Reads one version (or a plain directory): its regular files, and `..metadata.json`.
+/// A key that is a link is refused (in certwright's versions there are none).
+fn read_version(dir: &Dir) -> io::Result<SecretData> {
     let mut s = SecretData::default();
-    for e in fs::read_dir(dir)? {
-        let e = e?;
-        let fname = e.file_name().to_string_lossy().into_owned();
-        if fname.starts_with("..") || fname.starts_with('.') {
+    for (fname, kind) in dir.entries()? {
+        if fname.starts_with('.') {
             continue;
         }
-        let path = e.path();
-        if path.is_dir() {
-            continue;
+        match kind {
+            Kind::File => {
+                if let Some(b) = dir.read(&fname)? {
+                    s.data.insert(fname, b);
+                }
+            }
+            Kind::Link => {
+                return Err(io::Error::other(format!(
+                    "{}: key {fname:?} is a symbolic link certwright did not make; refusing to follow it",
+                    dir.path().display()
+                )))
+            }
+            Kind::Dir | Kind::Other => {}
         }
-        s.data.insert(fname, fs::read(&path)?);
     }
-    match fs::read(dir.join(META_FILE)) {
-        Ok(b) => {
-            let m: Meta = serde_json::from_slice(&b).unwrap_or_default();
-            s.type_ = m.type_;
-            s.annotations = m.annotations;
-            s.labels = m.labels;
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    if let Some(b) = dir.read(META_FILE)? {
+        let m: Meta = serde_json::from_slice(&b).unwrap_or_default();
+        s.type_ = m.type_;
+        s.annotations = m.annotations;
+        s.labels = m.labels;
     }
     Ok(s)
 }
 
-fn write_file(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    if durable {
-        f.sync_all()?;
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-/// Points `dir/name` at `target` by renaming a fresh link over it (atomic on POSIX).
+/// Points `dir/name` at `target` by renaming a fresh link over it (atomic on POSIX; a
+/// planted link or file of that name is replaced, never followed).
 /// The state directory is locked to one process and each Secret has one writer at a time,
 /// so a fixed temporary name suffices; a leftover from a crash is replaced.
-fn swap_link(dir: &Path, name: &str, target: &Path) -> io::Result<()> {
-    let tmp = dir.join(format!("..tmp_{name}"));
-    if let Err(e) = symlink(target, &tmp) {
+fn swap_link(dir: &Dir, name: &str, target: &str) -> io::Result<()> {
+    let tmp = format!("..tmp_{name}");
+    if let Err(e) = dir.symlink(target, &tmp) {
         if e.kind() != io::ErrorKind::AlreadyExists {
             return Err(e);
         }
-        fs::remove_file(&tmp)?;
-        symlink(target, &tmp)?;
+        dir.remove_file(&tmp)?;
+        dir.symlink(target, &tmp)?;
     }
-    fs::rename(&tmp, dir.join(name))
-}
-
-/// Creates a link where none exists (a new Secret), else swaps it in.
-fn place_link(dir: &Path, name: &str, target: &Path, fresh: bool) -> io::Result<()> {
-    if fresh {
-        match symlink(target, dir.join(name)) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            other => return other,
-        }
-    }
-    swap_link(dir, name, target)
-}
-
-/// Writes a small state file atomically (temporary file, optional fsync, rename), 0600.
-pub fn write_atomic(path: &Path, data: &[u8], fsync: bool) -> io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    match write_file(&tmp, data, fsync) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = path.parent() {
-                mkdir_private(parent)?;
-            }
-            write_file(&tmp, data, fsync)?;
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            fs::remove_file(&tmp)?;
-            write_file(&tmp, data, fsync)?;
-        }
-        other => other?,
-    }
-    fs::rename(&tmp, path)
-}
-
-/// Ensures a directory exists with 0700.
-pub fn ensure_private_dir(p: &Path) -> io::Result<()> {
-    mkdir_private(p)?;
-    fs::set_permissions(p, fs::Permissions::from_mode(0o700))
+    dir.rename(&tmp, name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     fn secret(pairs: &[(&str, &str)]) -> SecretData {
         SecretData {
@@ -428,12 +543,12 @@ mod tests {
     #[test]
     fn writes_kubelet_layout_and_reads_back() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let store = SecretStore::new(tmp.path());
+        let store = SecretStore::open(tmp.path()).expect("open");
         assert!(store.read("ns", "s").expect("read").is_none());
         store
             .write("ns", "s", &secret(&[("tls.crt", "one"), ("tls.key", "k1")]))
             .expect("write");
-        let dir = store.dir("ns", "s");
+        let dir = tmp.path().join("ns").join("s");
         assert_eq!(
             fs::read_to_string(dir.join("tls.crt")).expect("through link"),
             "one"
@@ -471,7 +586,7 @@ mod tests {
     #[test]
     fn rejects_bad_keys() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let store = SecretStore::new(tmp.path());
+        let store = SecretStore::open(tmp.path()).expect("open");
         for bad in ["../x", "..data", "a/b", ""] {
             assert!(
                 matches!(

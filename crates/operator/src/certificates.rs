@@ -632,6 +632,7 @@ pub(crate) async fn reconcile(
                     let record = LastIssuance {
                         spec: params.issuance.clone(),
                         certificate_sha256: chain[0].sha256_fingerprint(),
+                        revision: Some(revision),
                     };
                     let base =
                         with_issuance_record(serde_json::to_string(&record).unwrap_or_default());

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 /// Annotation on issued Secrets: the issuance the certificate came from, so a later spec
 /// can be compared with what was asked.
-pub const LAST_ISSUANCE: &str = "certwright.io/last-issuance";
+pub use certwright_api::annotations::LAST_ISSUANCE;
 
 fn ar(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
