@@ -61,16 +61,29 @@ YAML
   done
 } > "$work/m/certs.yaml"
 
-/usr/bin/time -f "%e %M" -o "$work/time" "$bin" local run -f "$work/m" --state "$work/state" --once --log-level warn
-read -r cw_secs cw_rss_kb < "$work/time"
-ready=$("$bin" status --state "$work/state" | awk '$3 == "True"' | wc -l)
-files=$(ls -1 "$work/state/secrets/bench"/*/keystore.p12 | wc -l)
-cw_rate=$(awk -v n="$N" -v s="$cw_secs" 'BEGIN { printf "%.0f", (n + 1) / s }')
-cw_rss_mib=$(awk -v k="$cw_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
-
-# A rerun with nothing to do (every output compared by content, nothing rewritten).
-/usr/bin/time -f "%e %M" -o "$work/time2" "$bin" local run -f "$work/m" --state "$work/state" --once --log-level warn
-read -r re_secs re_rss_kb < "$work/time2"
+# One run on the machine's disk (the default TMPDIR) and one on tmpfs (/dev/shm): the
+# difference is the file system's cost per inode. Each run then reruns with nothing to do.
+run_cw() { # STATE_PARENT LABEL
+  local st="$1/cw-bench-state.$$"
+  rm -rf "$st"
+  /usr/bin/time -f "%e %M" -o "$work/time" "$bin" local run -f "$work/m" --state "$st" --once --log-level warn
+  read -r secs rss_kb < "$work/time"
+  local ready files inodes
+  ready=$("$bin" status --state "$st" | awk '$3 == "True"' | wc -l)
+  files=$(ls -1 "$st/secrets/bench"/*/keystore.p12 | wc -l)
+  inodes=$(find "$st" | wc -l)
+  /usr/bin/time -f "%e %M" -o "$work/time2" "$bin" local run -f "$work/m" --state "$st" --once --log-level warn
+  read -r re_secs re_rss_kb < "$work/time2"
+  local fstype
+  fstype=$(df -T "$1" | awk 'NR == 2 { print $2 }')
+  echo "certwright, state on $2 ($fstype): $N certificates (+ CA) with PEM, JKS and PKCS#12 outputs: ${secs} s, $(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.0f", (n + 1) / s }') certificates/s, peak RSS $(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }') MiB, ${ready} Ready, ${files} keystore.p12 files, $(awk -v i="$inodes" -v n="$N" 'BEGIN { printf "%.1f", i / (n + 1) }') inodes per certificate; rerun with nothing to change: ${re_secs} s" >> "$work/results"
+  rm -rf "$st"
+  CW_RATE=$(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.0f", (n + 1) / s }')
+}
+: > "$work/results"
+run_cw "${TMPDIR:-/tmp}" disk
+cw_rate="$CW_RATE"
+if [ -d /dev/shm ]; then run_cw /dev/shm tmpfs; fi
 
 # --- openssl + keytool loop -----------------------------------------------------------
 p="$work/peer"
@@ -102,8 +115,7 @@ ratio=$(awk -v a="$cw_rate" -v b="$peer_rate" 'BEGIN { printf "%.0f", a / b }')
 
 cat <<OUT
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo); PKCS#12 profile $PROFILE
-certwright: $N certificates (+ CA) with PEM, JKS and PKCS#12 outputs: ${cw_secs} s, ${cw_rate} certificates/s, peak RSS ${cw_rss_mib} MiB, ${ready} Ready, ${files} keystore.p12 files
-certwright rerun with nothing to change: ${re_secs} s, peak RSS $(awk -v k="$re_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }') MiB
+$(cat "$work/results")
 openssl+keytool loop: $PEER_N certificates in ${peer_secs} s, ${peer_rate} certificates/s
-speed-up: ${ratio}x
+speed-up (disk): ${ratio}x
 OUT

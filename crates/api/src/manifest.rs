@@ -118,11 +118,98 @@ fn identity(v: &Value) -> Option<ResourceId> {
     })
 }
 
+/// The largest document accepted, in bytes: the Kubernetes API server refuses request
+/// bodies over 3 MiB, so no real manifest is larger.
+pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
+/// The deepest nesting accepted (flow brackets plus block indentation levels). Real
+/// manifests stay far below; the YAML parser's time grows with the square of the depth.
+pub const MAX_NESTING: usize = 100;
+
+/// Checks a document's size and nesting depth before it reaches the YAML parser, in one
+/// linear pass. The depth is estimated from the text: `[`/`{` outside quotes and
+/// comments, plus the number of increasing indentation levels (a `- ` sequence entry
+/// counts as one more). It may overestimate (an indented block scalar), never by much.
+pub fn check_budget(doc: &str) -> Result<(), DocError> {
+    if doc.len() > MAX_DOCUMENT_BYTES {
+        return Err(DocError {
+            reason: "ManifestTooLarge",
+            message: format!(
+                "the document is {} bytes; at most {MAX_DOCUMENT_BYTES} are accepted (the Kubernetes API limit)",
+                doc.len()
+            ),
+        });
+    }
+    let too_deep = |line: usize| DocError {
+        reason: "ManifestTooDeep",
+        message: format!("line {line}: nested more than {MAX_NESTING} levels deep; not parsed"),
+    };
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (n, line) in doc.lines().enumerate() {
+        let body = line.trim_start_matches(' ');
+        if flow == 0 && !body.is_empty() && !body.starts_with('#') {
+            let mut indent = line.len() - body.len();
+            let mut rest = body;
+            // "- - - x": each sequence dash opens a level at its own column.
+            loop {
+                while indents.last().is_some_and(|&top| top >= indent) {
+                    indents.pop();
+                }
+                indents.push(indent);
+                match rest.strip_prefix("- ") {
+                    Some(r) => {
+                        let r2 = r.trim_start_matches(' ');
+                        indent += 2 + (r.len() - r2.len());
+                        rest = r2;
+                    }
+                    None => break,
+                }
+            }
+        }
+        // Quotes open a scalar only where one can start (so "don't" hides nothing).
+        let (mut single, mut double, mut escaped) = (false, false, false);
+        let mut prev = ' ';
+        for c in body.chars() {
+            let starts = matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-' | '?');
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if double => escaped = true,
+                '"' if double => double = false,
+                '"' if !single && starts => double = true,
+                '\'' if single => single = false,
+                '\'' if !double && starts => single = true,
+                '#' if !single && !double && prev == ' ' => break,
+                '[' | '{' if !single && !double => flow += 1,
+                ']' | '}' if !single && !double => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+            if flow + indents.len() > MAX_NESTING {
+                return Err(too_deep(n + 1));
+            }
+        }
+        if flow + indents.len() > MAX_NESTING {
+            return Err(too_deep(n + 1));
+        }
+    }
+    Ok(())
+}
+
 /// Parses every document of a YAML text. `source` names the file in messages.
 pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
     let mut out = Vec::new();
     for (line, doc) in split_documents(text) {
         let src = format!("{source}:{line}");
+        if let Err(e) = check_budget(&doc) {
+            out.push(Document {
+                source: src,
+                id: None,
+                legacy: false,
+                legacy_acme: None,
+                result: Err(e),
+            });
+            continue;
+        }
         let value: Value = match serde_yaml::from_str::<Value>(&doc) {
             Ok(v) => v,
             Err(e) => {
@@ -267,6 +354,55 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_or_huge_documents_are_refused_before_parsing() {
+        let head = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\ndata: ";
+        let flow = format!("{head}{}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let start = std::time::Instant::now();
+        let docs = parse_documents(&flow, "f.yaml");
+        assert_eq!(
+            docs[0].result.as_ref().expect_err("deep").reason,
+            "ManifestTooDeep"
+        );
+        // A quote inside a plain scalar does not hide the brackets after it.
+        let sneaky = format!("{head}[don't, {}{}]\n", "[".repeat(500), "]".repeat(500));
+        assert!(check_budget(&sneaky).is_err());
+        let mut block = String::from(head);
+        block.push('\n');
+        for i in 0..1_000 {
+            block.push_str(&" ".repeat(i + 1));
+            block.push_str("a:\n");
+        }
+        assert_eq!(
+            check_budget(&block).expect_err("deep").reason,
+            "ManifestTooDeep"
+        );
+        let dashes = format!("{head}\n{}x\n", "- ".repeat(5_000));
+        assert!(check_budget(&dashes).is_err());
+        let big = format!("{head}\"{}\"\n", "x".repeat(MAX_DOCUMENT_BYTES));
+        assert_eq!(
+            check_budget(&big).expect_err("big").reason,
+            "ManifestTooLarge"
+        );
+        // Seconds in the parser before; the check is linear.
+        assert!(start.elapsed() < std::time::Duration::from_secs(30));
+        // Real manifests pass, comments and quoted brackets included.
+        for f in ["examples/e2e", "examples"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(f);
+            for e in std::fs::read_dir(&dir).expect("dir").flatten() {
+                if e.path().extension().is_some_and(|x| x == "yaml") {
+                    let text = std::fs::read_to_string(e.path()).expect("read");
+                    for (_, d) in split_documents(&text) {
+                        check_budget(&d).expect("a real manifest passes");
+                    }
+                }
+            }
+        }
+        check_budget("a: \"[[[[\" # [[[[\nb: '{{{{'\nc: [x, {y: z}]\n").expect("quoted");
+    }
 
     #[test]
     fn broken_documents_cost_only_themselves() {

@@ -443,6 +443,10 @@ fn check_email(s: &str) -> Result<(), String> {
     }
 }
 
+/// The request records a Certificate keeps when `spec.revisionHistoryLimit` is unset: 1,
+/// as cert-manager does since 1.18 (before, records were never removed).
+pub const DEFAULT_REVISION_HISTORY_LIMIT: u32 = 1;
+
 /// Validates a namespace name as Kubernetes does: an RFC 1123 label (at most 63
 /// characters of a-z, 0-9 and '-', starting and ending with a letter or digit).
 pub fn check_namespace(ns: &str, field: &str) -> Result<(), FieldError> {
@@ -954,7 +958,7 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         }
     }
     let revision_history_limit = match spec.revision_history_limit {
-        None => None,
+        None => Some(DEFAULT_REVISION_HISTORY_LIMIT),
         Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
         Some(n) => {
             errors.push(fe(

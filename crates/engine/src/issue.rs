@@ -159,9 +159,9 @@ impl Issuer for SelfSigned {
                 "the request's public key does not match its private key",
             );
         }
-        let validity = Validity {
-            not_before: req.now,
-            not_after: req.now + req.spec.duration_seconds as i64,
+        let validity = match validity(req, None) {
+            Ok(v) => v,
+            Err(o) => return o,
         };
         match cert::sign_csr(
             &csr,
@@ -178,6 +178,37 @@ impl Issuer for SelfSigned {
             Err(e) => failed("SigningError", format!("signing: {e}")),
         }
     }
+}
+
+/// The last instant an X.509 certificate can express: 9999-12-31T23:59:59Z (RFC 5280,
+/// 4.1.2.5: GeneralizedTime has four year digits).
+pub const MAX_NOT_AFTER: i64 = 253_402_300_799;
+
+/// A certificate's validity from now for the spec's duration, capped at `cap` (the CA's
+/// notAfter); a notAfter past [`MAX_NOT_AFTER`] fails: it cannot be encoded.
+fn validity(req: &Request<'_>, cap: Option<i64>) -> Result<Validity, Outcome> {
+    let end = i64::try_from(req.spec.duration_seconds)
+        .ok()
+        .and_then(|d| req.now.checked_add(d));
+    let not_after = match (end, cap) {
+        (Some(e), Some(c)) => e.min(c),
+        (Some(e), None) => e,
+        (None, Some(c)) => c,
+        (None, None) => i64::MAX,
+    };
+    if not_after > MAX_NOT_AFTER {
+        return Err(failed(
+            "InvalidDuration",
+            format!(
+                "spec.duration: the certificate would expire after {} (the latest date a certificate can hold)",
+                der::rfc3339(MAX_NOT_AFTER)
+            ),
+        ));
+    }
+    Ok(Validity {
+        not_before: req.now,
+        not_after,
+    })
 }
 
 /// A CA's signing material, checked.
@@ -285,9 +316,9 @@ impl Issuer for CaIssuer {
         };
         let ca = &self.material.chain[0];
         // cert-manager caps a certificate's lifetime at its CA's.
-        let validity = Validity {
-            not_before: req.now,
-            not_after: (req.now + req.spec.duration_seconds as i64).min(ca.not_after),
+        let validity = match validity(req, Some(ca.not_after)) {
+            Ok(v) => v,
+            Err(o) => return o,
         };
         let signer = Signer::Ca {
             name_der: &ca.subject_der,

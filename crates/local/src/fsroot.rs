@@ -12,7 +12,7 @@
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::ffi::OsStr;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
@@ -176,8 +176,22 @@ impl Dir {
                 self.child_path(name).display()
             )));
         }
-        let mut out = Vec::with_capacity(st.st_size.max(0) as usize);
-        std::fs::File::from(fd).read_to_end(&mut out)?;
+        // Read into a buffer sized from the one fstat (std's read_to_end would stat and
+        // seek again): one read for a file that did not grow, two in all.
+        let mut out = vec![0u8; st.st_size.max(0) as usize + 1];
+        let mut len = 0;
+        loop {
+            if len == out.len() {
+                out.resize(out.len() * 2, 0);
+            }
+            match rustix::io::read(&fd, &mut out[len..]) {
+                Ok(0) => break,
+                Ok(n) => len += n,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+        out.truncate(len);
         Ok(Some(out))
     }
 

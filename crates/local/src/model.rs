@@ -32,6 +32,9 @@ impl Problem {
     }
 }
 
+/// The largest manifest file read (many documents of at most 3 MiB each).
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// (namespace, name); cluster-scoped resources use an empty namespace.
 pub type Key = (String, String);
 
@@ -159,6 +162,17 @@ impl Model {
             ..Default::default()
         };
         for f in &files {
+            let size = std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+            if size > MAX_FILE_BYTES {
+                m.errors.push((
+                    f.display().to_string(),
+                    Problem::new(
+                        "ManifestTooLarge",
+                        format!("{}: {size} bytes; manifest files of at most {MAX_FILE_BYTES} bytes are read", f.display()),
+                    ),
+                ));
+                continue;
+            }
             match std::fs::read(f) {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes);

@@ -43,14 +43,36 @@ pub struct Batch {
     pub requests: Vec<RequestRecord>,
 }
 
-/// A request record waiting for its Secret's commit.
+/// A request record, saved after the batch (an issued one only once its Secret is
+/// committed).
 #[derive(Debug)]
 pub struct RequestRecord {
-    pub namespace: String,
-    pub name: String,
-    /// `namespace/secretName` whose commit it waits for.
-    pub secret: String,
-    pub bytes: Vec<u8>,
+    pub certificate: Key,
+    /// `namespace/secretName` whose commit it waits for, if any.
+    pub secret: Option<String>,
+    pub request: CertificateRequest,
+    /// The Certificate's revisionHistoryLimit.
+    pub limit: u32,
+}
+
+/// Records a request: into the batch, or at once when there is none.
+fn keep_request(ctx: &Ctx<'_>, r: RequestRecord) {
+    if let Some(batch) = ctx.batch {
+        if let Ok(mut b) = batch.lock() {
+            b.requests.push(r);
+            return;
+        }
+    }
+    let name = r.request.metadata.name.clone();
+    if let Err(e) = ctx
+        .state
+        .add_requests(vec![(r.certificate, r.request, r.limit)], ctx.store.durable)
+    {
+        log::warn(
+            "cannot record request",
+            &[("request", &name), ("error", &e.to_string())],
+        );
+    }
 }
 
 /// An issuer as resolved for a pass.
@@ -433,19 +455,15 @@ pub fn certificate(
 /// record never restarts the numbering.
 fn next_revision(ctx: &Ctx<'_>, rec: &CertRecord, last: Option<&LastIssuance>) -> i64 {
     let known = rec.status.revision.max(last.and_then(|l| l.revision));
+    // The request records are read only when neither record knows the revision.
     let from_requests = || {
-        let prefix = format!("{}-", rec.name);
         ctx.state
-            .request_files(&rec.namespace)
+            .requests(&rec.namespace, &rec.name)
             .iter()
-            .filter_map(|f| {
-                f.strip_suffix(".json")
-                    .and_then(|f| f.strip_prefix(&prefix))
-                    .and_then(|r| r.parse::<i64>().ok())
-            })
+            .map(|r| crate::records::request_revision(&r.metadata.name))
             .max()
+            .filter(|r| *r > 0)
     };
-    // The request records are listed only when neither record knows the revision.
     known.or_else(from_requests).unwrap_or(0) + 1
 }
 
@@ -533,13 +551,25 @@ fn issue_certificate(
                 issued.chain.iter().map(|d| CertInfo::parse(d)).collect();
             let ca: Result<Vec<CertInfo>, _> =
                 issued.ca.iter().map(|d| CertInfo::parse(d)).collect();
-            let (chain, ca) = match (parsed, ca) {
-                (Ok(c), Ok(a)) if !c.is_empty() && c[0].spki_der == key.spki_der() => (c, a),
-                _ => {
+            let checked = match (parsed, ca) {
+                (Ok(c), Ok(a)) if !c.is_empty() && c[0].spki_der == key.spki_der() => Ok((c, a)),
+                (Ok(c), Ok(_)) if c.is_empty() => {
+                    Err("the issuer returned no certificate".to_string())
+                }
+                (Ok(_), Ok(_)) => Err(
+                    "the issuer returned a certificate for another key than the request's".into(),
+                ),
+                (Err(e), _) | (_, Err(e)) => Err(format!(
+                    "the issuer returned a certificate that cannot be read: {e}"
+                )),
+            };
+            let (chain, ca) = match checked {
+                Ok(v) => v,
+                Err(message) => {
                     return failed(
                         rec,
                         "InvalidCertificate",
-                        "the issuer returned a certificate that does not match the request",
+                        &message,
                         now,
                         policy,
                         digest,
@@ -580,7 +610,7 @@ fn issue_certificate(
             if rec.pending.take().is_some() {
                 ctx.state.remove_pending_key(&ns, &name);
             }
-            save_request(
+            let cr = request_record(
                 ctx,
                 &ns,
                 &request_name,
@@ -589,9 +619,16 @@ fn issue_certificate(
                 Some((&chain, &ca)),
                 None,
             );
-            if let Some(limit) = params.revision_history_limit {
-                prune_requests(ctx, &ns, &name, revision, limit);
-            }
+            // An "Issued" record waits for its Secret's commit.
+            keep_request(
+                ctx,
+                RequestRecord {
+                    certificate: (ns.clone(), name.clone()),
+                    secret: Some(format!("{ns}/{}", params.secret_name)),
+                    request: cr,
+                    limit: history_limit(params),
+                },
+            );
             let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
             up_to_date(&mut rec, leaf.not_before, leaf.not_after, renewal, now);
             log::info(
@@ -649,7 +686,7 @@ fn issue_certificate(
             }
         }
         Outcome::Failed { reason, message } => {
-            save_request(
+            let cr = request_record(
                 ctx,
                 &ns,
                 &request_name,
@@ -657,6 +694,15 @@ fn issue_certificate(
                 &csr_pem,
                 None,
                 Some((&reason, &message)),
+            );
+            keep_request(
+                ctx,
+                RequestRecord {
+                    certificate: (ns.clone(), name.clone()),
+                    secret: None,
+                    request: cr,
+                    limit: history_limit(params),
+                },
             );
             failed(
                 rec, &reason, &message, now, policy, digest, trigger, &key_str,
@@ -721,8 +767,15 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
 
-/// Records the request as a cert-manager CertificateRequest (for debugging and `status`).
-fn save_request(
+/// How many request records a Certificate keeps.
+fn history_limit(params: &CertificateParams) -> u32 {
+    params
+        .revision_history_limit
+        .unwrap_or(certwright_api::validate::DEFAULT_REVISION_HISTORY_LIMIT)
+}
+
+/// The request as a cert-manager CertificateRequest (for debugging and `status`).
+fn request_record(
     ctx: &Ctx<'_>,
     ns: &str,
     request_name: &str,
@@ -730,7 +783,7 @@ fn save_request(
     csr_pem: &str,
     issued: Option<(&[CertInfo], &[CertInfo])>,
     failure: Option<(&str, &str)>,
-) {
+) -> CertificateRequest {
     let now = rfc3339(ctx.now);
     let cond = |t: &str, s: &str, r: &str, m: &str| Condition {
         type_: t.into(),
@@ -773,7 +826,7 @@ fn save_request(
             &format!("{reason}: {message}"),
         ));
     }
-    let cr = CertificateRequest {
+    CertificateRequest {
         api_version: certwright_api::API_VERSION.into(),
         kind: "CertificateRequest".into(),
         metadata: ObjectMeta {
@@ -794,45 +847,6 @@ fn save_request(
             ..Default::default()
         },
         status: Some(status),
-    };
-    let Ok(bytes) = serde_json::to_vec_pretty(&cr) else {
-        return;
-    };
-    // An "Issued" record in a batch waits for its Secret's commit.
-    if let (Some(batch), true) = (ctx.batch, issued.is_some()) {
-        if let Ok(mut b) = batch.lock() {
-            b.requests.push(RequestRecord {
-                namespace: ns.into(),
-                name: request_name.into(),
-                secret: format!("{ns}/{}", params.secret_name),
-                bytes,
-            });
-            return;
-        }
-    }
-    {
-        let fsync = ctx.batch.is_none() && ctx.store.durable;
-        if let Err(e) = ctx.state.save_request(ns, request_name, &bytes, fsync) {
-            log::warn(
-                "cannot record request",
-                &[("request", request_name), ("error", &e.to_string())],
-            );
-        }
-    }
-}
-
-/// Removes a Certificate's request records older than its last `limit` revisions
-/// (`spec.revisionHistoryLimit`); records are named `<certificate>-<revision>`.
-fn prune_requests(ctx: &Ctx<'_>, ns: &str, cert_name: &str, revision: i64, limit: u32) {
-    let prefix = format!("{cert_name}-");
-    for file in ctx.state.request_files(ns) {
-        let rev = file
-            .strip_suffix(".json")
-            .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|r| r.parse::<i64>().ok());
-        if rev.is_some_and(|r| r <= revision - i64::from(limit)) {
-            ctx.state.remove_request_file(ns, &file);
-        }
     }
 }
 
@@ -1018,7 +1032,10 @@ mod tests {
             "the request's key is persisted"
         );
         // A restart: only what is on disk survives.
-        state.save_record(&r1.record, true).expect("save");
+        let all = BTreeMap::from([(key.clone(), r1.record.clone())]);
+        state
+            .save_records(&all, [key.clone()].iter(), true)
+            .expect("save");
         let reloaded = state.load_records().remove(&key).expect("reloaded");
         let r2 = certificate(&ctx_at(t0 + 5), &key, reloaded, Some(&resolved));
         assert!(!r2.record.ready());

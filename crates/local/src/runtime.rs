@@ -65,6 +65,10 @@ fn now() -> i64 {
         .unwrap_or_default()
 }
 
+/// Certificates reconciled and published together: each batch is flushed to disk and made
+/// visible before the next starts, so a crash loses at most one batch's work.
+const BATCH: usize = 256;
+
 /// Certificates grouped by dependency level: a Certificate whose issuer is a CA backed
 /// by another Certificate's Secret comes after that Certificate.
 pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
@@ -186,18 +190,22 @@ impl Runtime {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| RuntimeError::Locked(opts.state.display().to_string()))?;
         store.durable = opts.durable;
-        // Versions a crash left staged but never committed are removed.
-        let mut stale = 0;
-        for (ns, name) in store.list() {
-            stale += store.clean_stale(&ns, &name);
-        }
-        if stale > 0 {
-            log::info(
-                "removed stale secret versions",
-                &[("count", &stale.to_string())],
-            );
+        // Versions a crash left staged but never committed are removed; after a clean
+        // stop (the marker is there) there are none, and the scan is skipped.
+        if !state.take_clean_marker() {
+            let mut stale = 0;
+            for (ns, name) in store.list() {
+                stale += store.clean_stale(&ns, &name);
+            }
+            if stale > 0 {
+                log::info(
+                    "removed stale secret versions",
+                    &[("count", &stale.to_string())],
+                );
+            }
         }
         let records = state.load_records();
+        state.migrate(&records).map_err(serr)?;
         Ok(Runtime {
             model: Model::default(),
             records,
@@ -213,7 +221,13 @@ impl Runtime {
     }
 
     fn load(&mut self) {
-        self.model = Model::load(&self.opts.paths, self.opts.recursive);
+        let model = Model::load(&self.opts.paths, self.opts.recursive);
+        self.install(model);
+    }
+
+    /// Makes a newly loaded model current.
+    fn install(&mut self, model: Model) {
+        self.model = model;
         // Forget records of Certificates that are gone.
         let gone: Vec<Key> = self
             .records
@@ -221,10 +235,13 @@ impl Runtime {
             .filter(|k| !self.model.certificates.contains_key(*k))
             .cloned()
             .collect();
-        for k in gone {
-            self.records.remove(&k);
-            self.state.remove_record(&k.0, &k.1);
+        for k in &gone {
+            self.records.remove(k);
         }
+        if let Err(e) = self.state.save_records(&self.records, gone.iter(), true) {
+            log::warn("cannot save status", &[("error", &e.to_string())]);
+        }
+        self.state.remove_requests(&gone);
         log::info(
             "manifests loaded",
             &[
@@ -262,7 +279,7 @@ impl Runtime {
     pub fn pass(&mut self, only: Option<&BTreeSet<Key>>) -> Vec<(String, String)> {
         let t = now();
         let conflicts = self.secret_conflicts();
-        let written = Mutex::new(Vec::new());
+        let mut written = Vec::new();
         let mut issuers_seen: BTreeMap<(String, String, String), Problem> = BTreeMap::new();
         for level in levels(&self.model, &self.opts.cluster_resource_namespace) {
             let keys: Vec<Key> = level
@@ -272,175 +289,32 @@ impl Runtime {
             if keys.is_empty() {
                 continue;
             }
-            let batch = Mutex::new(reconcile::Batch::default());
-            let ctx = Ctx {
-                model: &self.model,
-                store: &self.store,
-                state: &self.state,
-                cluster_ns: &self.opts.cluster_resource_namespace,
-                now: t,
-                batch: Some(&batch),
-            };
-            // Resolve each issuer once per level (a CA is parsed once, not per certificate).
-            let mut resolved: HashMap<(String, String, String), Resolved> = HashMap::new();
-            for k in &keys {
-                if let Some(Ok(p)) = self.model.certificates.get(k).map(|e| &e.params) {
-                    let id = issuer_id(k, p);
-                    if let std::collections::hash_map::Entry::Vacant(slot) =
-                        resolved.entry(id.clone())
-                    {
-                        let r = ctx.resolve(&k.0, &p.issuance.issuer_name, &p.issuance.issuer_kind);
-                        if let Resolved::Unavailable(pr) = &r {
-                            issuers_seen.insert(id, pr.clone());
-                        }
-                        slot.insert(r);
-                    }
-                }
-            }
-            let next = AtomicUsize::new(0);
-            let results: Mutex<Vec<(Key, CertRecord, bool)>> =
-                Mutex::new(Vec::with_capacity(keys.len()));
-            let workers = self.opts.workers.max(1).min(keys.len());
-            let records = &self.records;
-            std::thread::scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(k) = keys.get(i) else { break };
-                        let prev = records.get(k).cloned().unwrap_or_default();
-                        let res = if let Some(p) = conflicts.get(k) {
-                            reconcile::fail(named(prev, k), p, t, None)
-                        } else {
-                            let r = self
-                                .model
-                                .certificates
-                                .get(k)
-                                .and_then(|e| e.params.as_ref().ok())
-                                .and_then(|p| resolved.get(&issuer_id(k, p)));
-                            // A bug must cost one Certificate, not the process.
-                            let fallback = prev.clone();
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                reconcile::certificate(&ctx, k, prev, r)
-                            }))
-                            .unwrap_or_else(|_| {
-                                let p = Problem::new(
-                                    "InternalError",
-                                    "reconciling this Certificate panicked; please report it",
-                                );
-                                reconcile::fail(named(fallback, k), &p, t, Some(t + 60))
-                            })
-                        };
-                        if res.wrote {
-                            if let Ok(mut w) = written.lock() {
-                                w.push((k.0.clone(), res.record.secret_name.clone()));
-                            }
-                        }
-                        if let Ok(mut r) = results.lock() {
-                            r.push((k.clone(), res.record, res.wrote));
-                        }
-                    });
-                }
-            });
-            let mut results = results.into_inner().unwrap_or_default();
-            // Staged Secrets become durable with one flush, then visible one by one; the
-            // request records of those committed follow.
-            let batch = batch.into_inner().unwrap_or_default();
-            let mut failed_commits: BTreeSet<String> = BTreeSet::new();
-            if !batch.staged.is_empty() {
-                if self.store.durable {
-                    if let Err(e) = self.store.sync() {
-                        log::error("cannot flush secrets to disk", &[("error", &e.to_string())]);
-                    }
-                }
-                for st in batch.staged {
-                    let id = st.id();
-                    if let Err(e) = self.store.commit(st, false) {
-                        log::error(
-                            "cannot commit secret",
-                            &[("secret", &id), ("error", &e.to_string())],
-                        );
-                        for (_, rec, _) in results.iter_mut() {
-                            if format!("{}/{}", rec.namespace, rec.secret_name) == id {
-                                set_condition(
-                                    &mut rec.status.conditions,
-                                    "Ready",
-                                    false,
-                                    "SecretUnwritable",
-                                    &e.to_string(),
-                                    t,
-                                );
-                            }
-                        }
-                        failed_commits.insert(id);
-                    }
-                }
-            }
-            for r in batch.requests {
-                if failed_commits.contains(&r.secret) {
-                    continue;
-                }
-                if let Err(e) = self
-                    .state
-                    .save_request(&r.namespace, &r.name, &r.bytes, false)
-                {
-                    log::warn(
-                        "cannot record request",
-                        &[("request", &r.name), ("error", &e.to_string())],
-                    );
-                }
-            }
-            for (k, rec, _) in results {
-                if self.records.get(&k) != Some(&rec) {
-                    if let Err(e) = self.state.save_record(&rec, false) {
-                        log::error(
-                            "cannot save status",
-                            &[
-                                ("certificate", &format!("{}/{}", k.0, k.1)),
-                                ("error", &e.to_string()),
-                            ],
-                        );
-                    }
-                    let ready = rec.status.condition("Ready").cloned().unwrap_or_default();
-                    if ready.status != "True" {
-                        log::warn(
-                            "certificate not ready",
-                            &[
-                                ("certificate", &format!("{}/{}", k.0, k.1)),
-                                ("reason", &ready.reason),
-                                ("message", &ready.message),
-                            ],
-                        );
-                    }
-                    self.records.insert(k, rec);
-                }
+            // Certificates whose Secret does not exist yet go first: after a crash, a
+            // restart publishes new work before it re-checks what is already there.
+            let (mut keys, present): (Vec<Key>, Vec<Key>) =
+                keys.into_iter().partition(|k| !self.secret_exists(k));
+            keys.extend(present);
+            let resolved = self.resolve_issuers(&keys, t, &mut issuers_seen);
+            // Bounded batches: each is reconciled, made durable with one flush and
+            // published before the next starts, so progress survives a crash.
+            for chunk in keys.chunks(BATCH) {
+                written.extend(self.reconcile_batch(chunk, &resolved, &conflicts, t));
             }
         }
         // Secret manifests that no Certificate writes.
         let owned = &self.model.owned_secrets;
-        let ctx = Ctx {
-            model: &self.model,
-            store: &self.store,
-            state: &self.state,
-            cluster_ns: &self.opts.cluster_resource_namespace,
-            now: t,
-            batch: None,
-        };
+        let ctx = self.ctx(t, None);
         let mut secret_problems = Vec::new();
         for key in self.model.secrets.keys() {
             if owned.contains(key) {
                 continue;
             }
             match reconcile::plain_secret(&ctx, key) {
-                Ok(true) => {
-                    if let Ok(mut w) = written.lock() {
-                        w.push(key.clone());
-                    }
-                }
+                Ok(true) => written.push(key.clone()),
                 Ok(false) => {}
                 Err(p) => secret_problems.push((format!("Secret {}/{}", key.0, key.1), p)),
             }
         }
-        let written = written.into_inner().unwrap_or_default();
         for (ns, s) in &written {
             self.hooks.secret_changed(&self.model, ns, s);
         }
@@ -453,8 +327,208 @@ impl Runtime {
         self.last_unavailable = issuers_seen;
         self.last_extra = secret_problems;
         self.save_runtime_status();
-        self.remember_versions();
+        if !self.opts.once {
+            self.remember_versions();
+        }
         written
+    }
+
+    /// The reconcile context of a pass at time `t`.
+    fn ctx<'a>(&'a self, t: i64, batch: Option<&'a Mutex<reconcile::Batch>>) -> Ctx<'a> {
+        Ctx {
+            model: &self.model,
+            store: &self.store,
+            state: &self.state,
+            cluster_ns: &self.opts.cluster_resource_namespace,
+            now: t,
+            batch,
+        }
+    }
+
+    /// Whether the Secret a Certificate writes has been published.
+    fn secret_exists(&self, k: &Key) -> bool {
+        let Some(Ok(p)) = self.model.certificates.get(k).map(|e| &e.params) else {
+            return true;
+        };
+        self.store.version(&k.0, &p.secret_name).is_some()
+    }
+
+    /// Resolves each issuer of a level once (a CA is parsed once, not per certificate).
+    fn resolve_issuers(
+        &self,
+        keys: &[Key],
+        t: i64,
+        unavailable: &mut BTreeMap<(String, String, String), Problem>,
+    ) -> HashMap<(String, String, String), Resolved> {
+        let ctx = self.ctx(t, None);
+        let mut resolved = HashMap::new();
+        for k in keys {
+            if let Some(Ok(p)) = self.model.certificates.get(k).map(|e| &e.params) {
+                let id = issuer_id(k, p);
+                if let std::collections::hash_map::Entry::Vacant(slot) = resolved.entry(id.clone())
+                {
+                    let r = ctx.resolve(&k.0, &p.issuance.issuer_name, &p.issuance.issuer_kind);
+                    if let Resolved::Unavailable(pr) = &r {
+                        unavailable.insert(id, pr.clone());
+                    }
+                    slot.insert(r);
+                }
+            }
+        }
+        resolved
+    }
+
+    /// Reconciles one batch on all workers, flushes its staged Secrets with one `syncfs`,
+    /// publishes them, then records the outcome (request records only for Secrets that
+    /// were committed). Returns the Secrets written.
+    fn reconcile_batch(
+        &mut self,
+        keys: &[Key],
+        resolved: &HashMap<(String, String, String), Resolved>,
+        conflicts: &BTreeMap<Key, Problem>,
+        t: i64,
+    ) -> Vec<(String, String)> {
+        let batch = Mutex::new(reconcile::Batch::default());
+        let mut results = self.reconcile_parallel(keys, resolved, conflicts, t, &batch);
+        let batch = batch.into_inner().unwrap_or_default();
+        let failed_commits = self.publish(batch.staged, &mut results, t);
+        let requests: Vec<_> = batch
+            .requests
+            .into_iter()
+            .filter(|r| {
+                r.secret
+                    .as_ref()
+                    .is_none_or(|s| !failed_commits.contains(s))
+            })
+            .map(|r| (r.certificate, r.request, r.limit))
+            .collect();
+        if let Err(e) = self.state.add_requests(requests, false) {
+            log::warn("cannot record requests", &[("error", &e.to_string())]);
+        }
+        let mut written = Vec::new();
+        let mut changed = Vec::new();
+        for (k, rec, wrote) in results {
+            if wrote && !failed_commits.contains(&format!("{}/{}", k.0, rec.secret_name)) {
+                written.push((k.0.clone(), rec.secret_name.clone()));
+            }
+            if self.records.get(&k) == Some(&rec) {
+                continue;
+            }
+            let ready = rec.status.condition("Ready").cloned().unwrap_or_default();
+            if ready.status != "True" {
+                log::warn(
+                    "certificate not ready",
+                    &[
+                        ("certificate", &format!("{}/{}", k.0, k.1)),
+                        ("reason", &ready.reason),
+                        ("message", &ready.message),
+                    ],
+                );
+            }
+            self.records.insert(k.clone(), rec);
+            changed.push(k);
+        }
+        if let Err(e) = self
+            .state
+            .save_records(&self.records, changed.iter(), false)
+        {
+            log::error("cannot save status", &[("error", &e.to_string())]);
+        }
+        written
+    }
+
+    /// Reconciles `keys` on the worker threads; a panic costs its Certificate only.
+    fn reconcile_parallel(
+        &self,
+        keys: &[Key],
+        resolved: &HashMap<(String, String, String), Resolved>,
+        conflicts: &BTreeMap<Key, Problem>,
+        t: i64,
+        batch: &Mutex<reconcile::Batch>,
+    ) -> Vec<(Key, CertRecord, bool)> {
+        let ctx = self.ctx(t, Some(batch));
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(Key, CertRecord, bool)>> =
+            Mutex::new(Vec::with_capacity(keys.len()));
+        let workers = self.opts.workers.max(1).min(keys.len());
+        let records = &self.records;
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(k) = keys.get(i) else { break };
+                    let prev = records.get(k).cloned().unwrap_or_default();
+                    let res = if let Some(p) = conflicts.get(k) {
+                        reconcile::fail(named(prev, k), p, t, None)
+                    } else {
+                        let r = self
+                            .model
+                            .certificates
+                            .get(k)
+                            .and_then(|e| e.params.as_ref().ok())
+                            .and_then(|p| resolved.get(&issuer_id(k, p)));
+                        // A bug must cost one Certificate, not the process.
+                        let fallback = prev.clone();
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            reconcile::certificate(&ctx, k, prev, r)
+                        }))
+                        .unwrap_or_else(|_| {
+                            let p = Problem::new(
+                                "InternalError",
+                                "reconciling this Certificate panicked; please report it",
+                            );
+                            reconcile::fail(named(fallback, k), &p, t, Some(t + 60))
+                        })
+                    };
+                    if let Ok(mut r) = results.lock() {
+                        r.push((k.clone(), res.record, res.wrote));
+                    }
+                });
+            }
+        });
+        results.into_inner().unwrap_or_default()
+    }
+
+    /// Makes staged Secrets durable with one flush, then visible one by one. A Secret that
+    /// cannot be committed makes its Certificate not Ready. Returns those that failed.
+    fn publish(
+        &self,
+        staged: Vec<crate::store::Staged>,
+        results: &mut [(Key, CertRecord, bool)],
+        t: i64,
+    ) -> BTreeSet<String> {
+        let mut failed = BTreeSet::new();
+        if staged.is_empty() {
+            return failed;
+        }
+        if self.store.durable {
+            if let Err(e) = self.store.sync() {
+                log::error("cannot flush secrets to disk", &[("error", &e.to_string())]);
+            }
+        }
+        for st in staged {
+            let id = st.id();
+            if let Err(e) = self.store.commit(st, false) {
+                log::error(
+                    "cannot commit secret",
+                    &[("secret", &id), ("error", &e.to_string())],
+                );
+                for (_, rec, _) in results.iter_mut() {
+                    if format!("{}/{}", rec.namespace, rec.secret_name) == id {
+                        set_condition(
+                            &mut rec.status.conditions,
+                            "Ready",
+                            false,
+                            "SecretUnwritable",
+                            &e.to_string(),
+                            t,
+                        );
+                    }
+                }
+                failed.insert(id);
+            }
+        }
+        failed
     }
 
     fn save_runtime_status(&self) {
@@ -558,6 +632,16 @@ impl Runtime {
         out
     }
 
+    /// Notes a clean stop: the next start need not look for half-written versions.
+    fn stopped_cleanly(&self) {
+        if let Err(e) = self.state.set_clean_marker() {
+            log::warn(
+                "cannot write the clean-stop marker",
+                &[("error", &e.to_string())],
+            );
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         let o = self.state.overview();
         Summary {
@@ -568,25 +652,32 @@ impl Runtime {
 
     /// Runs until `stop` is set (or one pass with `once`).
     pub fn run(&mut self, stop: &AtomicBool) -> Summary {
+        // Manifests are watched and parsed on their own thread, so that a large or slow
+        // manifest never delays a renewal: the loop takes a new model when one is ready.
+        // It starts before the first load, so no edit after that load goes unseen.
+        let loader =
+            (!self.opts.once).then(|| spawn_loader(self.opts.paths.clone(), self.opts.recursive));
         self.load();
         self.pass(None);
-        if self.opts.once {
+        let Some(loader) = loader else {
             self.hooks.run_due(&self.model, true);
             self.hooks.wait();
             if self.hooks.take_results().is_some() {
                 self.save_runtime_status();
             }
+            self.stopped_cleanly();
             return self.summary();
-        }
-        let mut sig = manifest_signature(&self.opts.paths, self.opts.recursive);
+        };
         let mut last_full = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
             let t = now();
-            let new_sig = manifest_signature(&self.opts.paths, self.opts.recursive);
-            if new_sig != sig {
-                sig = new_sig;
-                self.load();
+            let mut newest = None;
+            while let Ok(m) = loader.models.try_recv() {
+                newest = Some(m);
+            }
+            if let Some(model) = newest {
+                self.install(model);
                 self.pass(None);
                 last_full = Instant::now();
             } else {
@@ -628,7 +719,44 @@ impl Runtime {
         if self.hooks.take_results().is_some() {
             self.save_runtime_status();
         }
+        self.stopped_cleanly();
         self.summary()
+    }
+}
+
+/// Polls the manifest files every 200 ms and sends a freshly parsed model after each
+/// change, until `stop` is set.
+fn spawn_loader(paths: Vec<PathBuf>, recursive: bool) -> Loader {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut sig = manifest_signature(&paths, recursive);
+    let alive = Arc::new(AtomicBool::new(true));
+    let running = alive.clone();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if !running.load(Ordering::Relaxed) {
+            return;
+        }
+        let new_sig = manifest_signature(&paths, recursive);
+        if new_sig != sig {
+            sig = new_sig;
+            let model = Model::load(&paths, recursive);
+            if tx.send(model).is_err() {
+                return;
+            }
+        }
+    });
+    Loader { models: rx, alive }
+}
+
+/// The manifest loader thread's output; dropping it stops the thread.
+struct Loader {
+    models: std::sync::mpsc::Receiver<Model>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
     }
 }
 

@@ -403,11 +403,11 @@ fn read_secret(dir: &Dir, namespace: &str, name: &str) -> Result<Option<SecretDa
     // Resolve ..data once so that every key comes from one version; retry if the
     // version is swapped away while reading.
     for _ in 0..5 {
-        let data_dir = match dir
+        let (data_dir, plain) = match dir
             .kind(DATA_LINK)
             .map_err(|e| io_err("stat", DATA_LINK, e))?
         {
-            None => dir.try_clone().map_err(|e| io_err("open", "", e))?,
+            None => (dir.try_clone().map_err(|e| io_err("open", "", e))?, true),
             Some(Kind::Link) => {
                 let Some(target) = dir
                     .readlink(DATA_LINK)
@@ -423,7 +423,7 @@ fn read_secret(dir: &Dir, namespace: &str, name: &str) -> Result<Option<SecretDa
                     });
                 }
                 match dir.open_dir(&target, false) {
-                    Ok(Some(d)) => d,
+                    Ok(Some(d)) => (d, false),
                     Ok(None) => continue,
                     Err(e) if fsroot::is_link_refusal(&e) => {
                         return Err(StoreError::ForeignLink {
@@ -441,16 +441,16 @@ fn read_secret(dir: &Dir, namespace: &str, name: &str) -> Result<Option<SecretDa
                 })
             }
         };
-        match read_version(&data_dir) {
-            Ok(s) => return Ok(Some(s)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) if fsroot::is_link_refusal(&e) => {
+        match read_version(&data_dir, plain) {
+            Ok(s) => return Ok(s),
+            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(ReadError::ForeignLink(key)) => {
                 return Err(StoreError::ForeignLink {
                     secret: secret(),
-                    path: e.to_string(),
+                    path: data_dir.path().join(key).display().to_string(),
                 })
             }
-            Err(e) => return Err(io_err("read", "", e)),
+            Err(ReadError::Io(e)) => return Err(io_err("read", "", e)),
         }
     }
     Ok(None)
@@ -474,10 +474,27 @@ fn new_version_name(dir: &Dir) -> String {
     name
 }
 
-/// Reads one version (or a plain directory): its regular files, and `..metadata.json`.
-/// A key that is a link is refused (in certwright's versions there are none).
-fn read_version(dir: &Dir) -> io::Result<SecretData> {
+/// Why a version could not be read.
+enum ReadError {
+    Io(io::Error),
+    /// A key that is a link certwright did not make (its name).
+    ForeignLink(String),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+/// Reads one version, or a plain directory (`plain`): its regular files, and
+/// `..metadata.json`. A key that is a link is refused, except, in a plain directory, the
+/// per-key links certwright itself made (`KEY -> ..data/KEY`) before a crash kept it
+/// from creating `..data`: those dangle and are skipped. `None` when a plain directory
+/// holds nothing else (such an interrupted first write).
+fn read_version(dir: &Dir, plain: bool) -> Result<Option<SecretData>, ReadError> {
     let mut s = SecretData::default();
+    let mut own_links = false;
     for (fname, kind) in dir.entries()? {
         if fname.starts_with('.') {
             continue;
@@ -489,21 +506,27 @@ fn read_version(dir: &Dir) -> io::Result<SecretData> {
                 }
             }
             Kind::Link => {
-                return Err(io::Error::other(format!(
-                    "{}: key {fname:?} is a symbolic link certwright did not make; refusing to follow it",
-                    dir.path().display()
-                )))
+                let ours = format!("{DATA_LINK}/{fname}");
+                if plain && dir.readlink(&fname)?.as_deref() == Some(ours.as_str()) {
+                    own_links = true;
+                    continue;
+                }
+                return Err(ReadError::ForeignLink(fname));
             }
             Kind::Dir | Kind::Other => {}
         }
     }
-    if let Some(b) = dir.read(META_FILE)? {
+    let meta = dir.read(META_FILE)?;
+    if plain && own_links && s.data.is_empty() && meta.is_none() {
+        return Ok(None);
+    }
+    if let Some(b) = meta {
         let m: Meta = serde_json::from_slice(&b).unwrap_or_default();
         s.type_ = m.type_;
         s.annotations = m.annotations;
         s.labels = m.labels;
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
 /// Points `dir/name` at `target` by renaming a fresh link over it (atomic on POSIX; a
@@ -581,6 +604,34 @@ mod tests {
             .expect("write 3");
         assert!(!dir.join(&v1).exists(), "older versions are removed");
         assert_eq!(store.list(), vec![("ns".to_string(), "s".to_string())]);
+    }
+
+    #[test]
+    fn an_interrupted_first_commit_reads_as_missing_and_is_rewritten() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = SecretStore::open(tmp.path()).expect("open");
+        // A crash after the key links of a new Secret, before its `..data`.
+        let dir = tmp.path().join("ns").join("s");
+        fs::create_dir_all(dir.join("..2026_01_01_00_00_00.000000000")).expect("dirs");
+        std::os::unix::fs::symlink("..data/tls.crt", dir.join("tls.crt")).expect("link");
+        assert!(store.read("ns", "s").expect("read").is_none());
+        store
+            .write("ns", "s", &secret(&[("tls.crt", "one")]))
+            .expect("write");
+        assert_eq!(
+            fs::read_to_string(dir.join("tls.crt")).expect("read"),
+            "one"
+        );
+        assert_eq!(store.list().len(), 1);
+        let versions = fs::read_dir(&dir)
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("..20"))
+            .count();
+        assert_eq!(versions, 1, "the orphan version is removed");
+        // A link someone else planted is still refused.
+        std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("ns/t")).expect("link");
+        assert!(store.read("ns", "t").is_err());
     }
 
     #[test]

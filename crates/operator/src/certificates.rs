@@ -336,6 +336,129 @@ fn up_to_date(status: &mut CertificateStatus, nb: i64, na: i64, renewal: i64, t:
     remove_condition(&mut status.conditions, "Issuing");
 }
 
+/// When the Secret `secret_name` is written by Certificate `writer` and `writer` asks for
+/// it too and is older than `obj` (by creation time, then name), `obj` must not write it.
+async fn duplicate_of(
+    ctx: &Context,
+    obj: &DynamicObject,
+    writer: &str,
+    secret_name: &str,
+) -> Result<Option<Problem>, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &certificates());
+    let Some(other) = api.get_opt(writer).await? else {
+        return Ok(None);
+    };
+    let same = other
+        .data
+        .get("spec")
+        .and_then(|s| s.get("secretName"))
+        .and_then(Value::as_str)
+        == Some(secret_name);
+    let order = |o: &DynamicObject| {
+        (
+            o.metadata.creation_timestamp.clone().map(|t| t.0),
+            o.name_any(),
+        )
+    };
+    if same && order(&other) < order(obj) {
+        return Ok(Some(crate::problem(
+            "DuplicateSecretName",
+            format!(
+                "spec.secretName: secret {ns}/{secret_name} is already written by Certificate {writer}"
+            ),
+        )));
+    }
+    Ok(None)
+}
+
+/// A failure of an issuance attempt: (reason, message).
+type Failure = (String, String);
+
+/// Whether the API refused a write for its content (too large, invalid): retrying the
+/// same write cannot succeed.
+fn permanent_write_error(e: &Error) -> Option<String> {
+    match e {
+        Error::Kube(kube::Error::Api(r)) if matches!(r.code, 400 | 413 | 422) => Some(format!(
+            "the API server refused the Secret ({}): {}",
+            r.code, r.message
+        )),
+        Error::Kube(kube::Error::Api(r)) if r.message.contains("too large") => Some(format!(
+            "the API server refused the Secret ({}): {}",
+            r.code, r.message
+        )),
+        _ => None,
+    }
+}
+
+/// Checks what an issuer returned, writes the Secret and records the request. Returns
+/// the leaf, or the attempt's failure when the certificate is unusable or the Secret is
+/// refused for its content; other API errors (transient) are errors.
+#[allow(clippy::too_many_arguments)]
+async fn store_issued(
+    ctx: &Context,
+    obj: &DynamicObject,
+    params: &CertificateParams,
+    passwords: &Passwords,
+    (current, current_obj): (Option<&SecretData>, Option<&Secret>),
+    (key, csr): (&PrivateKey, &str),
+    issued: &issue::Issued,
+    revision: i64,
+) -> Result<Result<CertInfo, Failure>, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let parse = |ders: &[Vec<u8>]| -> Result<Vec<CertInfo>, String> {
+        ders.iter()
+            .map(|d| CertInfo::parse(d).map_err(|e| e.to_string()))
+            .collect()
+    };
+    let (mut chain, ca) = match (parse(&issued.chain), parse(&issued.ca)) {
+        (Ok(c), Ok(a)) if !c.is_empty() && c[0].spki_der == key.spki_der() => (c, a),
+        (Ok(c), Ok(_)) if c.is_empty() => {
+            return Ok(Err((
+                "InvalidCertificate".into(),
+                "the issuer returned no certificate".into(),
+            )))
+        }
+        (Ok(_), Ok(_)) => {
+            return Ok(Err((
+                "InvalidCertificate".into(),
+                "the issuer returned a certificate for another key than the request's".into(),
+            )))
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            return Ok(Err((
+                "InvalidCertificate".into(),
+                format!("the issuer returned a certificate that cannot be read: {e}"),
+            )))
+        }
+    };
+    let m = Material {
+        key,
+        chain: &chain,
+        ca: &ca,
+    };
+    let record = LastIssuance {
+        spec: params.issuance.clone(),
+        certificate_sha256: chain[0].sha256_fingerprint(),
+        revision: Some(revision),
+    };
+    let base = with_issuance_record(serde_json::to_string(&record).unwrap_or_default());
+    let desired = match desired_secret(&name, params, &m, passwords, Some(&base), current) {
+        Ok(d) => d,
+        Err(e) => return Ok(Err(("RenderFailed".into(), e.to_string()))),
+    };
+    if let Err(e) = write_secret(ctx, &ns, &params.secret_name, &desired.secret, current_obj).await
+    {
+        return match permanent_write_error(&e) {
+            Some(message) => Ok(Err(("SecretUnwritable".into(), message))),
+            None => Err(e),
+        };
+    }
+    record_request(ctx, &ns, obj, revision, params, csr, Ok((&chain, &ca))).await?;
+    Ok(Ok(chain.swap_remove(0)))
+}
+
 fn requeue_at(at: i64, t: i64) -> Action {
     Action::requeue(Duration::from_secs((at - t).clamp(1, 30 * 24 * 3600) as u64))
 }
@@ -429,11 +552,23 @@ pub(crate) async fn reconcile(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let current_obj = secrets.get_opt(&params.secret_name).await?;
     let current = current_obj.as_ref().map(secret_data);
-    let material = current.as_ref().map(TlsMaterial::read);
-    let last: Option<LastIssuance> = current
+    // Two Certificates naming one Secret: the older one writes it; the other reports
+    // DuplicateSecretName and waits (the order by creation never flips, so they never
+    // alternate).
+    let writer = current
         .as_ref()
-        .and_then(|s| s.annotations.get(LAST_ISSUANCE))
-        .and_then(|v| serde_json::from_str(v).ok());
+        .and_then(|s| s.annotations.get(certwright_api::annotations::CERT_NAME))
+        .filter(|w| **w != name);
+    if let Some(writer) = writer {
+        if let Some(p) = duplicate_of(&ctx, &obj, writer, &params.secret_name).await? {
+            stop(&mut status, &p);
+            remove_condition(&mut status.conditions, "Issuing");
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    }
+    let material = current.as_ref().map(TlsMaterial::read);
+    let last = current.as_ref().and_then(LastIssuance::from_secret);
     let resolved = resolve_issuer(
         &ctx,
         &ns,
@@ -606,90 +741,59 @@ pub(crate) async fn reconcile(
             .map_err(Error::Other)?;
             let (key, csr, outcome) = work;
             let revision = status.revision.unwrap_or(0) + 1;
-            match outcome {
+            let (reason, message) = match outcome {
                 Outcome::Issued(issued) => {
-                    let chain: Vec<CertInfo> = issued
-                        .chain
-                        .iter()
-                        .filter_map(|d| CertInfo::parse(d).ok())
-                        .collect();
-                    let ca: Vec<CertInfo> = issued
-                        .ca
-                        .iter()
-                        .filter_map(|d| CertInfo::parse(d).ok())
-                        .collect();
-                    if chain.is_empty() || chain[0].spki_der != key.spki_der() {
-                        return Err(Error::Other(
-                            "the issuer returned a certificate that does not match the request"
-                                .into(),
-                        ));
-                    }
-                    let m = Material {
-                        key: &key,
-                        chain: &chain,
-                        ca: &ca,
-                    };
-                    let record = LastIssuance {
-                        spec: params.issuance.clone(),
-                        certificate_sha256: chain[0].sha256_fingerprint(),
-                        revision: Some(revision),
-                    };
-                    let base =
-                        with_issuance_record(serde_json::to_string(&record).unwrap_or_default());
-                    let desired = desired_secret(
-                        &name,
-                        &params,
-                        &m,
-                        &passwords,
-                        Some(&base),
-                        current.as_ref(),
-                    )?;
-                    write_secret(
-                        &ctx,
-                        &ns,
-                        &params.secret_name,
-                        &desired.secret,
-                        current_obj.as_ref(),
-                    )
-                    .await?;
-                    record_request(&ctx, &ns, &obj, revision, &params, &csr, Ok((&chain, &ca)))
-                        .await?;
-                    if let Ok(mut f) = ctx.failures.lock() {
-                        f.remove(&cert_key);
-                    }
-                    status.revision = Some(revision);
-                    status.last_failure_time = None;
-                    status.failed_issuance_attempts = None;
-                    let leaf = &chain[0];
-                    let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
-                    up_to_date(&mut status, leaf.not_before, leaf.not_after, renewal, t);
-                    patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    ctx.metrics
-                        .issuances
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    event(
+                    let stored = store_issued(
                         &ctx,
                         &obj,
-                        &certificates(),
-                        EventType::Normal,
-                        "Issuing",
-                        &format!(
-                            "The certificate has been successfully issued (revision {revision})"
-                        ),
-                        "Issue",
+                        &params,
+                        &passwords,
+                        (current.as_ref(), current_obj.as_ref()),
+                        (&key, &csr),
+                        &issued,
+                        revision,
                     )
-                    .await;
-                    log(
-                        "INFO",
-                        "certificate issued",
-                        &[
-                            ("certificate", &key_str),
-                            ("secret", &params.secret_name),
-                            ("revision", &revision.to_string()),
-                            ("notAfter", &rfc3339(leaf.not_after)),
-                        ],
-                    );
-                    Ok(requeue_at(renewal, t))
+                    .await?;
+                    match stored {
+                        Err(failure) => failure,
+                        Ok(leaf) => {
+                            if let Ok(mut f) = ctx.failures.lock() {
+                                f.remove(&cert_key);
+                            }
+                            status.revision = Some(revision);
+                            status.last_failure_time = None;
+                            status.failed_issuance_attempts = None;
+                            let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
+                            up_to_date(&mut status, leaf.not_before, leaf.not_after, renewal, t);
+                            patch_status(&ctx, &ns, &name, &before, &status).await?;
+                            ctx.metrics
+                                .issuances
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            event(
+                                &ctx,
+                                &obj,
+                                &certificates(),
+                                EventType::Normal,
+                                "Issuing",
+                                &format!(
+                                    "The certificate has been successfully issued (revision {revision})"
+                                ),
+                                "Issue",
+                            )
+                            .await;
+                            log(
+                                "INFO",
+                                "certificate issued",
+                                &[
+                                    ("certificate", &key_str),
+                                    ("secret", &params.secret_name),
+                                    ("revision", &revision.to_string()),
+                                    ("notAfter", &rfc3339(leaf.not_after)),
+                                ],
+                            );
+                            return Ok(requeue_at(renewal, t));
+                        }
+                    }
                 }
                 Outcome::Pending {
                     retry_after,
@@ -706,75 +810,77 @@ pub(crate) async fn reconcile(
                         t,
                     );
                     patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    Ok(Action::requeue(retry_after))
+                    return Ok(Action::requeue(retry_after));
                 }
-                Outcome::Failed { reason, message } => {
-                    record_request(
-                        &ctx,
-                        &ns,
-                        &obj,
-                        revision,
-                        &params,
-                        &csr,
-                        Err((&reason, &message)),
-                    )
-                    .await?;
-                    let attempts = if failures.inputs == digest {
-                        failures.attempts + 1
-                    } else {
-                        1
-                    };
-                    if let Ok(mut f) = ctx.failures.lock() {
-                        f.insert(
-                            cert_key.clone(),
-                            Failures {
-                                attempts,
-                                last_failure: t,
-                                inputs: digest.clone(),
-                            },
-                        );
-                    }
-                    let msg = format!("The certificate request has failed to complete and will be retried: {reason}: {message}");
-                    status.last_failure_time = Some(rfc3339(t));
-                    status.failed_issuance_attempts = Some(i64::from(attempts));
-                    set_condition(
-                        &mut status.conditions,
-                        "Ready",
-                        false,
-                        trigger.reason(),
-                        &msg,
-                        t,
-                    );
-                    set_condition(&mut status.conditions, "Issuing", false, "Failed", &msg, t);
-                    patch_status(&ctx, &ns, &name, &before, &status).await?;
-                    ctx.metrics
-                        .issuance_failures
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    event(
-                        &ctx,
-                        &obj,
-                        &certificates(),
-                        EventType::Warning,
-                        "Failed",
-                        &msg,
-                        "Issue",
-                    )
-                    .await;
-                    log(
-                        "WARN",
-                        "issuance failed",
-                        &[
-                            ("certificate", &key_str),
-                            ("reason", &reason),
-                            ("message", &message),
-                        ],
-                    );
-                    Ok(requeue_at(
-                        t + policy.delay(attempts, &key_str).as_secs() as i64,
-                        t,
-                    ))
-                }
+                Outcome::Failed { reason, message } => (reason, message),
+            };
+            // Every failure of an attempt, the issuer's or a permanent one after it (a
+            // certificate that cannot be read, a Secret the API refuses), is recorded,
+            // shown on the status and backed off.
+            record_request(
+                &ctx,
+                &ns,
+                &obj,
+                revision,
+                &params,
+                &csr,
+                Err((&reason, &message)),
+            )
+            .await?;
+            let attempts = if failures.inputs == digest {
+                failures.attempts + 1
+            } else {
+                1
+            };
+            if let Ok(mut f) = ctx.failures.lock() {
+                f.insert(
+                    cert_key.clone(),
+                    Failures {
+                        attempts,
+                        last_failure: t,
+                        inputs: digest.clone(),
+                    },
+                );
             }
+            let msg = format!("The certificate request has failed to complete and will be retried: {reason}: {message}");
+            status.last_failure_time = Some(rfc3339(t));
+            status.failed_issuance_attempts = Some(i64::from(attempts));
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                false,
+                trigger.reason(),
+                &msg,
+                t,
+            );
+            set_condition(&mut status.conditions, "Issuing", false, "Failed", &msg, t);
+            patch_status(&ctx, &ns, &name, &before, &status).await?;
+            ctx.metrics
+                .issuance_failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            event(
+                &ctx,
+                &obj,
+                &certificates(),
+                EventType::Warning,
+                "Failed",
+                &msg,
+                "Issue",
+            )
+            .await;
+            log(
+                "WARN",
+                "issuance failed",
+                &[
+                    ("certificate", &key_str),
+                    ("reason", &reason),
+                    ("message", &message),
+                ],
+            );
+            Ok(requeue_at(
+                t + policy.delay(attempts, &key_str).as_secs() as i64,
+                t,
+            ))
         }
     }
 }

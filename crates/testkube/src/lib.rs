@@ -251,18 +251,34 @@ impl ControlPlane {
         .arg("--cacert")
         .arg(&self.ca_file)
         .args(["-H", &format!("Authorization: Bearer {token}")]);
-        if let Some(b) = body {
+        if body.is_some() {
             let ctype = if method == "PATCH" {
                 "application/merge-patch+json"
             } else {
                 "application/json"
             };
-            cmd.args(["-H", &format!("Content-Type: {ctype}"), "--data-binary", b]);
+            // The body goes through stdin: large objects exceed the argument limit.
+            cmd.args([
+                "-H",
+                &format!("Content-Type: {ctype}"),
+                "--data-binary",
+                "@-",
+            ]);
         }
-        let out = cmd
+        let mut child = cmd
             .arg(format!("{}{path}", self.url))
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .map_err(|e| format!("curl: {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(body.unwrap_or_default().as_bytes())
+                .map_err(|e| format!("curl stdin: {e}"))?;
+        }
+        let out = child.wait_with_output().map_err(|e| format!("curl: {e}"))?;
         if !out.status.success() {
             return Err(format!(
                 "curl {method} {path}: {}",
