@@ -281,7 +281,7 @@ fn a_lost_status_record_hides_no_spec_change_and_keeps_the_revision() {
         "the revision continues from the Secret's record"
     );
 
-    // Lost again (request records with it) and no change: nothing is reissued.
+    // Lost again and no change: nothing is reissued.
     let v = version(&state, "demo", "web-tls");
     std::fs::remove_dir_all(&record).expect("rm records");
     assert!(once(&[&m], &state).status.success());
@@ -311,4 +311,153 @@ fn a_lost_status_record_hides_no_spec_change_and_keeps_the_revision() {
         "{}",
         leaf(&state).subject
     );
+    // Neither the status nor the Secret knew the revision: the request records did.
+    let (_, _, _, revision) = cert_status(&status_json(&state), "demo", "web").expect("web");
+    assert_eq!(
+        revision, 3,
+        "the revision continues from the request records"
+    );
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop. None (with the reason printed)
+/// where mounting is not allowed; in CI, which runs as root, that fails instead.
+struct Mount(std::path::PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, options: &str) -> Option<Mount> {
+        std::fs::create_dir_all(at).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("mount runs");
+        if out.status.success() {
+            return Some(Mount(at.to_path_buf()));
+        }
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("mounting a tmpfs is required in CI (root): {why}");
+        }
+        eprintln!("SKIPPED: cannot mount a tmpfs (needs root): {why}");
+        None
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills a file system until it refuses another byte.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
+    let block = vec![0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+#[test]
+fn a_full_disk_is_reported_not_hidden_behind_a_stale_ready() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(disk) = Mount::tmpfs(&tmp.path().join("disk"), "size=400k") else {
+        return;
+    };
+    let m = tmp.path().join("m");
+    std::fs::create_dir(&m).expect("m");
+    write(&m, "web.yaml", &cert(""));
+    let state = disk.0.join("state");
+    assert!(once(&[&m], &state).status.success());
+    fill(&disk.0);
+    // A spec change cannot be written: the Certificate is not Ready, and since its
+    // record cannot be written either, `status` says the records may be stale.
+    write(&m, "web.yaml", &cert("  duration: 48h\n"));
+    let out = once(&[&m], &state);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("No space left on device"),
+        "{}",
+        text(&out)
+    );
+    let table = Command::new(bin())
+        .args(["status", "--state"])
+        .arg(&state)
+        .output()
+        .expect("status");
+    assert_eq!(table.status.code(), Some(1), "{}", text(&table));
+    let t = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        t.starts_with("WARNING: certwright cannot write its state directory"),
+        "{t}"
+    );
+    let versions = |state: &Path| {
+        std::fs::read_dir(secret_dir(state, "demo", "web-tls"))
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("..20"))
+            .count()
+    };
+    assert_eq!(
+        versions(&state),
+        1,
+        "no half-written version is left behind"
+    );
+    // Space again: the change lands and the warning goes.
+    std::fs::remove_file(disk.0.join("filler")).expect("rm filler");
+    let out = once(&[&m], &state);
+    assert!(out.status.success(), "{}", text(&out));
+    let s = status_json(&state);
+    assert_eq!(s["health"]["ok"], true, "{}", s["health"]);
+    assert_eq!(leaf(&state).not_after - leaf(&state).not_before, 48 * 3600);
+}
+
+#[test]
+fn a_read_only_state_directory_is_one_clear_error() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(ro) = Mount::tmpfs(&tmp.path().join("ro"), "ro,size=64k") else {
+        return;
+    };
+    let m = tmp.path().join("m");
+    std::fs::create_dir(&m).expect("m");
+    write(&m, "web.yaml", &cert(""));
+    let out = once(&[&m], &ro.0.join("state"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("Read-only file system").count(), 1, "{err}");
+    assert!(err.contains("state directory"), "{err}");
+}
+
+#[test]
+fn status_escapes_control_characters_and_inspect_redacts_passwords() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let m = tmp.path().join("m");
+    std::fs::create_dir(&m).expect("m");
+    write(&m, "web.yaml", &cert(""));
+    // A file name with a terminal escape, holding a broken document.
+    write(&m, "evil\u{1b}[2J\u{7}.yaml", "kind: [unclosed\n");
+    write(
+        &m,
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: web-tls\n  namespace: demo\n  annotations:\n    cert-utils-operator.redhat-cop.io/generate-java-keystores: \"true\"\n    cert-utils-operator.redhat-cop.io/java-keystore-password: hunter2-secret\n    note: \"bell\\u0007here\"\n",
+    );
+    let state = tmp.path().join("state");
+    let _ = once(&[&m], &state);
+    let table = run(&["status", "--state", &state.display().to_string()]);
+    let t = String::from_utf8_lossy(&table.stdout);
+    assert!(t.contains("\\u{1b}[2J\\u{7}.yaml"), "{t}");
+    assert!(
+        !t.contains('\u{1b}') && !t.contains('\u{7}'),
+        "raw control characters: {t:?}"
+    );
+    let out = run(&[
+        "inspect",
+        &secret_dir(&state, "demo", "web-tls").display().to_string(),
+        "--password",
+        "hunter2-secret",
+    ]);
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(o.contains("java-keystore-password=(redacted)"), "{o}");
+    assert!(!o.contains("hunter2-secret"), "{o}");
+    assert!(o.contains("note=bell\\u{7}here"), "{o}");
 }

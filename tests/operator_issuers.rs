@@ -373,8 +373,10 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
         "KeyPairVerified",
     );
     let fixed_in = fixed_at.elapsed();
+    // Woken by the Secret's watch, not by the 30-second requeue (generous for a busy
+    // machine, still below the requeue).
     assert!(
-        fixed_in < Duration::from_secs(10),
+        fixed_in < Duration::from_secs(25),
         "the issuer noticed its CA Secret after {fixed_in:?}: the Secret change should wake it"
     );
 
@@ -462,8 +464,9 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     )
     .expect("issuer");
     wait_ready(&cp, &log, &format!("{crs}/user-waiting"), "True", "Issued");
+    // Woken by the issuer's watch, not by a 30-second requeue.
     assert!(
-        created_at.elapsed() < Duration::from_secs(10),
+        created_at.elapsed() < Duration::from_secs(25),
         "the request waited {:?} after its issuer appeared\n{}",
         created_at.elapsed(),
         std::fs::read_to_string(&log).unwrap_or_default()

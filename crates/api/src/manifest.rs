@@ -60,29 +60,40 @@ pub struct Document {
     pub result: Result<Resource, DocError>,
 }
 
-/// Splits a YAML stream at `---` lines, keeping each document's first line number.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
-    let mut docs = Vec::new();
-    let mut cur = String::new();
+/// Splits a YAML stream at `---` lines, keeping each document's first line number;
+/// documents holding only blank lines and comments are skipped. Lazy: one document at a
+/// time is copied out of the text.
+fn documents(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
+    let mut lines = text.lines().enumerate().peekable();
     let mut start = 1;
-    for (i, line) in text.lines().enumerate() {
-        let is_sep =
-            line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "...";
-        if is_sep {
-            docs.push((start, std::mem::take(&mut cur)));
-            start = i + 2;
-        } else {
+    std::iter::from_fn(move || loop {
+        lines.peek()?;
+        let mut cur = String::new();
+        let first = start;
+        for (i, line) in lines.by_ref() {
+            let is_sep = line == "---"
+                || line.starts_with("--- ")
+                || line.starts_with("---\t")
+                || line == "...";
+            if is_sep {
+                start = i + 2;
+                break;
+            }
             cur.push_str(line);
             cur.push('\n');
         }
-    }
-    docs.push((start, cur));
-    docs.into_iter()
-        .filter(|(_, d)| {
-            d.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        })
-        .collect()
+        let meaningful = cur
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        if meaningful {
+            return Some((first, cur));
+        }
+    })
+}
+
+#[cfg(test)]
+fn split_documents(text: &str) -> Vec<(usize, String)> {
+    documents(text).collect()
 }
 
 fn typed<T: DeserializeOwned>(v: Value) -> Result<T, DocError> {
@@ -198,10 +209,17 @@ pub fn check_budget(doc: &str) -> Result<(), DocError> {
 /// Parses every document of a YAML text. `source` names the file in messages.
 pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
     let mut out = Vec::new();
-    for (line, doc) in split_documents(text) {
+    for_each_document(text, source, |d| out.push(d));
+    out
+}
+
+/// Parses the documents of a YAML text one at a time, handing each to `f`: a large file is
+/// never held parsed all at once.
+pub fn for_each_document(text: &str, source: &str, mut f: impl FnMut(Document)) {
+    for (line, doc) in documents(text) {
         let src = format!("{source}:{line}");
         if let Err(e) = check_budget(&doc) {
-            out.push(Document {
+            f(Document {
                 source: src,
                 id: None,
                 legacy: false,
@@ -213,7 +231,7 @@ pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
         let value: Value = match serde_yaml::from_str::<Value>(&doc) {
             Ok(v) => v,
             Err(e) => {
-                out.push(Document {
+                f(Document {
                     source: src,
                     id: None,
                     legacy: false,
@@ -226,6 +244,7 @@ pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
                 continue;
             }
         };
+        drop(doc);
         if value.get("kind").and_then(Value::as_str) == Some("List") {
             let items = value
                 .get("items")
@@ -233,13 +252,12 @@ pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
                 .cloned()
                 .unwrap_or_default();
             for (i, item) in items.into_iter().enumerate() {
-                out.push(parse_value(item, format!("{src} (items[{i}])")));
+                f(parse_value(item, format!("{src} (items[{i}])")));
             }
             continue;
         }
-        out.push(parse_value(value, src));
+        f(parse_value(value, src));
     }
-    out
 }
 
 /// Types one document's value.

@@ -1,6 +1,7 @@
 //! `certwright inspect`: what a certificate, key, keystore or secret directory holds.
 //! Never prints key material.
 
+use crate::text::{annotation_value, clean};
 use anyhow::{bail, Context, Result};
 use certwright_api::annotations::{self as ann, keys};
 use certwright_engine::{SecretData, TlsMaterial};
@@ -26,8 +27,8 @@ fn print_cert(c: &CertInfo, indent: &str) {
     } else {
         "valid"
     };
-    println!("{indent}Subject:      {}", c.subject);
-    println!("{indent}Issuer:       {}", c.issuer);
+    println!("{indent}Subject:      {}", clean(&c.subject));
+    println!("{indent}Issuer:       {}", clean(&c.issuer));
     println!("{indent}Serial:       {}", c.serial_colon());
     println!("{indent}Not before:   {}", rfc3339(c.not_before));
     println!(
@@ -39,7 +40,7 @@ fn print_cert(c: &CertInfo, indent: &str) {
     sans.extend(c.uris.iter().map(|u| format!("URI:{u}")));
     sans.extend(c.email_addresses.iter().map(|e| format!("email:{e}")));
     if !sans.is_empty() {
-        println!("{indent}SANs:         {}", sans.join(", "));
+        println!("{indent}SANs:         {}", clean(&sans.join(", ")));
     }
     println!(
         "{indent}Key:          {}",
@@ -89,16 +90,20 @@ fn print_keystore(name: &str, bytes: &[u8], password: &str) {
                 for e in entries {
                     match e {
                         jks::Entry::PrivateKey { alias, chain, .. } => {
-                            println!("  {alias}: PrivateKeyEntry, chain of {}", chain.len());
+                            println!(
+                                "  {}: PrivateKeyEntry, chain of {}",
+                                clean(&alias),
+                                chain.len()
+                            );
                             for c in chain.iter().filter_map(|d| CertInfo::parse(d).ok()) {
-                                println!("    {}", c.subject);
+                                println!("    {}", clean(&c.subject));
                             }
                         }
                         jks::Entry::TrustedCert { alias, cert } => {
                             let s = CertInfo::parse(&cert)
                                 .map(|c| c.subject)
                                 .unwrap_or_else(|e| e.to_string());
-                            println!("  {alias}: TrustedCertEntry {s}");
+                            println!("  {}: TrustedCertEntry {}", clean(&alias), clean(&s));
                         }
                     }
                 }
@@ -118,7 +123,10 @@ fn print_keystore(name: &str, bytes: &[u8], password: &str) {
                     let alg = PrivateKey::from_pkcs8_der(&k.pkcs8)
                         .map(|k| k.algorithm().to_string())
                         .unwrap_or_else(|e| e.to_string());
-                    println!("  key {}: {alg}", n.as_deref().unwrap_or("(no name)"));
+                    println!(
+                        "  key {}: {alg}",
+                        clean(n.as_deref().unwrap_or("(no name)"))
+                    );
                 }
                 for cb in &c.certs {
                     let (n, trusted) = (&cb.friendly_name, &cb.trusted);
@@ -140,14 +148,14 @@ fn print_keystore(name: &str, bytes: &[u8], password: &str) {
 fn inspect_secret(dir: &Path, s: &SecretData, password: Option<&str>) -> Result<ExitCode> {
     println!("Secret directory {}", dir.display());
     if let Some(t) = &s.type_ {
-        println!("Type: {t}");
+        println!("Type: {}", clean(t));
     }
     for (k, v) in &s.annotations {
-        println!("Annotation: {k}={v}");
+        println!("Annotation: {}={}", clean(k), annotation_value(k, v));
     }
     println!(
         "Keys: {}",
-        s.data.keys().cloned().collect::<Vec<_>>().join(", ")
+        clean(&s.data.keys().cloned().collect::<Vec<_>>().join(", "))
     );
     let chain = s.get(keys::TLS_CRT).and_then(|b| print_chain("tls.crt", b));
     let ca = s.get(keys::CA_CRT).and_then(|b| print_chain("ca.crt", b));

@@ -3,6 +3,7 @@
 mod convert;
 mod inspect;
 mod status;
+mod text;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

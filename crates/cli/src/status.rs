@@ -1,5 +1,6 @@
 //! `certwright status`: the local runtime's certificates as a table or JSON.
 
+use crate::text::clean;
 use anyhow::{bail, Result};
 use certwright_local::records::StateDir;
 use std::path::Path;
@@ -15,11 +16,21 @@ pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
         );
     };
     let o = dir.overview();
+    // A runtime that cannot write its state (a full disk) cannot update these records.
+    let degraded = o.health.as_ref().filter(|h| !h.ok);
     match output {
         "json" => {
             println!("{}", serde_json::to_string_pretty(&o)?);
         }
         "table" | "wide" => {
+            if let Some(h) = degraded {
+                println!(
+                    "WARNING: certwright cannot write its state directory since {}: {}; what follows may be out of date",
+                    h.since.as_deref().unwrap_or("?"),
+                    clean(&h.message)
+                );
+                println!();
+            }
             let mut rows = vec![[
                 "NAMESPACE".to_string(),
                 "NAME".into(),
@@ -45,6 +56,11 @@ pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
                     c.secret_name.clone(),
                 ]);
             }
+            for r in rows.iter_mut() {
+                for cell in r.iter_mut() {
+                    *cell = clean(cell);
+                }
+            }
             let widths: Vec<usize> = (0..7)
                 .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
                 .collect();
@@ -61,7 +77,12 @@ pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
                 println!();
                 for c in not_ready {
                     let r = c.status.condition("Ready").cloned().unwrap_or_default();
-                    println!("{}/{}: {}", c.namespace, c.name, r.message);
+                    println!(
+                        "{}/{}: {}",
+                        clean(&c.namespace),
+                        clean(&c.name),
+                        clean(&r.message)
+                    );
                 }
             }
             let bad_issuers: Vec<_> = o
@@ -90,19 +111,44 @@ pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
                         format!("{}/", i.namespace)
                     };
                     println!(
-                        "{} {ns}{} not ready: {}: {}",
-                        i.kind, i.name, c.reason, c.message
+                        "{} {} not ready: {}: {}",
+                        i.kind,
+                        clean(&format!("{ns}{}", i.name)),
+                        clean(&c.reason),
+                        clean(&c.message)
                     );
                 }
             }
             if !o.problems.is_empty() {
                 println!();
                 for p in &o.problems {
-                    println!("problem: {}: {}", p.reason, p.message);
+                    println!("problem: {}: {}", clean(&p.reason), clean(&p.message));
+                }
+            }
+            let failed_hooks: Vec<_> = o
+                .hooks
+                .iter()
+                .filter_map(|h| h.last_run.as_ref().filter(|r| !r.ok).map(|r| (h, r)))
+                .collect();
+            if !failed_hooks.is_empty() {
+                println!();
+                for (h, r) in failed_hooks {
+                    println!(
+                        "ReloadHook {}/{} failed at {}: {}: {}",
+                        clean(&h.namespace),
+                        clean(&h.name),
+                        r.time,
+                        clean(&r.reason),
+                        clean(&r.message)
+                    );
                 }
             }
         }
         other => bail!("unknown output format {other:?}: use table or json"),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if degraded.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

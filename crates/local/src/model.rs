@@ -3,7 +3,7 @@
 use base64::Engine;
 use certwright_api::manifest::{self, DocError, Resource, ResourceId};
 use certwright_api::validate::{self, CertificateParams, FieldError, IssuerType};
-use certwright_api::{Certificate, Issuer, ReloadHook, Secret};
+use certwright_api::{Issuer, ReloadHook, Secret};
 use certwright_engine::SecretData;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,6 @@ pub type Key = (String, String);
 #[derive(Debug, Clone)]
 pub struct CertEntry {
     pub source: String,
-    pub cert: Option<Certificate>,
     /// Validated parameters, or why the Certificate is unusable.
     pub params: Result<CertificateParams, Problem>,
 }
@@ -176,9 +175,7 @@ impl Model {
             match std::fs::read(f) {
                 Ok(bytes) => {
                     let text = String::from_utf8_lossy(&bytes);
-                    for doc in manifest::parse_documents(&text, &f.display().to_string()) {
-                        m.add(doc);
-                    }
+                    manifest::for_each_document(&text, &f.display().to_string(), |doc| m.add(doc));
                 }
                 Err(e) => m.errors.push((
                     f.display().to_string(),
@@ -225,7 +222,6 @@ impl Model {
                             key,
                             CertEntry {
                                 source,
-                                cert: None,
                                 params: Err(problem),
                             },
                         );
@@ -274,7 +270,7 @@ impl Model {
                 let ns = ns_or_default(&id.namespace);
                 c.metadata.namespace = Some(ns.clone());
                 let params = validate::certificate(&c).map_err(|e| Problem::from_fields(&e));
-                self.insert_cert((ns, id.name), CertEntry { source, cert: Some(c), params });
+                self.insert_cert((ns, id.name), CertEntry { source, params });
             }
             Resource::Issuer(mut i) => {
                 let ns = ns_or_default(&id.namespace);

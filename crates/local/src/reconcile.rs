@@ -431,7 +431,7 @@ pub fn certificate(
                     ("message", &message),
                 ],
             );
-            let revision = next_revision(ctx, &rec, last.as_ref());
+            let revision = next_revision(ctx, &rec, last.as_ref(), current.is_some());
             issue_certificate(
                 ctx,
                 rec,
@@ -453,8 +453,17 @@ pub fn certificate(
 /// The revision the next issuance makes: one more than the highest known from the status
 /// record, the Secret's issuance record and the request records, so that a lost status
 /// record never restarts the numbering.
-fn next_revision(ctx: &Ctx<'_>, rec: &CertRecord, last: Option<&LastIssuance>) -> i64 {
+fn next_revision(
+    ctx: &Ctx<'_>,
+    rec: &CertRecord,
+    last: Option<&LastIssuance>,
+    secret_exists: bool,
+) -> i64 {
     let known = rec.status.revision.max(last.and_then(|l| l.revision));
+    if known.is_some() || !secret_exists {
+        // A new Certificate (no Secret, no record) starts at 1 without reading anything.
+        return known.unwrap_or(0) + 1;
+    }
     // The request records are read only when neither record knows the revision.
     let from_requests = || {
         ctx.state

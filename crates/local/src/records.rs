@@ -67,6 +67,61 @@ pub fn request_revision(name: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether the runtime can write its state directory: when it cannot (a full disk, a
+/// read-only file system), the status records may be stale, and `certwright status` says
+/// so.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthState {
+    pub ok: bool,
+    /// RFC 3339: since when the state could not be written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The health file, kept open and overwritten in place (it never needs a new block).
+#[derive(Debug)]
+pub struct Health {
+    file: std::fs::File,
+    last_ok: Option<bool>,
+}
+
+impl Health {
+    fn encode(h: &HealthState) -> Vec<u8> {
+        let mut b = serde_json::to_vec(h).unwrap_or_default();
+        b.truncate(HEALTH_SIZE - 1);
+        b.resize(HEALTH_SIZE - 1, b' ');
+        b.push(b'\n');
+        b
+    }
+
+    /// Records the outcome of writing the state; only changes are written.
+    pub fn record(&mut self, result: Result<(), String>, now: i64) {
+        let ok = result.is_ok();
+        if self.last_ok == Some(ok) {
+            return;
+        }
+        let state = match result {
+            Ok(()) => HealthState {
+                ok: true,
+                ..Default::default()
+            },
+            Err(message) => HealthState {
+                ok: false,
+                since: Some(certwright_pki::der::rfc3339(now)),
+                message: message.chars().take(1000).collect(),
+            },
+        };
+        use std::os::unix::fs::FileExt;
+        if self.file.write_all_at(&Self::encode(&state), 0).is_ok() {
+            let _ = self.file.sync_data();
+            self.last_ok = Some(ok);
+        }
+    }
+}
+
 /// Issuer status as the runtime last saw it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,6 +146,9 @@ pub struct Overview {
     /// ReloadHooks and their last run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookRecord>,
+    /// Whether the runtime could write its state at its last try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthState>,
 }
 
 /// A ReloadHook and the outcome of its last run.
@@ -136,6 +194,8 @@ const SHARD_PREFIX: &str = "shard_";
 const SHARDS: u64 = 64;
 const REQUESTS: &str = "requests";
 const CLEAN_MARKER: &str = ".stopped-cleanly";
+const HEALTH_FILE: &str = "health.json";
+const HEALTH_SIZE: usize = 4096;
 
 type Key = (String, String);
 /// A request record to add: its Certificate, the record, the revisionHistoryLimit.
@@ -186,6 +246,33 @@ impl StateDir {
     /// The lock file that keeps a second process off this state directory.
     pub fn lock_file(&self) -> io::Result<std::fs::File> {
         self.dir.open_or_create(".lock")
+    }
+
+    /// Prepares the health file `status/health.json`: allocated once at its full size, so
+    /// that later updates overwrite it in place and still land when the disk is full.
+    pub fn open_health(&self) -> io::Result<Health> {
+        let d = self.required(&[STATUS])?;
+        let f = d.open_or_create(HEALTH_FILE)?;
+        if f.metadata()?.len() < HEALTH_SIZE as u64 {
+            let blank = Health::encode(&HealthState {
+                ok: true,
+                ..Default::default()
+            });
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&blank, 0)?;
+            f.sync_all()?;
+        }
+        Ok(Health {
+            file: f,
+            last_ok: None,
+        })
+    }
+
+    /// The runtime's last word on whether it can write its state (see [`Health`]).
+    pub fn health(&self) -> Option<HealthState> {
+        let d = self.sub(&[STATUS], false).ok()??;
+        let b = d.read(HEALTH_FILE).ok()??;
+        serde_json::from_slice(b.trim_ascii_end()).ok()
     }
 
     /// Removes the clean-stop marker and says whether it was there: a process that found
@@ -318,26 +405,37 @@ impl StateDir {
         changed: impl Iterator<Item = &'a (String, String)>,
         fsync: bool,
     ) -> io::Result<()> {
-        let shards: std::collections::BTreeSet<(String, String)> = changed
-            .map(|(ns, name)| (ns.clone(), shard_file(name)))
-            .collect();
+        let mut shards: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for (ns, name) in changed {
+            shards
+                .entry(ns.clone())
+                .or_default()
+                .insert(shard_file(name));
+        }
         let mut first_err = None;
-        for (ns, file) in shards {
-            let members: Vec<&CertRecord> = records
+        for (ns, files) in shards {
+            // One pass over the namespace's records, each hashed once.
+            let mut members: BTreeMap<String, Vec<&CertRecord>> =
+                files.iter().map(|f| (f.clone(), Vec::new())).collect();
+            for (k, r) in records
                 .range((ns.clone(), String::new())..)
                 .take_while(|(k, _)| k.0 == ns)
-                .filter(|(k, _)| shard_file(&k.1) == file)
-                .map(|(_, r)| r)
-                .collect();
-            let res = self.required(&[STATUS, CERTIFICATES, &ns]).and_then(|d| {
-                if members.is_empty() {
-                    return d.remove_file(&file);
+            {
+                if let Some(m) = members.get_mut(&shard_file(&k.1)) {
+                    m.push(r);
                 }
-                let bytes = serde_json::to_vec_pretty(&members).unwrap_or_default();
-                d.write_atomic(&file, &bytes, fsync)
-            });
-            if let Err(e) = res {
-                first_err.get_or_insert(e);
+            }
+            for (file, members) in members {
+                let res = self.required(&[STATUS, CERTIFICATES, &ns]).and_then(|d| {
+                    if members.is_empty() {
+                        return d.remove_file(&file);
+                    }
+                    let bytes = serde_json::to_vec(&members).unwrap_or_default();
+                    d.write_atomic(&file, &bytes, fsync)
+                });
+                if let Err(e) = res {
+                    first_err.get_or_insert(e);
+                }
             }
         }
         first_err.map_or(Ok(()), Err)
@@ -357,12 +455,20 @@ impl StateDir {
         let mut first_err = None;
         for ((ns, file), adds) in by_shard {
             let res = self.required(&[REQUESTS, &ns]).and_then(|d| {
-                let mut shard: BTreeMap<String, Vec<CertificateRequest>> = d
+                // Entries of other Certificates stay raw JSON: only the touched ones
+                // are parsed and written again.
+                let mut shard: BTreeMap<String, Box<serde_json::value::RawValue>> = d
                     .read(&file)?
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or_default();
+                let mut touched: BTreeMap<String, Vec<CertificateRequest>> = BTreeMap::new();
                 for ((_, name), cr, limit) in adds {
-                    let list = shard.entry(name).or_default();
+                    let list = touched.entry(name.clone()).or_insert_with(|| {
+                        shard
+                            .get(&name)
+                            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+                            .unwrap_or_default()
+                    });
                     list.retain(|r| r.metadata.name != cr.metadata.name);
                     list.push(cr);
                     list.sort_by_key(|r| request_revision(&r.metadata.name));
@@ -370,6 +476,11 @@ impl StateDir {
                     if list.len() > keep {
                         let drop = list.len() - keep;
                         list.drain(..drop);
+                    }
+                }
+                for (name, list) in touched {
+                    if let Ok(raw) = serde_json::value::to_raw_value(&list) {
+                        shard.insert(name, raw);
                     }
                 }
                 let bytes = serde_json::to_vec(&shard).unwrap_or_default();
@@ -382,7 +493,7 @@ impl StateDir {
         first_err.map_or(Ok(()), Err)
     }
 
-    /// A Certificate's request records, oldest first.
+    /// A Certificate's request records, oldest first (only its own entry is parsed).
     pub fn requests(&self, ns: &str, name: &str) -> Vec<CertificateRequest> {
         let Ok(Some(d)) = self.sub(&[REQUESTS, ns], false) else {
             return Vec::new();
@@ -391,9 +502,13 @@ impl StateDir {
             .ok()
             .flatten()
             .and_then(|b| {
-                serde_json::from_slice::<BTreeMap<String, Vec<CertificateRequest>>>(&b).ok()
+                serde_json::from_slice::<BTreeMap<String, Box<serde_json::value::RawValue>>>(&b)
+                    .ok()
             })
-            .and_then(|mut m| m.remove(name))
+            .and_then(|m| {
+                m.get(name)
+                    .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            })
             .unwrap_or_default()
     }
 
@@ -441,6 +556,7 @@ impl StateDir {
             issuers: issuers.to_vec(),
             problems: problems.to_vec(),
             hooks: hooks.to_vec(),
+            health: None,
         };
         let d = self.required(&[STATUS])?;
         d.write_atomic(
@@ -450,18 +566,39 @@ impl StateDir {
         )
     }
 
-    /// Reads everything for `certwright status`.
-    pub fn overview(&self) -> Overview {
-        let mut o: Overview = self
-            .sub(&[STATUS], false)
+    /// The runtime part of the status (issuers, problems, hooks), without the records.
+    pub fn runtime_overview(&self) -> Overview {
+        self.sub(&[STATUS], false)
             .ok()
             .flatten()
             .and_then(|d| d.read(RUNTIME_FILE).ok().flatten())
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    /// Reads everything for `certwright status` (each shard file once).
+    pub fn overview(&self) -> Overview {
+        let mut o = self.runtime_overview();
         o.certificates = self.load_records().into_values().collect();
+        o.health = self.health();
+        let mut shards: BTreeMap<(String, String), BTreeMap<String, Vec<CertificateRequest>>> =
+            BTreeMap::new();
         for c in &mut o.certificates {
-            c.requests = self.requests(&c.namespace, &c.name);
+            let key = (c.namespace.clone(), shard_file(&c.name));
+            if !shards.contains_key(&key) {
+                let shard = self
+                    .sub(&[REQUESTS, &c.namespace], false)
+                    .ok()
+                    .flatten()
+                    .and_then(|d| d.read(&key.1).ok().flatten())
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                shards.insert(key.clone(), shard);
+            }
+            c.requests = shards
+                .get_mut(&key)
+                .and_then(|s| s.remove(&c.name))
+                .unwrap_or_default();
         }
         o
     }

@@ -34,11 +34,10 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("state directory {path}: {source}")]
-    State {
-        path: String,
-        source: std::io::Error,
-    },
+    /// The io error is part of the message (not a separate `source`), so that a printed
+    /// error chain names it once.
+    #[error("state directory {path}: {error}")]
+    State { path: String, error: std::io::Error },
     #[error("state directory {0} is in use by another certwright process")]
     Locked(String),
     #[error("--cluster-resource-namespace: {0}")]
@@ -68,6 +67,9 @@ fn now() -> i64 {
 /// Certificates reconciled and published together: each batch is flushed to disk and made
 /// visible before the next starts, so a crash loses at most one batch's work.
 const BATCH: usize = 256;
+
+/// Request records held before they are written to their shard files.
+const REQUESTS_FLUSH: usize = 2048;
 
 /// Certificates grouped by dependency level: a Certificate whose issuer is a CA backed
 /// by another Certificate's Secret comes after that Certificate.
@@ -173,6 +175,13 @@ pub struct Runtime {
     /// Issuers found unavailable and Secret manifests' problems in the last pass.
     last_unavailable: BTreeMap<(String, String, String), Problem>,
     last_extra: Vec<(String, Problem)>,
+    /// Records changed in this pass and request records made, saved at its end.
+    unsaved_records: BTreeSet<Key>,
+    unsaved_requests: Vec<crate::records::NewRequest>,
+    /// The first state write that failed since the health file was last updated.
+    state_errors: Mutex<Option<String>>,
+    /// The health file (see [`crate::records::Health`]), when it could be prepared.
+    health: Mutex<Option<crate::records::Health>>,
     _lock: std::fs::File,
 }
 
@@ -180,9 +189,9 @@ impl Runtime {
     pub fn new(opts: Options) -> Result<Runtime, RuntimeError> {
         certwright_api::validate::check_namespace(&opts.cluster_resource_namespace, "value")
             .map_err(|e| RuntimeError::ClusterNamespace(e.to_string()))?;
-        let serr = |source| RuntimeError::State {
+        let serr = |error| RuntimeError::State {
             path: opts.state.display().to_string(),
-            source,
+            error,
         };
         let state = StateDir::open(&opts.state, true).map_err(serr)?;
         let mut store = state.secret_store().map_err(serr)?;
@@ -206,6 +215,15 @@ impl Runtime {
         }
         let records = state.load_records();
         state.migrate(&records).map_err(serr)?;
+        let health = state
+            .open_health()
+            .map_err(|e| {
+                log::warn(
+                    "cannot prepare the health file",
+                    &[("error", &e.to_string())],
+                )
+            })
+            .ok();
         Ok(Runtime {
             model: Model::default(),
             records,
@@ -213,6 +231,10 @@ impl Runtime {
             versions: HashMap::new(),
             last_unavailable: BTreeMap::new(),
             last_extra: Vec::new(),
+            unsaved_records: BTreeSet::new(),
+            unsaved_requests: Vec::new(),
+            state_errors: Default::default(),
+            health: Mutex::new(health),
             state,
             store,
             opts,
@@ -239,7 +261,7 @@ impl Runtime {
             self.records.remove(k);
         }
         if let Err(e) = self.state.save_records(&self.records, gone.iter(), true) {
-            log::warn("cannot save status", &[("error", &e.to_string())]);
+            self.state_error("cannot save status", &e);
         }
         self.state.remove_requests(&gone);
         log::info(
@@ -318,10 +340,11 @@ impl Runtime {
         for (ns, s) in &written {
             self.hooks.secret_changed(&self.model, ns, s);
         }
+        self.save_changed();
         // Records were saved without fsync: one flush for all of them.
         if self.store.durable {
             if let Err(e) = self.store.sync() {
-                log::error("cannot flush status to disk", &[("error", &e.to_string())]);
+                self.state_error("cannot flush status to disk", &e);
             }
         }
         self.last_unavailable = issuers_seen;
@@ -392,7 +415,7 @@ impl Runtime {
         let mut results = self.reconcile_parallel(keys, resolved, conflicts, t, &batch);
         let batch = batch.into_inner().unwrap_or_default();
         let failed_commits = self.publish(batch.staged, &mut results, t);
-        let requests: Vec<_> = batch
+        let requests = batch
             .requests
             .into_iter()
             .filter(|r| {
@@ -400,13 +423,18 @@ impl Runtime {
                     .as_ref()
                     .is_none_or(|s| !failed_commits.contains(s))
             })
-            .map(|r| (r.certificate, r.request, r.limit))
-            .collect();
-        if let Err(e) = self.state.add_requests(requests, false) {
-            log::warn("cannot record requests", &[("error", &e.to_string())]);
+            .map(|r| (r.certificate, r.request, r.limit));
+        self.unsaved_requests.extend(requests);
+        // Request records are written when many have gathered (and at the end of the
+        // pass): bounded memory, and each shard file rewritten a few times per pass.
+        if self.unsaved_requests.len() >= REQUESTS_FLUSH {
+            let requests = std::mem::take(&mut self.unsaved_requests);
+            if let Err(e) = self.state.add_requests(requests, false) {
+                self.state_error("cannot record requests", &e);
+            }
         }
         let mut written = Vec::new();
-        let mut changed = Vec::new();
+        let mut urgent = Vec::new();
         for (k, rec, wrote) in results {
             if wrote && !failed_commits.contains(&format!("{}/{}", k.0, rec.secret_name)) {
                 written.push((k.0.clone(), rec.secret_name.clone()));
@@ -425,16 +453,36 @@ impl Runtime {
                     ],
                 );
             }
+            // A pending request's state (an order in flight) is saved with its batch;
+            // other records at the end of the pass: the Secrets say what they hold.
+            let prev_pending = self.records.get(&k).and_then(|r| r.pending.as_ref());
+            if rec.pending.as_ref() != prev_pending {
+                urgent.push(k.clone());
+            }
             self.records.insert(k.clone(), rec);
-            changed.push(k);
+            self.unsaved_records.insert(k);
         }
+        if !urgent.is_empty() {
+            if let Err(e) = self.state.save_records(&self.records, urgent.iter(), false) {
+                self.state_error("cannot save status", &e);
+            }
+        }
+        written
+    }
+
+    /// Saves the records and request records a pass changed: each shard file once.
+    fn save_changed(&mut self) {
+        let changed = std::mem::take(&mut self.unsaved_records);
         if let Err(e) = self
             .state
             .save_records(&self.records, changed.iter(), false)
         {
-            log::error("cannot save status", &[("error", &e.to_string())]);
+            self.state_error("cannot save status", &e);
         }
-        written
+        let requests = std::mem::take(&mut self.unsaved_requests);
+        if let Err(e) = self.state.add_requests(requests, false) {
+            self.state_error("cannot record requests", &e);
+        }
     }
 
     /// Reconciles `keys` on the worker threads; a panic costs its Certificate only.
@@ -603,7 +651,22 @@ impl Runtime {
             })
             .collect();
         if let Err(e) = self.state.save_runtime(&issuers, &problems, &hooks) {
-            log::error("cannot save status", &[("error", &e.to_string())]);
+            self.state_error("cannot save status", &e);
+        }
+        // The health file says whether this round of state writes went through.
+        let failed = self.state_errors.lock().ok().and_then(|mut e| e.take());
+        if let Ok(mut h) = self.health.lock() {
+            if let Some(h) = h.as_mut() {
+                h.record(failed.map_or(Ok(()), Err), t);
+            }
+        }
+    }
+
+    /// Logs a failed state write and keeps the first one for the health file.
+    fn state_error(&self, what: &str, e: &std::io::Error) {
+        log::error(what, &[("error", &e.to_string())]);
+        if let Ok(mut first) = self.state_errors.lock() {
+            first.get_or_insert_with(|| format!("{what}: {e}"));
         }
     }
 
@@ -642,10 +705,11 @@ impl Runtime {
         }
     }
 
-    pub fn summary(&self) -> Summary {
-        let o = self.state.overview();
+    /// The outcome of the run; the records move into it (the run is over).
+    fn summary(&mut self) -> Summary {
+        let o = self.state.runtime_overview();
         Summary {
-            certificates: self.records.values().cloned().collect(),
+            certificates: std::mem::take(&mut self.records).into_values().collect(),
             problems: o.problems,
         }
     }

@@ -62,12 +62,14 @@ pub struct SecretStore {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("secret {secret}: {op} {path}: {source}")]
+    /// The io error is part of the message (not a separate `source`), so that a printed
+    /// error chain names it once.
+    #[error("secret {secret}: {op} {path}: {error}")]
     Io {
         secret: String,
         op: &'static str,
         path: String,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("secret {secret}: invalid key {key:?}: keys are letters, digits, '-', '_' and '.', and do not start with '..'")]
     BadKey { secret: String, key: String },
@@ -126,7 +128,7 @@ impl SecretStore {
             secret: format!("{namespace}/{name}"),
             op,
             path: path.display().to_string(),
-            source: e,
+            error: e,
         }
     }
 
@@ -242,20 +244,28 @@ impl SecretStore {
             .open_dir(&version, true)
             .map_err(|e| err("mkdir", &version, e))?
             .ok_or_else(|| err("mkdir", &version, io::ErrorKind::NotFound.into()))?;
-        for (k, v) in &secret.data {
-            vdir.write_new(k, v, fsync)
-                .map_err(|e| err("write", k, e))?;
-        }
-        let meta = Meta {
-            type_: secret.type_.clone(),
-            annotations: secret.annotations.clone(),
-            labels: secret.labels.clone(),
-        };
-        let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
-        vdir.write_new(META_FILE, &meta_bytes, fsync)
-            .map_err(|e| err("write", META_FILE, e))?;
-        if fsync {
-            vdir.sync().map_err(|e| err("fsync", &version, e))?;
+        let filled = (|| {
+            for (k, v) in &secret.data {
+                vdir.write_new(k, v, fsync)
+                    .map_err(|e| err("write", k, e))?;
+            }
+            let meta = Meta {
+                type_: secret.type_.clone(),
+                annotations: secret.annotations.clone(),
+                labels: secret.labels.clone(),
+            };
+            let meta_bytes = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+            vdir.write_new(META_FILE, &meta_bytes, fsync)
+                .map_err(|e| err("write", META_FILE, e))?;
+            if fsync {
+                vdir.sync().map_err(|e| err("fsync", &version, e))?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = filled {
+            // A version that could not be written whole (a full disk) is not left behind.
+            let _ = dir.remove_tree(&version);
+            return Err(e);
         }
         Ok(Staged {
             namespace: namespace.into(),

@@ -317,13 +317,16 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+    /// Polls `f` every 100 ms until it returns `Some`. Tests say how long a step should
+    /// take; the wait allows four times that and at least a minute, since test machines
+    /// are often busy (a wait that succeeds costs nothing extra; speed is for benchmarks).
     pub fn wait_for<T>(
         &self,
         what: &str,
         limit: Duration,
         mut f: impl FnMut() -> Option<T>,
     ) -> Result<T, String> {
+        let limit = (limit * 4).max(Duration::from_secs(60));
         let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = f() {
