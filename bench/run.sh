@@ -16,7 +16,10 @@ command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -
 cargo build --release --locked -p certwright-cli >&2
 bin="${CARGO_TARGET_DIR:-target}/release/certwright"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+# State directories are removed at exit only: mass deletions slow ext4's next inode
+# allocations for minutes (see bench/README.md), which would skew a later run.
+cleanup=("$work")
+trap 'rm -rf "${cleanup[@]}"' EXIT
 
 # --- certwright ---------------------------------------------------------------------
 mkdir -p "$work/m"
@@ -66,6 +69,7 @@ YAML
 run_cw() { # STATE_PARENT LABEL
   local st="$1/cw-bench-state.$$"
   rm -rf "$st"
+  cleanup+=("$st")
   /usr/bin/time -f "%e %M" -o "$work/time" "$bin" local run -f "$work/m" --state "$st" --once --log-level warn
   read -r secs rss_kb < "$work/time"
   local ready files inodes
@@ -77,7 +81,6 @@ run_cw() { # STATE_PARENT LABEL
   local fstype
   fstype=$(df -T "$1" | awk 'NR == 2 { print $2 }')
   echo "certwright, state on $2 ($fstype): $N certificates (+ CA) with PEM, JKS and PKCS#12 outputs: ${secs} s, $(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.0f", (n + 1) / s }') certificates/s, peak RSS $(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }') MiB, ${ready} Ready, ${files} keystore.p12 files, $(awk -v i="$inodes" -v n="$N" 'BEGIN { printf "%.1f", i / (n + 1) }') inodes per certificate; rerun with nothing to change: ${re_secs} s" >> "$work/results"
-  rm -rf "$st"
   CW_RATE=$(awk -v n="$N" -v s="$secs" 'BEGIN { printf "%.0f", (n + 1) / s }')
 }
 : > "$work/results"

@@ -318,11 +318,11 @@ impl SecretStore {
         for k in &keys {
             let want = format!("{DATA_LINK}/{k}");
             if fresh || dir.readlink(k).ok().flatten().as_deref() != Some(want.as_str()) {
-                swap_link(&dir, k, &want).map_err(|e| err("link", k, e))?;
+                place_link(&dir, k, &want, fresh).map_err(|e| err("link", k, e))?;
             }
         }
         if fresh {
-            swap_link(&dir, DATA_LINK, &version).map_err(|e| err("link", DATA_LINK, e))?;
+            place_link(&dir, DATA_LINK, &version, true).map_err(|e| err("link", DATA_LINK, e))?;
         }
         if let Ok(entries) = dir.entries() {
             for (fname, kind) in entries {
@@ -537,6 +537,17 @@ fn read_version(dir: &Dir, plain: bool) -> Result<Option<SecretData>, ReadError>
         s.labels = m.labels;
     }
     Ok(Some(s))
+}
+
+/// Creates the link where nothing is (a new Secret: one system call), else swaps it in.
+fn place_link(dir: &Dir, name: &str, target: &str, fresh: bool) -> io::Result<()> {
+    if fresh {
+        match dir.symlink(target, name) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => return other,
+        }
+    }
+    swap_link(dir, name, target)
 }
 
 /// Points `dir/name` at `target` by renaming a fresh link over it (atomic on POSIX; a
