@@ -42,7 +42,7 @@ pub type Key = (String, String);
 pub struct CertEntry {
     pub source: String,
     /// Validated parameters, or why the Certificate is unusable.
-    pub params: Result<CertificateParams, Problem>,
+    pub params: Result<Box<CertificateParams>, Problem>,
 }
 
 #[derive(Debug, Clone)]
@@ -269,7 +269,9 @@ impl Model {
             Resource::Certificate(mut c) => {
                 let ns = ns_or_default(&id.namespace);
                 c.metadata.namespace = Some(ns.clone());
-                let params = validate::certificate(&c).map_err(|e| Problem::from_fields(&e));
+                let params = validate::certificate(&c)
+                    .map(Box::new)
+                    .map_err(|e| Problem::from_fields(&e));
                 self.insert_cert((ns, id.name), CertEntry { source, params });
             }
             Resource::Issuer(mut i) => {

@@ -308,7 +308,7 @@ pub fn certificate(
     let last = current
         .as_ref()
         .and_then(LastIssuance::from_secret)
-        .or_else(|| rec.last.clone());
+        .or_else(|| rec.last.as_deref().cloned());
     let resolved = issuer.cloned().unwrap_or_else(|| {
         ctx.resolve(
             ns,
@@ -612,7 +612,7 @@ fn issue_certificate(
                 return fail(rec, &p, now, Some(now + 30));
             }
             rec.status.revision = Some(revision);
-            rec.last = Some(last);
+            rec.last = Some(Box::new(last));
             rec.failures = Failures::default();
             rec.status.last_failure_time = None;
             rec.status.failed_issuance_attempts = None;
@@ -674,13 +674,13 @@ fn issue_certificate(
                     );
                 }
             }
-            rec.pending = Some(Pending {
+            rec.pending = Some(Box::new(Pending {
                 request_name,
                 spec: params.issuance.clone(),
                 csr_pem,
                 state,
                 retry_at: now + retry_after.as_secs() as i64,
-            });
+            }));
             ready(
                 &mut rec,
                 false,

@@ -37,10 +37,12 @@ pub struct CertRecord {
     pub status: CertificateStatus,
     #[serde(default)]
     pub failures: Failures,
+    /// Boxed, like `pending`: records are held for every Certificate, and most have
+    /// neither inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last: Option<LastIssuance>,
+    pub last: Option<Box<LastIssuance>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<Pending>,
+    pub pending: Option<Box<Pending>>,
     /// When the runtime looks at this Certificate again (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_check: Option<i64>,
