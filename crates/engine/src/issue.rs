@@ -66,6 +66,31 @@ pub struct Issued {
     pub ca: Vec<Vec<u8>>,
 }
 
+impl Issued {
+    /// Reads what an issuer returned and checks it is a certificate for `key`: the leaf
+    /// first, then the CA certificates. Errors are an attempt's failure message
+    /// (reason `InvalidCertificate`), the same in both runtimes.
+    pub fn check(&self, key: &PrivateKey) -> Result<(Vec<CertInfo>, Vec<CertInfo>), String> {
+        let parse = |ders: &[Vec<u8>]| -> Result<Vec<CertInfo>, String> {
+            ders.iter()
+                .map(|d| CertInfo::parse(d).map_err(|e| e.to_string()))
+                .collect()
+        };
+        let chain = parse(&self.chain)
+            .map_err(|e| format!("the issuer returned a certificate that cannot be read: {e}"))?;
+        let ca = parse(&self.ca).map_err(|e| {
+            format!("the issuer returned a CA certificate that cannot be read: {e}")
+        })?;
+        match chain.first() {
+            None => Err("the issuer returned no certificate".into()),
+            Some(leaf) if leaf.spki_der != key.spki_der() => {
+                Err("the issuer returned a certificate for another key than the request's".into())
+            }
+            Some(_) => Ok((chain, ca)),
+        }
+    }
+}
+
 /// What an issuer answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -6,7 +6,7 @@ use crate::*;
 use certwright_api::annotations::keys;
 use certwright_api::validate::{self, CertificateParams};
 use certwright_api::Certificate;
-use certwright_pki::inspect::{self, CertInfo};
+use certwright_pki::inspect;
 use certwright_pki::PrivateKey;
 
 const NOW: i64 = 1_800_000_000;
@@ -52,16 +52,7 @@ fn issue_with(
     let Outcome::Issued(issued) = out else {
         panic!("not issued: {out:?}")
     };
-    let chain: Vec<CertInfo> = issued
-        .chain
-        .iter()
-        .map(|d| CertInfo::parse(d).expect("cert"))
-        .collect();
-    let ca: Vec<CertInfo> = issued
-        .ca
-        .iter()
-        .map(|d| CertInfo::parse(d).expect("ca"))
-        .collect();
+    let (chain, ca) = issued.check(&key).expect("a certificate for the key");
     let m = Material {
         key: &key,
         chain: &chain,
@@ -165,6 +156,56 @@ fn missing_secret_issues_and_fresh_certificate_is_up_to_date() {
             NOW + 90 * 86_400
         )),
         Some(Trigger::Expired)
+    );
+}
+
+#[test]
+fn issued_certificates_are_checked_against_the_request_key() {
+    let p = params(BASIC);
+    let key = PrivateKey::generate(p.issuance.key()).expect("key");
+    let csr = issue::build_request(&p.issuance, &key).expect("csr");
+    let out = SelfSigned.process(&Request {
+        csr_pem: &csr,
+        spec: &p.issuance,
+        key: Some(&key),
+        state: &serde_json::Value::Null,
+        now: 1_800_000_000,
+    });
+    let Outcome::Issued(issued) = out else {
+        panic!("not issued: {out:?}")
+    };
+    assert!(issued.check(&key).is_ok());
+    let other = PrivateKey::generate(p.issuance.key()).expect("key");
+    let e = issued.check(&other).expect_err("another key");
+    assert!(e.contains("another key"), "{e}");
+    let empty = issue::Issued {
+        chain: vec![],
+        ca: vec![],
+    };
+    assert!(empty
+        .check(&key)
+        .expect_err("empty")
+        .contains("no certificate"));
+    let garbage = issue::Issued {
+        chain: vec![vec![0x30, 0x03, 0x02, 0x01]],
+        ca: vec![],
+    };
+    assert!(garbage
+        .check(&key)
+        .expect_err("garbage")
+        .contains("cannot be read"));
+    // A duration whose notAfter would pass 9999-12-31 fails, it is not encoded wrongly.
+    let far = params(&format!("{BASIC}\nduration: 100000000h"));
+    let out = SelfSigned.process(&Request {
+        csr_pem: &issue::build_request(&far.issuance, &key).expect("csr"),
+        spec: &far.issuance,
+        key: Some(&key),
+        state: &serde_json::Value::Null,
+        now: 1_800_000_000,
+    });
+    assert!(
+        matches!(&out, Outcome::Failed { reason, .. } if reason == "InvalidDuration"),
+        "{out:?}"
     );
 }
 

@@ -556,22 +556,7 @@ fn issue_certificate(
     });
     match outcome {
         Outcome::Issued(issued) => {
-            let parsed: Result<Vec<CertInfo>, _> =
-                issued.chain.iter().map(|d| CertInfo::parse(d)).collect();
-            let ca: Result<Vec<CertInfo>, _> =
-                issued.ca.iter().map(|d| CertInfo::parse(d)).collect();
-            let checked = match (parsed, ca) {
-                (Ok(c), Ok(a)) if !c.is_empty() && c[0].spki_der == key.spki_der() => Ok((c, a)),
-                (Ok(c), Ok(_)) if c.is_empty() => {
-                    Err("the issuer returned no certificate".to_string())
-                }
-                (Ok(_), Ok(_)) => Err(
-                    "the issuer returned a certificate for another key than the request's".into(),
-                ),
-                (Err(e), _) | (_, Err(e)) => Err(format!(
-                    "the issuer returned a certificate that cannot be read: {e}"
-                )),
-            };
+            let checked = issued.check(&key);
             let (chain, ca) = match checked {
                 Ok(v) => v,
                 Err(message) => {

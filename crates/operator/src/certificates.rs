@@ -407,31 +407,9 @@ async fn store_issued(
 ) -> Result<Result<CertInfo, Failure>, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
-    let parse = |ders: &[Vec<u8>]| -> Result<Vec<CertInfo>, String> {
-        ders.iter()
-            .map(|d| CertInfo::parse(d).map_err(|e| e.to_string()))
-            .collect()
-    };
-    let (mut chain, ca) = match (parse(&issued.chain), parse(&issued.ca)) {
-        (Ok(c), Ok(a)) if !c.is_empty() && c[0].spki_der == key.spki_der() => (c, a),
-        (Ok(c), Ok(_)) if c.is_empty() => {
-            return Ok(Err((
-                "InvalidCertificate".into(),
-                "the issuer returned no certificate".into(),
-            )))
-        }
-        (Ok(_), Ok(_)) => {
-            return Ok(Err((
-                "InvalidCertificate".into(),
-                "the issuer returned a certificate for another key than the request's".into(),
-            )))
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            return Ok(Err((
-                "InvalidCertificate".into(),
-                format!("the issuer returned a certificate that cannot be read: {e}"),
-            )))
-        }
+    let (mut chain, ca) = match issued.check(key) {
+        Ok(v) => v,
+        Err(message) => return Ok(Err(("InvalidCertificate".into(), message))),
     };
     let m = Material {
         key,
