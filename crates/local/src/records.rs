@@ -237,10 +237,6 @@ impl StateDir {
         Ok(SecretStore::from_dir(d))
     }
 
-    pub fn secrets(&self) -> PathBuf {
-        self.root.join(SECRETS)
-    }
-
     fn sub(&self, parts: &[&str], create: bool) -> io::Result<Option<Dir>> {
         self.dir.walk(parts, create)
     }

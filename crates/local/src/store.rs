@@ -150,6 +150,15 @@ impl SecretStore {
         })
     }
 
+    /// The Secret's directory handle, which must exist (or is created with `create`).
+    fn existing_dir(&self, namespace: &str, name: &str, create: bool) -> Result<Dir, StoreError> {
+        self.secret_dir(namespace, name, create)?.ok_or_else(|| {
+            let op = if create { "mkdir" } else { "open" };
+            let path = self.root.path().join(namespace).join(name);
+            Self::io_err(namespace, name, op, &path, io::ErrorKind::NotFound.into())
+        })
+    }
+
     /// Reads a Secret, or `None` if it does not exist. A plain directory of files (no
     /// `..data` link), as a user may create by hand, is read too. Links other than
     /// certwright's own `..data` are refused.
@@ -219,25 +228,16 @@ impl SecretStore {
                 });
             }
         }
-        let dir = self.secret_dir(namespace, name, true)?.ok_or_else(|| {
-            Self::io_err(
-                namespace,
-                name,
-                "mkdir",
-                self.root.path(),
-                io::ErrorKind::NotFound.into(),
-            )
-        })?;
+        let dir = self.existing_dir(namespace, name, true)?;
         let err = |op: &'static str, p: &str, e: io::Error| {
-            let e = if fsroot::is_link_refusal(&e) {
-                return StoreError::ForeignLink {
+            if fsroot::is_link_refusal(&e) {
+                StoreError::ForeignLink {
                     secret: id.clone(),
                     path: dir.path().join(p).display().to_string(),
-                };
+                }
             } else {
-                e
-            };
-            Self::io_err(namespace, name, op, &dir.path().join(p), e)
+                Self::io_err(namespace, name, op, &dir.path().join(p), e)
+            }
         };
         let version = new_version_name(&dir);
         let vdir = dir
@@ -285,15 +285,7 @@ impl SecretStore {
             keys,
         } = staged;
         let (ns, nm) = (namespace.as_str(), name.as_str());
-        let dir = self.secret_dir(ns, nm, false)?.ok_or_else(|| {
-            Self::io_err(
-                ns,
-                nm,
-                "open",
-                self.root.path(),
-                io::ErrorKind::NotFound.into(),
-            )
-        })?;
+        let dir = self.existing_dir(ns, nm, false)?;
         let err = |op: &'static str, p: &str, e: io::Error| {
             Self::io_err(ns, nm, op, &dir.path().join(p), e)
         };
