@@ -85,14 +85,10 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
         let text = std::fs::read_to_string(repo().join("examples/e2e").join(f)).expect("example");
         cp.create_all(&text).expect("create");
     }
-    // Least privilege is real: the operator's identity may not delete Secrets or touch Deployments.
+    // Least privilege is real: the operator's identity may not delete namespaces or touch
+    // Deployments.
     let (code, _) = cp
-        .request(
-            &token,
-            "DELETE",
-            "/api/v1/namespaces/demo/secrets/anything",
-            None,
-        )
+        .request(&token, "DELETE", "/api/v1/namespaces/demo", None)
         .expect("request");
     assert_eq!(code, 403);
     let (code, _) = cp

@@ -611,28 +611,28 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
         "true"
     );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    // Structured logs: one JSON object per line with time, level and message; the
-    // conflicts are there by kind and object.
+    // Structured logs: one JSON object per line with timestamp, level and message (the
+    // tracing subscriber's names); the conflicts are there by kind and object.
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     for l in &lines {
         assert!(
-            l["time"].is_string() && l["level"].is_string() && l["msg"].is_string(),
+            l["timestamp"].is_string() && l["level"].is_string() && l["message"].is_string(),
             "{l}"
         );
     }
     assert!(
-        lines
-            .iter()
-            .any(|l| l["msg"] == "write conflict, retrying from a fresh read"
+        lines.iter().any(
+            |l| l["message"] == "write conflict, retrying from a fresh read"
                 && l["kind"] == "Certificate"
-                && l["object"] == "demo/contended"),
+                && l["object"] == "demo/contended"
+        ),
         "{text}"
     );
     assert!(
-        lines.iter().any(|l| l["level"] == "debug"),
+        lines.iter().any(|l| l["level"] == "DEBUG"),
         "--log-level debug logs debug lines"
     );
     assert!(

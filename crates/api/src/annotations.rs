@@ -19,6 +19,32 @@ pub const SUBJECT_ORGANIZATIONS: &str = "cert-manager.io/subject-organizations";
 pub const LAST_ISSUANCE: &str = "certwright.io/last-issuance";
 pub const CONTROLLED_LABEL: &str = "controller.cert-manager.io/fao";
 
+// cert-manager, on CertificateRequests and Certificates.
+/// The revision a CertificateRequest was made for (its certificate name is [`CERT_NAME`]).
+pub const CERT_REVISION: &str = "cert-manager.io/certificate-revision";
+/// Label on the Secret holding a Certificate's next private key while a request is
+/// pending (its name is `status.nextPrivateKeySecretName`).
+pub const NEXT_PRIVATE_KEY_LABEL: &str = "cert-manager.io/next-private-key";
+/// The reason of the `Issuing` condition that `cmctl renew` (and `certwright renew`) set
+/// to ask for a new certificate now.
+pub const MANUALLY_TRIGGERED: &str = "ManuallyTriggered";
+
+// certwright, on the CertificateRequests it records.
+/// The issuance spec the request was made for (JSON), so that a pending request resumes
+/// for the same spec after a restart.
+pub const REQUEST_SPEC: &str = "certwright.io/issuance-spec";
+/// Why the request was made: the trigger reason (`DoesNotExist`, `RequestChanged`,
+/// `Renewing`, `ManuallyTriggered`, ...).
+pub const REQUEST_REASON: &str = "certwright.io/issuance-reason";
+/// The issuer's state of a pending request (JSON; an ACME order, say).
+pub const ISSUER_STATE: &str = "certwright.io/issuer-state";
+/// On a failed request: the digest of the inputs that failed (spec and issuer), so that
+/// a Certificate whose inputs changed retries at once, after a restart too.
+pub const FAILED_INPUTS: &str = "certwright.io/failed-inputs";
+/// On an Issuer: a test issuer's name (see the engine's `testing` module). Honoured only
+/// by runtimes started with test issuers allowed (tests); ignored otherwise.
+pub const TEST_ISSUER: &str = "certwright.io/test-issuer";
+
 // cert-utils-operator.
 pub const CU_GENERATE_JAVA_KEYSTORES: &str =
     "cert-utils-operator.redhat-cop.io/generate-java-keystores";

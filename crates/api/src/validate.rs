@@ -65,6 +65,53 @@ pub struct SubjectSpec {
     pub fields: Option<crate::types::X509Subject>,
 }
 
+/// Which kind of issuer an issuerRef names, once validated.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum IssuerKind {
+    #[default]
+    Issuer,
+    ClusterIssuer,
+}
+
+impl IssuerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer => "Issuer",
+            IssuerKind::ClusterIssuer => "ClusterIssuer",
+        }
+    }
+
+    /// The kind an issuerRef names: `Issuer` when empty; `None` for any other kind.
+    pub fn parse(kind: &str) -> Option<IssuerKind> {
+        match kind {
+            "" | "Issuer" => Some(IssuerKind::Issuer),
+            "ClusterIssuer" => Some(IssuerKind::ClusterIssuer),
+            _ => None,
+        }
+    }
+}
+
+/// The kind an issuerRef names, or an `InvalidIssuerRef` error.
+fn issuer_kind(r: &crate::types::IssuerRef, errors: &mut Vec<FieldError>) -> Option<IssuerKind> {
+    let kind = IssuerKind::parse(r.kind_or_default());
+    if kind.is_none() {
+        errors.push(fe(
+            "InvalidIssuerRef",
+            "spec.issuerRef.kind",
+            format!("{:?} must be Issuer or ClusterIssuer", r.kind_or_default()),
+        ));
+    }
+    kind
+}
+
+impl std::fmt::Display for IssuerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The issuance-relevant part of a Certificate: when any of it changes, the certificate
 /// is reissued. Stored with each request so that a later spec can be compared with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +134,7 @@ pub struct IssuanceSpec {
     pub key_size: u32,
     pub duration_seconds: u64,
     pub issuer_name: String,
-    pub issuer_kind: String,
+    pub issuer_kind: IssuerKind,
     pub issuer_group: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_constraints: Option<crate::types::NameConstraintsSpec>,
@@ -608,15 +655,8 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     if spec.issuer_ref.name.is_empty() {
         errors.push(fe("MissingIssuerRef", "spec.issuerRef.name", "required"));
     }
-    let kind = spec.issuer_ref.kind_or_default().to_string();
+    let kind = issuer_kind(&spec.issuer_ref, &mut errors);
     let group = spec.issuer_ref.group_or_default().to_string();
-    if group == crate::types::GROUP && kind != "Issuer" && kind != "ClusterIssuer" {
-        errors.push(fe(
-            "InvalidIssuerRef",
-            "spec.issuerRef.kind",
-            format!("{kind:?} must be Issuer or ClusterIssuer"),
-        ));
-    }
     if group != crate::types::GROUP {
         errors.push(fe(
             "UnsupportedIssuer",
@@ -1000,7 +1040,7 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
             key_size,
             duration_seconds: dur.as_secs(),
             issuer_name: spec.issuer_ref.name.clone(),
-            issuer_kind: kind,
+            issuer_kind: kind.unwrap_or_default(),
             issuer_group: group,
             name_constraints: spec.name_constraints.clone(),
             encode_usages_in_request: spec.encode_usages_in_request.unwrap_or(true),
@@ -1065,6 +1105,7 @@ pub fn certificate_request(cr: &CertificateRequest) -> Result<RequestParams, Vec
     };
     let usages = check_usages(&spec.usages, &mut errors);
     let dur = check_duration(&spec.duration, &mut errors);
+    let kind = issuer_kind(&spec.issuer_ref, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -1086,7 +1127,7 @@ pub fn certificate_request(cr: &CertificateRequest) -> Result<RequestParams, Vec
             key_size: 0,
             duration_seconds: dur.as_secs(),
             issuer_name: spec.issuer_ref.name.clone(),
-            issuer_kind: spec.issuer_ref.kind_or_default().to_string(),
+            issuer_kind: kind.unwrap_or_default(),
             issuer_group: spec.issuer_ref.group_or_default().to_string(),
             name_constraints: None,
             encode_usages_in_request: true,
@@ -1100,6 +1141,16 @@ pub enum IssuerType {
     SelfSigned,
     Ca { secret_name: String },
     Acme(serde_json::Value),
+}
+
+impl IssuerType {
+    /// The Secret (in the issuer's Secret namespace) that signing needs, if any.
+    pub fn ca_secret(&self) -> Option<&str> {
+        match self {
+            IssuerType::Ca { secret_name } => Some(secret_name),
+            _ => None,
+        }
+    }
 }
 
 /// Validates an Issuer or ClusterIssuer.
@@ -1203,7 +1254,7 @@ mod tests {
         .expect("valid");
         assert_eq!(p.csr_pem, CSR);
         assert_eq!(p.issuance.duration_seconds, DEFAULT_DURATION.as_secs());
-        assert_eq!(p.issuance.issuer_kind, "Issuer");
+        assert_eq!(p.issuance.issuer_kind, IssuerKind::Issuer);
         assert_eq!(p.issuance.issuer_group, "cert-manager.io");
         assert_eq!(p.issuance.usages, ["digital signature", "server auth"]);
     }

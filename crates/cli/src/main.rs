@@ -2,6 +2,8 @@
 
 mod convert;
 mod inspect;
+mod logging;
+mod renew;
 mod status;
 mod text;
 
@@ -44,6 +46,24 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Ask for new certificates now: in a local state directory (--state), or in the
+    /// cluster of the current kubeconfig (the Issuing condition, as `cmctl renew` sets it).
+    Renew {
+        /// Certificates to renew.
+        names: Vec<String>,
+        /// Their namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Every Certificate of the namespace.
+        #[arg(long)]
+        all: bool,
+        /// Every Certificate of every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// A local runtime's state directory (default: the cluster).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Print the CustomResourceDefinitions (cert-manager.io/v1) generated from the types.
     Crds,
     /// Run in a Kubernetes cluster (kubeconfig from KUBECONFIG, ~/.kube/config, or in-cluster).
@@ -72,6 +92,9 @@ enum Command {
         /// Reconciles in flight per controller; bounds memory when much needs work at once.
         #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
         max_concurrent_reconciles: u16,
+        /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
+        #[arg(long, hide = true)]
+        allow_test_issuers: bool,
     },
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
@@ -112,6 +135,12 @@ enum LocalCommand {
         /// Log level: debug, info, warn, error.
         #[arg(long, default_value = "info")]
         log_level: String,
+        /// Log format: text (time LEVEL message key=value...) or json (one object per line).
+        #[arg(long, default_value = "text")]
+        log_format: String,
+        /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
+        #[arg(long, hide = true)]
+        allow_test_issuers: bool,
     },
 }
 
@@ -140,14 +169,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     no_fsync,
                     no_command_hooks,
                     log_level,
+                    log_format,
+                    allow_test_issuers,
                 },
         } => {
-            certwright_local::log::set_level(match log_level.as_str() {
-                "debug" => 0,
-                "warn" => 2,
-                "error" => 3,
-                _ => 1,
-            });
+            logging::init(&log_level, &log_format)?;
             let workers = workers.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
@@ -162,6 +188,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 workers,
                 durable: !no_fsync,
                 no_command_hooks,
+                test_issuers: allow_test_issuers,
+                clock: Default::default(),
             })?;
             let stop = certwright_local::runtime::stop_flag();
             let summary = rt.run(&stop);
@@ -204,9 +232,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             log_level,
             log_format,
             max_concurrent_reconciles,
+            allow_test_issuers,
         } => {
-            certwright_operator::configure_logging(&log_level, &log_format)
-                .map_err(anyhow::Error::msg)?;
+            logging::init(&log_level, &log_format)?;
             let metrics_address = if metrics_address.is_empty() {
                 None
             } else {
@@ -242,9 +270,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
                     }
                 };
-                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles }, shutdown).await?;
+                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers }, shutdown).await?;
                 anyhow::Ok(())
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Renew {
+            names,
+            namespace,
+            all,
+            all_namespaces,
+            state,
+        } => {
+            let sel = renew::Selection {
+                names: &names,
+                namespace: &namespace,
+                all,
+                all_namespaces,
+            };
+            match state {
+                Some(dir) => renew::local(&dir, &sel)?,
+                None => renew::cluster(&sel)?,
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds => {

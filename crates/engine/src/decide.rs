@@ -24,6 +24,8 @@ pub enum Trigger {
     RequestChanged,
     Expired,
     Renewing,
+    /// `cmctl renew` or `certwright renew` asked for a new certificate.
+    ManuallyTriggered,
 }
 
 impl Trigger {
@@ -39,6 +41,7 @@ impl Trigger {
             Trigger::RequestChanged => "RequestChanged",
             Trigger::Expired => "Expired",
             Trigger::Renewing => "Renewing",
+            Trigger::ManuallyTriggered => "ManuallyTriggered",
         }
     }
 }

@@ -225,7 +225,7 @@ pub fn issued_annotations(
     let mut a = BTreeMap::new();
     a.insert(ann::CERT_NAME.into(), cert_name.into());
     a.insert(ann::ISSUER_NAME.into(), s.issuer_name.clone());
-    a.insert(ann::ISSUER_KIND.into(), s.issuer_kind.clone());
+    a.insert(ann::ISSUER_KIND.into(), s.issuer_kind.as_str().into());
     a.insert(ann::ISSUER_GROUP.into(), s.issuer_group.clone());
     a.insert(
         ann::COMMON_NAME.into(),
@@ -405,7 +405,16 @@ pub fn certificate_secret(
 ) -> Result<Desired, String> {
     let mut annotations = base.map(|b| b.annotations.clone()).unwrap_or_default();
     annotations.extend(params.secret_annotations.clone());
-    let ks = keystore_options(Some(params), passwords, &annotations);
+    // In a cluster, annotations others put on the Secret stay, and cert-utils'
+    // keystore annotation is honoured wherever it comes from (`kubectl annotate` too).
+    let ks = match (metadata, current) {
+        (Metadata::KeepOthers, Some(c)) => {
+            let mut all = c.annotations.clone();
+            all.extend(annotations.clone());
+            keystore_options(Some(params), passwords, &all)
+        }
+        _ => keystore_options(Some(params), passwords, &annotations),
+    };
     let rendered = render_data(
         m,
         params.encoding,

@@ -3,6 +3,18 @@
 use certwright_api::Condition;
 use certwright_pki::der::rfc3339;
 
+/// A new condition, as of `now`.
+pub fn condition(type_: &str, status: &str, reason: &str, message: &str, now: i64) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: Some(rfc3339(now)),
+        observed_generation: None,
+    }
+}
+
 /// Sets a condition, keeping its lastTransitionTime when its status does not change.
 pub fn set_condition(
     conds: &mut Vec<Condition>,
@@ -21,14 +33,7 @@ pub fn set_condition(
         c.reason = reason.into();
         c.message = message.into();
     } else {
-        conds.push(Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message: message.into(),
-            last_transition_time: Some(rfc3339(now)),
-            observed_generation: None,
-        });
+        conds.push(condition(type_, status, reason, message, now));
     }
 }
 

@@ -8,7 +8,6 @@
 //! must be a plain positive number greater than 1 that names a live process; negative
 //! numbers (process groups), 0 and -1 (every process) are refused.
 
-use crate::log;
 use crate::model::{Key, Model};
 use certwright_api::duration;
 use std::collections::BTreeMap;
@@ -218,7 +217,7 @@ fn run_hook(name: &str, spec: &certwright_api::ReloadHookSpec, commands: bool) -
     let problems = validate(spec, commands);
     if !problems.is_empty() {
         let msg = problems.join("; ");
-        log::error("reload hook is invalid", &[("hook", name), ("error", &msg)]);
+        tracing::error!(hook = %name, error = %msg, "reload hook is invalid");
         return finish(vec![("InvalidReloadHook", msg)]);
     }
     if !spec.command.is_empty() {
@@ -230,24 +229,16 @@ fn run_hook(name: &str, spec: &certwright_api::ReloadHookSpec, commands: bool) -
         let signal = signal_number(&sig.name);
         match (read_pid(&sig.pid_file), signal) {
             (Ok(pid), Some(signal)) => match rustix::process::kill_process(pid, signal) {
-                Ok(()) => log::info(
-                    "reload signal sent",
-                    &[
-                        ("hook", name),
-                        ("signal", &sig.name),
-                        ("pid", &pid.as_raw_nonzero().to_string()),
-                    ],
-                ),
+                Ok(()) => {
+                    tracing::info!(hook = %name, signal = %sig.name, pid = pid.as_raw_nonzero().get(), "reload signal sent")
+                }
                 Err(e) => {
-                    log::warn(
-                        "reload signal failed",
-                        &[("hook", name), ("error", &e.to_string())],
-                    );
+                    tracing::warn!(hook = %name, error = %e, "reload signal failed");
                     errors.push(("SignalFailed", format!("sending {}: {e}", sig.name)));
                 }
             },
             (Err(e), _) => {
-                log::warn("reload signal refused", &[("hook", name), ("error", &e)]);
+                tracing::warn!(hook = %name, error = %e, "reload signal refused");
                 errors.push(("InvalidPidFile", e));
             }
             (_, None) => errors.push(("InvalidReloadHook", format!("unknown signal {}", sig.name))),
@@ -298,14 +289,7 @@ fn run_command(name: &str, spec: &certwright_api::ReloadHookSpec) -> Result<(), 
     {
         Ok(c) => c,
         Err(e) => {
-            log::warn(
-                "reload hook: cannot start the command",
-                &[
-                    ("hook", name),
-                    ("command", &spec.command[0]),
-                    ("error", &e.to_string()),
-                ],
-            );
+            tracing::warn!(hook = %name, command = %spec.command[0], error = %e, "reload hook: cannot start the command");
             return Err(format!("cannot start {:?}: {e}", spec.command[0]));
         }
     };
@@ -317,28 +301,22 @@ fn run_command(name: &str, spec: &certwright_api::ReloadHookSpec) -> Result<(), 
                     .map(|c| c.to_string())
                     .unwrap_or_else(|| "signal".into());
                 if st.success() {
-                    log::info("reload hook ran", &[("hook", name), ("exit", &code)]);
+                    tracing::info!(hook = %name, exit = %code, "reload hook ran");
                     return Ok(());
                 }
-                log::warn("reload hook failed", &[("hook", name), ("exit", &code)]);
+                tracing::warn!(hook = %name, exit = %code, "reload hook failed");
                 return Err(format!("the command exited with {code}"));
             }
             Ok(None) if started.elapsed() > timeout => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let t = duration::format(timeout);
-                log::warn(
-                    "reload hook timed out and was killed",
-                    &[("hook", name), ("timeout", &t)],
-                );
+                tracing::warn!(hook = %name, timeout = %t, "reload hook timed out and was killed");
                 return Err(format!("the command timed out after {t} and was killed"));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => {
-                log::warn(
-                    "reload hook: cannot wait for the command",
-                    &[("hook", name), ("error", &e.to_string())],
-                );
+                tracing::warn!(hook = %name, error = %e, "reload hook: cannot wait for the command");
                 return Err(format!("cannot wait for the command: {e}"));
             }
         }

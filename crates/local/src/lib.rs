@@ -4,11 +4,10 @@
 
 pub mod fsroot;
 pub mod hooks;
-pub mod log;
 pub mod model;
 pub mod reconcile;
 pub mod records;
 pub mod runtime;
 pub mod store;
 
-pub use runtime::{Options, Runtime, Summary};
+pub use runtime::{Clock, Options, Runtime, Summary};

@@ -9,27 +9,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A problem attached to a resource, or to a document whose resource is unknown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub reason: String,
-    pub message: String,
+pub use certwright_engine::Problem;
+
+fn from_fields(errors: &[FieldError]) -> Problem {
+    Problem::new(errors[0].reason, validate::join(errors))
 }
 
-impl Problem {
-    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-
-    fn from_fields(errors: &[FieldError]) -> Self {
-        Self::new(errors[0].reason, validate::join(errors))
-    }
-
-    fn from_doc(source: &str, e: &DocError) -> Self {
-        Self::new(e.reason, format!("{source}: {}", e.message))
-    }
+fn from_doc(source: &str, e: &DocError) -> Problem {
+    Problem::new(e.reason, format!("{source}: {}", e.message))
 }
 
 /// The largest manifest file read (many documents of at most 3 MiB each).
@@ -214,7 +201,7 @@ impl Model {
         match doc.result {
             Ok(r) => self.add_resource(source, r),
             Err(e) => {
-                let problem = Problem::from_doc(&source, &e);
+                let problem = from_doc(&source, &e);
                 match doc.id {
                     Some(id) if id.kind == "Certificate" && !id.name.is_empty() => {
                         let key = (ns_or_default(&id.namespace), id.name.clone());
@@ -271,17 +258,17 @@ impl Model {
                 c.metadata.namespace = Some(ns.clone());
                 let params = validate::certificate(&c)
                     .map(Box::new)
-                    .map_err(|e| Problem::from_fields(&e));
+                    .map_err(|e| from_fields(&e));
                 self.insert_cert((ns, id.name), CertEntry { source, params });
             }
             Resource::Issuer(mut i) => {
                 let ns = ns_or_default(&id.namespace);
                 i.metadata.namespace = Some(ns.clone());
-                let kind = validate::issuer(&i).map_err(|e| Problem::from_fields(&e));
+                let kind = validate::issuer(&i).map_err(|e| from_fields(&e));
                 self.issuers.insert((ns, id.name), IssuerEntry { source, issuer: Some(i), kind });
             }
             Resource::ClusterIssuer(i) => {
-                let kind = validate::issuer(&i).map_err(|e| Problem::from_fields(&e));
+                let kind = validate::issuer(&i).map_err(|e| from_fields(&e));
                 self.cluster_issuers.insert(id.name, IssuerEntry { source, issuer: Some(i), kind });
             }
             Resource::Secret(s) => {

@@ -1,27 +1,19 @@
-//! Reconciling one Certificate (or one plain Secret manifest) in the local runtime: read,
-//! ask the engine, act, record.
+//! Reconciling one Certificate (or one plain Secret manifest) in the local runtime: read
+//! what the engine needs, ask it for a step, apply the step's effects.
 
-use crate::log;
 use crate::model::{Key, Model, Problem};
-use crate::records::{CertRecord, Pending, StateDir};
+use crate::records::CertRecord;
+use crate::records::StateDir;
 use crate::store::SecretStore;
-use certwright_api::annotations::keys;
-use certwright_api::validate::{CertificateParams, IssuerType, PasswordSource};
-use certwright_api::{
-    CertificateRequest, CertificateRequestSpec, CertificateRequestStatus, Condition, IssuerRef,
-    ObjectMeta,
-};
-use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer, Outcome, Request};
-use certwright_engine::render::{self, Material, Passwords};
-use certwright_engine::status::{remove_condition, set_condition};
-use certwright_engine::{
-    decide, BackoffPolicy, Decision, Failures, Inputs, LastIssuance, SecretData, TlsMaterial,
-};
-use certwright_pki::der::rfc3339;
-use certwright_pki::inspect::CertInfo;
+use certwright_api::annotations::{self as ann, keys};
+use certwright_api::validate::IssuerKind;
+use certwright_api::CertificateRequest;
+use certwright_engine::lifecycle::{self, Effect, Observed};
+use certwright_engine::render::{self, Material, Metadata, Passwords};
+use certwright_engine::resolve::{self, Found};
+use certwright_engine::{Resolved, SecretData, TlsMaterial};
 use certwright_pki::PrivateKey;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Shared, read-only context of a reconcile pass.
 pub struct Ctx<'a> {
@@ -33,6 +25,8 @@ pub struct Ctx<'a> {
     /// When set, Secret writes are staged here and committed by the caller after one
     /// file-system flush; otherwise each write is made durable on its own.
     pub batch: Option<&'a std::sync::Mutex<Batch>>,
+    /// Honour Issuers' test-issuer annotation (tests only).
+    pub test_issuers: bool,
 }
 
 /// Writes staged in a pass, made visible by the caller after one flush.
@@ -68,23 +62,8 @@ fn keep_request(ctx: &Ctx<'_>, r: RequestRecord) {
         .state
         .add_requests(vec![(r.certificate, r.request, r.limit)], ctx.store.durable)
     {
-        log::warn(
-            "cannot record request",
-            &[("request", &name), ("error", &e.to_string())],
-        );
+        tracing::warn!(request = %name, error = %e, "cannot record request");
     }
-}
-
-/// An issuer as resolved for a pass.
-#[derive(Clone)]
-pub enum Resolved {
-    Ready {
-        issuer: Arc<dyn Issuer>,
-        policy: BackoffPolicy,
-        /// Identifies the issuer's signing material, for backoff resets.
-        digest: String,
-    },
-    Unavailable(Problem),
 }
 
 impl Ctx<'_> {
@@ -103,132 +82,87 @@ impl Ctx<'_> {
             .map_err(|e| Problem::new("SecretUnreadable", e.to_string()))
     }
 
-    /// Resolves a Certificate's issuer.
-    pub fn resolve(&self, cert_ns: &str, issuer_name: &str, issuer_kind: &str) -> Resolved {
-        let (entry, ns, desc) = if issuer_kind == "ClusterIssuer" {
-            (
-                self.model.cluster_issuers.get(issuer_name),
-                self.cluster_ns.to_string(),
-                format!("ClusterIssuer {issuer_name:?}"),
-            )
-        } else {
-            (
+    /// Looks an issuer up and hands what was found to `f` (the engine decides; this only
+    /// reads): `None` when there is no such issuer.
+    fn with_issuer<R>(
+        &self,
+        ns: &str,
+        issuer_name: &str,
+        kind: IssuerKind,
+        f: impl FnOnce(Option<&Found<'_>>, &str) -> R,
+    ) -> R {
+        let (entry, secret_ns) = match kind {
+            IssuerKind::ClusterIssuer => {
+                (self.model.cluster_issuers.get(issuer_name), self.cluster_ns)
+            }
+            IssuerKind::Issuer => (
                 self.model
                     .issuers
-                    .get(&(cert_ns.to_string(), issuer_name.to_string())),
-                cert_ns.to_string(),
-                format!("Issuer {issuer_name:?} in namespace {cert_ns:?}"),
-            )
+                    .get(&(ns.to_string(), issuer_name.to_string())),
+                ns,
+            ),
         };
+        let desc = resolve::describe(kind, issuer_name, ns);
         let Some(entry) = entry else {
-            return Resolved::Unavailable(Problem::new(
-                "IssuerNotFound",
-                format!("{desc} not found"),
-            ));
+            return f(None, &desc);
         };
-        let kind = match &entry.kind {
-            Ok(k) => k,
-            Err(p) => {
-                return Resolved::Unavailable(Problem::new(
-                    "IssuerNotReady",
-                    format!("{desc} is invalid: {}: {}", p.reason, p.message),
-                ))
-            }
+        let ca = entry
+            .kind
+            .as_ref()
+            .ok()
+            .and_then(|k| k.ca_secret())
+            .map(|name| self.secret(secret_ns, name).map_err(|p| p.message));
+        let test_issuer = entry
+            .issuer
+            .as_ref()
+            .filter(|_| self.test_issuers)
+            .and_then(|i| i.metadata.annotations.get(ann::TEST_ISSUER))
+            .map(String::as_str);
+        let found = Found {
+            desc: &desc,
+            spec: entry.kind.as_ref(),
+            secret_ns,
+            ca_secret: ca
+                .as_ref()
+                .map(|r| r.as_ref().map(Option::as_ref).map_err(Clone::clone)),
+            test_issuer,
+            now: self.now,
         };
-        match kind {
-            IssuerType::SelfSigned => Resolved::Ready {
-                issuer: Arc::new(issue::SelfSigned),
-                policy: BackoffPolicy::LOCAL,
-                digest: "selfSigned".into(),
-            },
-            IssuerType::Ca { secret_name } => {
-                let sdesc = format!("{ns}/{secret_name}");
-                let secret = match self.secret(&ns, secret_name) {
-                    Ok(Some(s)) => s,
-                    Ok(None) => {
-                        return Resolved::Unavailable(Problem::new(
-                            "IssuerNotReady",
-                            format!(
-                                "{desc} is not ready: ErrGetKeyPair: CA secret {sdesc} not found"
-                            ),
-                        ))
-                    }
-                    Err(p) => {
-                        return Resolved::Unavailable(Problem::new(
-                            "IssuerNotReady",
-                            format!("{desc} is not ready: {}", p.message),
-                        ))
-                    }
-                };
-                match CaMaterial::from_secret(&sdesc, &secret, self.now) {
-                    Ok(m) => {
-                        let digest = format!("ca:{}", m.chain[0].sha256_fingerprint());
-                        Resolved::Ready {
-                            issuer: Arc::new(CaIssuer { material: m }),
-                            policy: BackoffPolicy::LOCAL,
-                            digest,
-                        }
-                    }
-                    Err(e) => Resolved::Unavailable(Problem::new(
-                        "IssuerNotReady",
-                        format!("{desc} is not ready: {}: {}", e.reason, e.message),
-                    )),
-                }
-            }
-            IssuerType::Acme(_) => Resolved::Unavailable(Problem::new(
-                "IssuerNotReady",
-                format!(
-                    "{desc} is an ACME issuer, which this build of certwright does not support yet"
-                ),
-            )),
-        }
+        f(Some(&found), &desc)
     }
 
-    fn password(&self, ns: &str, src: &PasswordSource, field: &str) -> Result<String, Problem> {
-        match src {
-            PasswordSource::Literal(p) => Ok(p.clone()),
-            PasswordSource::SecretRef { name, key } => {
-                let s = self.secret(ns, name)?.ok_or_else(|| {
-                    Problem::new(
-                        "MissingPasswordSecret",
-                        format!("{field}.passwordSecretRef: secret {ns}/{name} not found"),
-                    )
-                })?;
-                let v = s.data.get(key).ok_or_else(|| {
-                    Problem::new(
-                        "MissingPasswordSecret",
-                        format!("{field}.passwordSecretRef: secret {ns}/{name} has no key {key:?}"),
-                    )
-                })?;
-                let p = String::from_utf8(v.clone()).map_err(|_| {
-                    Problem::new("InvalidPassword", format!("{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is not UTF-8"))
-                })?;
-                if p.is_empty() {
-                    return Err(Problem::new(
-                        "InvalidPassword",
-                        format!(
-                            "{field}.passwordSecretRef: secret {ns}/{name} key {key:?} is empty"
-                        ),
-                    ));
-                }
-                Ok(p)
-            }
-        }
+    /// Resolves a Certificate's issuer.
+    pub fn resolve(&self, cert_ns: &str, issuer_name: &str, kind: IssuerKind) -> Resolved {
+        self.with_issuer(cert_ns, issuer_name, kind, resolve::resolve)
     }
 
-    fn passwords(&self, ns: &str, p: &CertificateParams) -> Result<Passwords, Problem> {
-        Ok(Passwords {
-            jks: p
-                .jks
-                .as_ref()
-                .map(|j| self.password(ns, &j.password, "spec.keystores.jks"))
-                .transpose()?,
-            pkcs12: p
-                .pkcs12
-                .as_ref()
-                .map(|j| self.password(ns, &j.password, "spec.keystores.pkcs12"))
-                .transpose()?,
+    /// An issuer's own Ready condition: (ready, reason, message).
+    pub fn issuer_ready(
+        &self,
+        ns: &str,
+        issuer_name: &str,
+        kind: IssuerKind,
+    ) -> (bool, String, String) {
+        self.with_issuer(ns, issuer_name, kind, |found, desc| {
+            match found.map(resolve::check) {
+                Some(Ok(r)) => (true, r.reason.to_string(), r.message.to_string()),
+                Some(Err(p)) => (false, p.reason, p.message),
+                None => (false, "NotFound".into(), format!("{desc} not found")),
+            }
         })
+    }
+
+    /// Keystore passwords of a Certificate, from literal values or password Secrets.
+    fn passwords(
+        &self,
+        ns: &str,
+        p: &certwright_api::validate::CertificateParams,
+    ) -> Result<Passwords, Problem> {
+        let mut secrets = BTreeMap::new();
+        for name in lifecycle::password_secrets(p) {
+            secrets.insert(name, self.secret(ns, name)?);
+        }
+        lifecycle::passwords(ns, p, &secrets)
     }
 }
 
@@ -239,30 +173,19 @@ pub struct Result_ {
     pub wrote: bool,
 }
 
-fn ready(rec: &mut CertRecord, ok: bool, reason: &str, message: &str, now: i64) {
-    set_condition(
-        &mut rec.status.conditions,
-        "Ready",
-        ok,
-        reason,
-        message,
-        now,
-    );
-}
-
 /// A Certificate that cannot proceed: Ready False with the problem, looked at again at
 /// `retry` (or when its inputs change).
 pub fn fail(mut rec: CertRecord, p: &Problem, now: i64, retry: Option<i64>) -> Result_ {
-    ready(&mut rec, false, &p.reason, &p.message, now);
-    remove_condition(&mut rec.status.conditions, "Issuing");
-    rec.next_check = retry;
+    let step = lifecycle::blocked(rec.take_state(), p, now, retry);
+    rec.put_state(step.state);
+    rec.next_check = step.next_check;
     Result_ {
         record: rec,
         wrote: false,
     }
 }
 
-/// Reconciles one Certificate.
+/// Reconciles one Certificate: observes, asks the engine for a step, applies it.
 pub fn certificate(
     ctx: &Ctx<'_>,
     key: &Key,
@@ -287,598 +210,134 @@ pub fn certificate(
         Err(p) => return fail(rec, p, now, None),
     };
     rec.secret_name = params.secret_name.clone();
-    let passwords = match ctx.passwords(ns, params) {
-        Ok(p) => p,
-        Err(p) => return fail(rec, &p, now, Some(now + 30)),
-    };
     let current = match ctx.store.read(ns, &params.secret_name) {
         Ok(c) => c,
         Err(e) => {
-            return fail(
-                rec,
-                &Problem::new("SecretUnreadable", e.to_string()),
-                now,
-                Some(now + 30),
-            )
+            let p = Problem::new("SecretUnreadable", e.to_string());
+            return fail(rec, &p, now, Some(now + 30));
         }
     };
-    let material = current.as_ref().map(TlsMaterial::read);
-    // What the certificate in the Secret was issued for is recorded in the Secret itself
-    // (written in the same swap), so a lost or stale status record cannot hide a change.
-    let last = current
-        .as_ref()
-        .and_then(LastIssuance::from_secret)
-        .or_else(|| rec.last.as_deref().cloned());
     let resolved = issuer.cloned().unwrap_or_else(|| {
         ctx.resolve(
             ns,
             &params.issuance.issuer_name,
-            &params.issuance.issuer_kind,
+            params.issuance.issuer_kind,
         )
     });
-    let (policy, issuer_digest) = match &resolved {
-        Resolved::Ready { policy, digest, .. } => (*policy, digest.clone()),
-        Resolved::Unavailable(_) => (BackoffPolicy::LOCAL, String::new()),
-    };
-    let digest = certwright_engine::decide::inputs_digest(&params.issuance, &issuer_digest);
-    let key_str = format!("{ns}/{name}");
-    let decision = decide(&Inputs {
-        key: &key_str,
-        cert_name: name,
-        params,
-        secret: current.as_ref(),
-        material: material.as_ref(),
-        last: last.as_ref(),
-        failures: &rec.failures,
-        inputs_digest: &digest,
-        backoff: policy,
-        now,
-    });
-    match decision {
-        Decision::UpToDate {
-            not_before,
-            not_after,
-            renewal_time,
-        } => {
-            let Some((k, chain)) = material.as_ref().and_then(|m| m.pair()) else {
-                return fail(
-                    rec,
-                    &Problem::new("InternalError", "up to date without key material"),
-                    now,
-                    Some(now + 30),
-                );
-            };
-            let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
-            let m = Material { key: k, chain, ca };
-            let record = current
-                .as_ref()
-                .and_then(|c| {
-                    c.annotations
-                        .get(certwright_api::annotations::LAST_ISSUANCE)
-                })
-                .map(String::as_str);
-            let wrote = match write_outputs(
-                ctx,
-                ns,
-                name,
-                params,
-                &m,
-                &passwords,
-                current.as_ref(),
-                record,
-            ) {
-                Ok(w) => w,
-                Err(p) => return fail(rec, &p, now, Some(now + 30)),
-            };
-            if wrote {
-                log::info(
-                    "secret outputs rewritten",
-                    &[("certificate", &key_str), ("secret", &params.secret_name)],
-                );
-            }
-            up_to_date(&mut rec, not_before, not_after, renewal_time, now);
-            Result_ { record: rec, wrote }
-        }
-        Decision::Backoff {
-            trigger,
-            message,
-            until,
-        } => {
-            ready(&mut rec, false, trigger.reason(), &message, now);
-            rec.next_check = Some(until);
-            Result_ {
-                record: rec,
-                wrote: false,
-            }
-        }
-        Decision::Issue {
-            trigger,
-            message,
-            reuse_key,
-        } => {
-            let (issuer, policy) = match &resolved {
-                Resolved::Ready { issuer, policy, .. } => (issuer.clone(), *policy),
-                Resolved::Unavailable(p) => {
-                    ready(&mut rec, false, &p.reason, &p.message, now);
-                    set_condition(
-                        &mut rec.status.conditions,
-                        "Issuing",
-                        true,
-                        trigger.reason(),
-                        &message,
-                        now,
-                    );
-                    rec.next_check = Some(now + 30);
-                    return Result_ {
-                        record: rec,
-                        wrote: false,
-                    };
-                }
-            };
-            set_condition(
-                &mut rec.status.conditions,
-                "Issuing",
-                true,
-                trigger.reason(),
-                &message,
-                now,
-            );
-            log::info(
-                "issuing",
-                &[
-                    ("certificate", &key_str),
-                    ("reason", trigger.reason()),
-                    ("message", &message),
-                ],
-            );
-            let revision = next_revision(ctx, &rec, last.as_ref(), current.is_some());
-            issue_certificate(
-                ctx,
-                rec,
-                revision,
-                params,
-                &passwords,
-                current.as_ref(),
-                material.as_ref(),
-                reuse_key,
-                issuer.as_ref(),
-                policy,
-                &digest,
-                trigger.reason(),
-            )
-        }
-    }
-}
-
-/// The revision the next issuance makes: one more than the highest known from the status
-/// record, the Secret's issuance record and the request records, so that a lost status
-/// record never restarts the numbering.
-fn next_revision(
-    ctx: &Ctx<'_>,
-    rec: &CertRecord,
-    last: Option<&LastIssuance>,
-    secret_exists: bool,
-) -> i64 {
-    let known = rec.status.revision.max(last.and_then(|l| l.revision));
-    if known.is_some() || !secret_exists {
-        // A new Certificate (no Secret, no record) starts at 1 without reading anything.
-        return known.unwrap_or(0) + 1;
-    }
-    // The request records are read only when neither record knows the revision.
-    let from_requests = || {
-        ctx.state
-            .requests(&rec.namespace, &rec.name)
-            .iter()
-            .map(|r| crate::records::request_revision(&r.metadata.name))
-            .max()
-            .filter(|r| *r > 0)
-    };
-    known.or_else(from_requests).unwrap_or(0) + 1
-}
-
-/// Records a good certificate: times, Ready, no issuance in progress, next look at renewal.
-fn up_to_date(rec: &mut CertRecord, nb: i64, na: i64, renewal: i64, now: i64) {
-    rec.status.not_before = Some(rfc3339(nb));
-    rec.status.not_after = Some(rfc3339(na));
-    rec.status.renewal_time = Some(rfc3339(renewal));
-    ready(
-        rec,
-        true,
-        "Ready",
-        "Certificate is up to date and has not expired",
-        now,
-    );
-    remove_condition(&mut rec.status.conditions, "Issuing");
-    rec.next_check = Some(renewal);
-}
-
-#[allow(clippy::too_many_arguments)]
-fn issue_certificate(
-    ctx: &Ctx<'_>,
-    mut rec: CertRecord,
-    revision: i64,
-    params: &CertificateParams,
-    passwords: &Passwords,
-    current: Option<&SecretData>,
-    material: Option<&TlsMaterial>,
-    reuse_key: bool,
-    issuer: &dyn Issuer,
-    policy: BackoffPolicy,
-    digest: &str,
-    trigger: &str,
-) -> Result_ {
-    let now = ctx.now;
-    let (ns, name) = (rec.namespace.clone(), rec.name.clone());
-    let key_str = format!("{ns}/{name}");
-    // The key: the existing one (rotationPolicy Never), the pending request's, or new.
-    let pending = rec.pending.clone().filter(|p| p.spec == params.issuance);
-    let key = if reuse_key {
-        material
-            .and_then(|m| m.key.as_ref())
-            .and_then(|k| k.as_ref().ok())
-            .map(|k| PrivateKey::from_pkcs8_der(k.pkcs8_der()))
-    } else if pending.is_some() {
-        ctx.state
-            .read_pending_key(&ns, &name)
-            .ok()
-            .flatten()
-            .map(|b| PrivateKey::from_pem(&b))
-    } else {
-        None
-    };
-    let key = match key {
-        Some(Ok(k)) => k,
-        _ => match PrivateKey::generate(params.issuance.key()) {
-            Ok(k) => k,
-            Err(e) => {
-                return fail(
-                    rec,
-                    &Problem::new("KeyGenerationFailed", e.to_string()),
-                    now,
-                    Some(now + 30),
-                )
-            }
-        },
-    };
-    let (csr_pem, state, request_name) = match &pending {
-        Some(p) if !reuse_key => (p.csr_pem.clone(), p.state.clone(), p.request_name.clone()),
-        _ => match issue::build_request(&params.issuance, &key) {
-            Ok(c) => (c, serde_json::Value::Null, format!("{name}-{revision}")),
-            Err(e) => return fail(rec, &Problem::new("InvalidRequest", e), now, None),
-        },
-    };
-    let outcome = issuer.process(&Request {
-        csr_pem: &csr_pem,
-        spec: &params.issuance,
-        key: Some(&key),
-        state: &state,
-        now,
-    });
-    match outcome {
-        Outcome::Issued(issued) => {
-            let checked = issued.check(&key);
-            let (chain, ca) = match checked {
-                Ok(v) => v,
-                Err(message) => {
-                    return failed(
-                        rec,
-                        "InvalidCertificate",
-                        &message,
-                        now,
-                        policy,
-                        digest,
-                        trigger,
-                        &key_str,
-                    )
-                }
-            };
-            let m = Material {
-                key: &key,
-                chain: &chain,
-                ca: &ca,
-            };
-            let leaf = &chain[0];
-            let last = LastIssuance {
-                spec: params.issuance.clone(),
-                certificate_sha256: leaf.sha256_fingerprint(),
-                revision: Some(revision),
-            };
-            let record = serde_json::to_string(&last).unwrap_or_default();
-            if let Err(p) = write_outputs(
-                ctx,
-                &ns,
-                &name,
-                params,
-                &m,
-                passwords,
-                current,
-                Some(&record),
-            ) {
-                return fail(rec, &p, now, Some(now + 30));
-            }
-            rec.status.revision = Some(revision);
-            rec.last = Some(Box::new(last));
-            rec.failures = Failures::default();
-            rec.status.last_failure_time = None;
-            rec.status.failed_issuance_attempts = None;
-            if rec.pending.take().is_some() {
-                ctx.state.remove_pending_key(&ns, &name);
-            }
-            let cr = request_record(
-                ctx,
-                &ns,
-                &request_name,
-                params,
-                &csr_pem,
-                Some((&chain, &ca)),
-                None,
-            );
-            // An "Issued" record waits for its Secret's commit.
-            keep_request(
-                ctx,
-                RequestRecord {
-                    certificate: (ns.clone(), name.clone()),
-                    secret: Some(format!("{ns}/{}", params.secret_name)),
-                    request: cr,
-                    limit: history_limit(params),
-                },
-            );
-            let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
-            up_to_date(&mut rec, leaf.not_before, leaf.not_after, renewal, now);
-            log::info(
-                "certificate issued",
-                &[
-                    ("certificate", &key_str),
-                    ("secret", &params.secret_name),
-                    ("revision", &revision.to_string()),
-                    ("serial", &leaf.serial_hex),
-                    ("notAfter", &rfc3339(leaf.not_after)),
-                ],
-            );
-            Result_ {
-                record: rec,
-                wrote: true,
-            }
-        }
-        Outcome::Pending {
-            reason,
-            message,
-            retry_after,
-            state,
-        } => {
-            if let Ok(pem) = key.to_pem(certwright_pki::KeyEncoding::Pkcs8) {
-                if let Err(e) = ctx.state.save_pending_key(&ns, &name, pem.as_bytes()) {
-                    return fail(
-                        rec,
-                        &Problem::new(
-                            "StateUnwritable",
-                            format!("saving the pending private key: {e}"),
-                        ),
-                        now,
-                        Some(now + 30),
-                    );
-                }
-            }
-            rec.pending = Some(Box::new(Pending {
-                request_name,
-                spec: params.issuance.clone(),
-                csr_pem,
-                state,
-                retry_at: now + retry_after.as_secs() as i64,
-            }));
-            ready(
-                &mut rec,
-                false,
-                trigger,
-                &format!("Waiting for the issuer: {reason}: {message}"),
-                now,
-            );
-            rec.next_check = Some(now + retry_after.as_secs().max(1) as i64);
-            Result_ {
-                record: rec,
-                wrote: false,
-            }
-        }
-        Outcome::Failed { reason, message } => {
-            let cr = request_record(
-                ctx,
-                &ns,
-                &request_name,
-                params,
-                &csr_pem,
-                None,
-                Some((&reason, &message)),
-            );
-            keep_request(
-                ctx,
-                RequestRecord {
-                    certificate: (ns.clone(), name.clone()),
-                    secret: None,
-                    request: cr,
-                    limit: history_limit(params),
-                },
-            );
-            failed(
-                rec, &reason, &message, now, policy, digest, trigger, &key_str,
-            )
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn failed(
-    mut rec: CertRecord,
-    reason: &str,
-    message: &str,
-    now: i64,
-    policy: BackoffPolicy,
-    digest: &str,
-    trigger: &str,
-    key_str: &str,
-) -> Result_ {
-    let attempts = if rec.failures.inputs == digest {
-        rec.failures.attempts + 1
-    } else {
-        1
-    };
-    rec.failures = Failures {
-        attempts,
-        last_failure: now,
-        inputs: digest.into(),
-    };
-    rec.status.last_failure_time = Some(rfc3339(now));
-    rec.status.failed_issuance_attempts = Some(i64::from(attempts));
-    rec.pending = None;
-    let msg = format!(
-        "The certificate request has failed to complete and will be retried: {reason}: {message}"
-    );
-    ready(&mut rec, false, trigger, &msg, now);
-    set_condition(
-        &mut rec.status.conditions,
-        "Issuing",
-        false,
-        "Failed",
-        &msg,
-        now,
-    );
-    rec.next_check = Some(now + policy.delay(attempts, key_str).as_secs() as i64);
-    log::warn(
-        "issuance failed",
-        &[
-            ("certificate", key_str),
-            ("reason", reason),
-            ("message", message),
-        ],
-    );
-    Result_ {
-        record: rec,
-        wrote: false,
-    }
-}
-
-fn b64(s: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-}
-
-/// How many request records a Certificate keeps.
-fn history_limit(params: &CertificateParams) -> u32 {
-    params
-        .revision_history_limit
-        .unwrap_or(certwright_api::validate::DEFAULT_REVISION_HISTORY_LIMIT)
-}
-
-/// The request as a cert-manager CertificateRequest (for debugging and `status`).
-fn request_record(
-    ctx: &Ctx<'_>,
-    ns: &str,
-    request_name: &str,
-    params: &CertificateParams,
-    csr_pem: &str,
-    issued: Option<(&[CertInfo], &[CertInfo])>,
-    failure: Option<(&str, &str)>,
-) -> CertificateRequest {
-    let now = rfc3339(ctx.now);
-    let cond = |t: &str, s: &str, r: &str, m: &str| Condition {
-        type_: t.into(),
-        status: s.into(),
-        reason: r.into(),
-        message: m.into(),
-        last_transition_time: Some(now.clone()),
-        observed_generation: None,
-    };
-    let mut status = CertificateRequestStatus {
-        conditions: vec![cond(
-            "Approved",
-            "True",
-            "cert-manager.io",
-            "Certificate request has been approved by certwright",
-        )],
-        ..Default::default()
-    };
-    if let Some((chain, ca)) = issued {
-        let pem_of = |c: &[CertInfo]| {
-            c.iter()
-                .map(|c| certwright_pki::pem::encode("CERTIFICATE", &c.der))
-                .collect::<String>()
-        };
-        status.certificate = Some(b64(&pem_of(chain)));
-        status.ca = Some(b64(&pem_of(ca)));
-        status.conditions.push(cond(
-            "Ready",
-            "True",
-            "Issued",
-            "Certificate fetched from issuer successfully",
-        ));
-    }
-    if let Some((reason, message)) = failure {
-        status.failure_time = Some(now.clone());
-        status.conditions.push(cond(
-            "Ready",
-            "False",
-            "Failed",
-            &format!("{reason}: {message}"),
-        ));
-    }
-    CertificateRequest {
-        api_version: certwright_api::API_VERSION.into(),
-        kind: "CertificateRequest".into(),
-        metadata: ObjectMeta {
-            name: request_name.into(),
-            namespace: Some(ns.into()),
-            ..Default::default()
-        },
-        spec: CertificateRequestSpec {
-            duration: Some(certwright_api::duration::format(params.issuance.duration())),
-            issuer_ref: IssuerRef {
-                name: params.issuance.issuer_name.clone(),
-                kind: Some(params.issuance.issuer_kind.clone()),
-                group: Some(params.issuance.issuer_group.clone()),
-            },
-            request: b64(csr_pem),
-            is_ca: params.issuance.is_ca,
-            usages: params.issuance.usages.clone(),
-            ..Default::default()
-        },
-        status: Some(status),
-    }
-}
-
-/// Renders a Certificate's Secret and writes it if its content differs. Returns whether
-/// it wrote. `record` is the issuance record the Secret carries (see
-/// [`LastIssuance::from_secret`]), part of the content like any annotation.
-#[allow(clippy::too_many_arguments)]
-pub fn write_outputs(
-    ctx: &Ctx<'_>,
-    ns: &str,
-    cert_name: &str,
-    params: &CertificateParams,
-    m: &Material<'_>,
-    passwords: &Passwords,
-    current: Option<&SecretData>,
-    record: Option<&str>,
-) -> Result<bool, Problem> {
-    let mut base = ctx
+    let passwords = ctx.passwords(ns, params);
+    let pending_key = rec
+        .pending
+        .as_ref()
+        .and_then(|_| ctx.state.read_pending_key(ns, name).ok().flatten())
+        .and_then(|pem| PrivateKey::from_pem(&pem).ok());
+    let base = ctx
         .model
         .secrets
         .get(&(ns.to_string(), params.secret_name.clone()))
-        .map(|(_, s)| s.clone())
-        .unwrap_or_default();
-    if let Some(r) = record {
-        base.annotations
-            .insert(certwright_api::annotations::LAST_ISSUANCE.into(), r.into());
-    }
-    let desired = render::certificate_secret(
-        cert_name,
+        .map(|(_, s)| s);
+    let recorded = || {
+        ctx.state
+            .requests(ns, name)
+            .iter()
+            .map(|r| crate::records::request_revision(&r.metadata.name))
+            .max()
+    };
+    let obs = Observed {
+        namespace: ns,
+        name,
         params,
-        m,
-        passwords,
-        Some(&base),
-        current,
-        render::Metadata::Exact,
-    )
-    .map_err(|e| Problem::new("RenderFailed", e))?;
-    write_desired(ctx, ns, &params.secret_name, desired)
+        secret: current.as_ref(),
+        secret_base: base,
+        metadata: Metadata::Exact,
+        issuer: &resolved,
+        passwords: &passwords,
+        pending_key: pending_key.as_ref(),
+        recorded_revision: &recorded,
+        now,
+    };
+    let step = lifecycle::step(rec.take_state(), &obs);
+    apply(ctx, rec, step, key, &params.secret_name)
+}
+
+/// Applies a step's effects in order; a Secret that cannot be written or a key that
+/// cannot be kept leaves the Certificate as it was before the step, not Ready.
+fn apply(
+    ctx: &Ctx<'_>,
+    mut rec: CertRecord,
+    step: lifecycle::Step,
+    key: &Key,
+    secret_name: &str,
+) -> Result_ {
+    let (ns, name) = (key.0.as_str(), key.1.as_str());
+    let now = ctx.now;
+    let mut wrote = false;
+    let lifecycle::Step {
+        state,
+        effects,
+        next_check,
+        on_refusal,
+        ..
+    } = step;
+    let undo = |mut rec: CertRecord, p: Problem| {
+        let before = on_refusal.map(|r| r.before()).unwrap_or_default();
+        rec.put_state(before);
+        fail(rec, &p, now, Some(now + 30))
+    };
+    let mut records = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::WriteSecret(desired) => {
+                if let Err(p) = write_secret(ctx, ns, secret_name, &desired) {
+                    return undo(rec, p);
+                }
+                wrote = true;
+            }
+            Effect::Request {
+                request,
+                limit,
+                after_secret,
+            } => records.push(RequestRecord {
+                certificate: key.clone(),
+                secret: after_secret.then(|| format!("{ns}/{secret_name}")),
+                request: *request,
+                limit,
+            }),
+            Effect::StoreKey { pem, .. } => {
+                if let Err(e) = ctx.state.save_pending_key(ns, name, pem.0.as_bytes()) {
+                    let p = Problem::new(
+                        "StateUnwritable",
+                        format!("saving the pending private key: {e}"),
+                    );
+                    return undo(rec, p);
+                }
+            }
+            Effect::DeleteKey { .. } => ctx.state.remove_pending_key(ns, name),
+            // Events are the engine's log lines here.
+            Effect::Event { .. } => {}
+        }
+    }
+    for r in records {
+        keep_request(ctx, r);
+    }
+    rec.put_state(state);
+    rec.next_check = next_check;
+    Result_ { record: rec, wrote }
+}
+
+fn write_secret(ctx: &Ctx<'_>, ns: &str, name: &str, s: &SecretData) -> Result<(), Problem> {
+    let unwritable = |e: crate::store::StoreError| Problem::new("SecretUnwritable", e.to_string());
+    match ctx.batch {
+        Some(batch) => {
+            let staged = ctx.store.stage(ns, name, s, false).map_err(unwritable)?;
+            batch
+                .lock()
+                .map_err(|_| Problem::new("InternalError", "batch lock poisoned"))?
+                .staged
+                .push(staged);
+        }
+        None => ctx.store.write(ns, name, s).map_err(unwritable)?,
+    }
+    Ok(())
 }
 
 fn write_desired(
@@ -890,24 +349,7 @@ fn write_desired(
     if !desired.changed {
         return Ok(false);
     }
-    let unwritable = |e: crate::store::StoreError| Problem::new("SecretUnwritable", e.to_string());
-    match ctx.batch {
-        Some(batch) => {
-            let staged = ctx
-                .store
-                .stage(ns, secret_name, &desired.secret, false)
-                .map_err(unwritable)?;
-            batch
-                .lock()
-                .map_err(|_| Problem::new("InternalError", "batch lock poisoned"))?
-                .staged
-                .push(staged);
-        }
-        None => ctx
-            .store
-            .write(ns, secret_name, &desired.secret)
-            .map_err(unwritable)?,
-    }
+    write_secret(ctx, ns, secret_name, &desired.secret)?;
     Ok(true)
 }
 
@@ -956,8 +398,9 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::StateDir;
-    use std::sync::Mutex;
+    use crate::model::Model;
+    use certwright_engine::issue::{self, Issuer, Outcome, Request};
+    use std::sync::{Arc, Mutex};
 
     /// An issuer that answers like an ACME order: pending twice, then issued. It records
     /// the public key of every request it sees.
@@ -998,11 +441,13 @@ mod tests {
         let issuer = Arc::new(SlowIssuer {
             seen: Mutex::new(vec![]),
         });
-        let resolved = Resolved::Ready {
+        let resolved = Resolved::Ready(certwright_engine::resolve::Ready {
             issuer: issuer.clone(),
-            policy: BackoffPolicy::REMOTE,
+            policy: certwright_engine::BackoffPolicy::REMOTE,
             digest: "slow".into(),
-        };
+            reason: "IsReady",
+            message: "",
+        });
         let key = ("demo".to_string(), "web".to_string());
         let ctx_at = |now: i64| Ctx {
             model: &model,
@@ -1011,6 +456,7 @@ mod tests {
             cluster_ns: "cert-manager",
             now,
             batch: None,
+            test_issuers: false,
         };
         let t0 = 1_800_000_000;
 

@@ -4,7 +4,6 @@
 use crate::fsroot::{Dir, Kind};
 use crate::model::Problem;
 use crate::store::SecretStore;
-use certwright_api::validate::IssuanceSpec;
 use certwright_api::{CertificateRequest, CertificateStatus, IssuerStatus};
 use certwright_engine::{Failures, LastIssuance};
 use serde::{Deserialize, Serialize};
@@ -13,17 +12,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A request that an issuer has not finished (asynchronous issuers).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Pending {
-    pub request_name: String,
-    pub spec: IssuanceSpec,
-    pub csr_pem: String,
-    #[serde(default)]
-    pub state: serde_json::Value,
-    pub retry_at: i64,
-}
+pub use certwright_engine::Pending;
 
 /// One Certificate's record.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -55,6 +44,23 @@ pub struct CertRecord {
 }
 
 impl CertRecord {
+    /// The engine's part of the record, moved out (see [`CertRecord::put_state`]).
+    pub fn take_state(&mut self) -> certwright_engine::State {
+        certwright_engine::State {
+            status: std::mem::take(&mut self.status),
+            failures: std::mem::take(&mut self.failures),
+            last: self.last.take(),
+            pending: self.pending.take(),
+        }
+    }
+
+    pub fn put_state(&mut self, s: certwright_engine::State) {
+        self.status = s.status;
+        self.failures = s.failures;
+        self.last = s.last;
+        self.pending = s.pending;
+    }
+
     pub fn ready(&self) -> bool {
         self.status
             .condition("Ready")
@@ -62,12 +68,7 @@ impl CertRecord {
     }
 }
 
-/// The revision in a request name `<certificate>-<revision>` (0 if there is none).
-pub fn request_revision(name: &str) -> i64 {
-    name.rsplit_once('-')
-        .and_then(|(_, r)| r.parse().ok())
-        .unwrap_or(0)
-}
+pub use certwright_engine::lifecycle::request_revision;
 
 /// Whether the runtime can write its state directory: when it cannot (a full disk, a
 /// read-only file system), the status records may be stale, and `certwright status` says
@@ -205,6 +206,8 @@ pub type NewRequest = (Key, CertificateRequest, u32);
 const CERTIFICATES: &str = "certificates";
 const RUNTIME_FILE: &str = "runtime.json";
 const PRIVATE: &str = "private";
+/// `renew/NAMESPACE/NAME`: a renewal asked for by `certwright renew`.
+const RENEW: &str = "renew";
 pub const SECRETS: &str = "secrets";
 
 /// The shard file of a Certificate name (FNV-1a, stable across versions and machines).
@@ -308,6 +311,37 @@ impl StateDir {
         if let Ok(Some(d)) = self.sub(&[PRIVATE, ns], false) {
             let _ = d.remove_file(&format!("{name}.next-key.pem"));
         }
+    }
+
+    /// Asks for a new certificate for a Certificate (`certwright renew`): a marker that a
+    /// running runtime picks up within a second, or the next `--once` run.
+    pub fn request_renewal(&self, ns: &str, name: &str) -> io::Result<()> {
+        let d = self.required(&[RENEW, ns])?;
+        d.write_atomic(name, b"", true)
+    }
+
+    /// Takes the renewals asked for, removing their markers. Cheap when there are none
+    /// (one directory read).
+    pub fn take_renewals(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let Ok(Some(root)) = self.sub(&[RENEW], false) else {
+            return out;
+        };
+        for (ns, kind) in root.entries().unwrap_or_default() {
+            if kind != Kind::Dir {
+                continue;
+            }
+            let Ok(Some(d)) = root.open_dir(&ns, false) else {
+                continue;
+            };
+            for (name, kind) in d.entries().unwrap_or_default() {
+                // `..tmp.*`: a marker being written.
+                if kind == Kind::File && !name.starts_with('.') && d.remove_file(&name).is_ok() {
+                    out.push((ns.clone(), name));
+                }
+            }
+        }
+        out
     }
 
     fn required(&self, parts: &[&str]) -> io::Result<Dir> {

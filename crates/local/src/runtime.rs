@@ -3,13 +3,13 @@
 //! renew on time, react to manifest and Secret changes, stop on SIGINT/SIGTERM.
 
 use crate::hooks::{self, Hooks};
-use crate::log;
 use crate::model::{Key, Model, Problem};
-use crate::reconcile::{self, Ctx, Resolved};
+use crate::reconcile::{self, Ctx};
 use crate::records::{CertRecord, HookRecord, IssuerRecord, ProblemRecord, StateDir};
 use crate::store::SecretStore;
-use certwright_api::validate::IssuerType;
+use certwright_api::validate::{IssuerKind, IssuerType};
 use certwright_engine::status::set_condition;
+use certwright_engine::Resolved;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,6 +30,9 @@ pub struct Options {
     pub durable: bool,
     /// Refuse ReloadHooks' `command` (`--no-command-hooks`); signals still work.
     pub no_command_hooks: bool,
+    /// Honour Issuers' `certwright.io/test-issuer` annotation (tests only; not a flag).
+    pub test_issuers: bool,
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +60,26 @@ impl Summary {
     }
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+/// The runtime's clock: the system's, or a time a test sets (the parity suite moves it
+/// to a Certificate's renewal time instead of waiting for it).
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<Arc<std::sync::atomic::AtomicI64>>);
+
+impl Clock {
+    /// A clock that reads `t` (Unix seconds) until `t` is changed.
+    pub fn set_by(t: Arc<std::sync::atomic::AtomicI64>) -> Clock {
+        Clock(Some(t))
+    }
+
+    pub fn now(&self) -> i64 {
+        match &self.0 {
+            Some(t) => t.load(Ordering::Relaxed),
+            None => SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Certificates reconciled and published together: each batch is flushed to disk and made
@@ -84,7 +102,7 @@ pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
     }
     let dep = |k: &Key| -> Option<Key> {
         let p = model.certificates.get(k)?.params.as_ref().ok()?;
-        let (entry, ns) = if p.issuance.issuer_kind == "ClusterIssuer" {
+        let (entry, ns) = if p.issuance.issuer_kind == IssuerKind::ClusterIssuer {
             (
                 model.cluster_issuers.get(&p.issuance.issuer_name)?,
                 cluster_ns.to_string(),
@@ -150,13 +168,13 @@ fn named(mut rec: CertRecord, k: &Key) -> CertRecord {
 
 /// Identifies a Certificate's issuer: (kind, namespace or "" for ClusterIssuers, name).
 fn issuer_id(k: &Key, p: &certwright_api::validate::CertificateParams) -> (String, String, String) {
-    let ns = if p.issuance.issuer_kind == "ClusterIssuer" {
+    let ns = if p.issuance.issuer_kind == IssuerKind::ClusterIssuer {
         String::new()
     } else {
         k.0.clone()
     };
     (
-        p.issuance.issuer_kind.clone(),
+        p.issuance.issuer_kind.as_str().into(),
         ns,
         p.issuance.issuer_name.clone(),
     )
@@ -172,8 +190,7 @@ pub struct Runtime {
     hooks: Hooks,
     /// Secret versions seen after the last pass, to notice edits and deletions.
     versions: HashMap<(String, String), Option<String>>,
-    /// Issuers found unavailable and Secret manifests' problems in the last pass.
-    last_unavailable: BTreeMap<(String, String, String), Problem>,
+    /// Secret manifests' problems in the last pass.
     last_extra: Vec<(String, Problem)>,
     /// Records changed in this pass and request records made, saved at its end.
     unsaved_records: BTreeSet<Key>,
@@ -207,29 +224,20 @@ impl Runtime {
                 stale += store.clean_stale(&ns, &name);
             }
             if stale > 0 {
-                log::info(
-                    "removed stale secret versions",
-                    &[("count", &stale.to_string())],
-                );
+                tracing::info!(count = %stale, "removed stale secret versions");
             }
         }
         let records = state.load_records();
         state.migrate(&records).map_err(serr)?;
         let health = state
             .open_health()
-            .map_err(|e| {
-                log::warn(
-                    "cannot prepare the health file",
-                    &[("error", &e.to_string())],
-                )
-            })
+            .map_err(|e| tracing::warn!(error = %e, "cannot prepare the health file"))
             .ok();
         Ok(Runtime {
             model: Model::default(),
             records,
             hooks: Hooks::new(opts.no_command_hooks),
             versions: HashMap::new(),
-            last_unavailable: BTreeMap::new(),
             last_extra: Vec::new(),
             unsaved_records: BTreeSet::new(),
             unsaved_requests: Vec::new(),
@@ -264,13 +272,11 @@ impl Runtime {
             self.state_error("cannot save status", &e);
         }
         self.state.remove_requests(&gone);
-        log::info(
-            "manifests loaded",
-            &[
-                ("files", &self.model.files.len().to_string()),
-                ("certificates", &self.model.certificates.len().to_string()),
-                ("problems", &self.model.errors.len().to_string()),
-            ],
+        tracing::info!(
+            files = self.model.files.len(),
+            certificates = self.model.certificates.len(),
+            problems = self.model.errors.len(),
+            "manifests loaded"
         );
     }
 
@@ -297,12 +303,30 @@ impl Runtime {
         out
     }
 
+    /// Takes the renewals `certwright renew` asked for: each Certificate's Issuing
+    /// condition becomes True with reason ManuallyTriggered, as `cmctl renew` sets it in a
+    /// cluster, and the engine reissues. Returns the Certificates concerned.
+    fn take_renewals(&mut self, t: i64) -> BTreeSet<Key> {
+        let mut out = BTreeSet::new();
+        for k in self.state.take_renewals() {
+            if !self.model.certificates.contains_key(&k) {
+                tracing::warn!(certificate = %format!("{}/{}", k.0, k.1), "renewal asked for an unknown Certificate");
+                continue;
+            }
+            let rec = self.records.entry(k.clone()).or_default();
+            certwright_engine::lifecycle::request_renewal(&mut rec.status, t);
+            tracing::info!(certificate = %format!("{}/{}", k.0, k.1), "renewal asked for");
+            out.insert(k);
+        }
+        out
+    }
+
     /// One reconcile pass over `only` (or every Certificate). Returns the Secrets written.
     pub fn pass(&mut self, only: Option<&BTreeSet<Key>>) -> Vec<(String, String)> {
-        let t = now();
+        let t = self.opts.clock.now();
+        self.take_renewals(t);
         let conflicts = self.secret_conflicts();
         let mut written = Vec::new();
-        let mut issuers_seen: BTreeMap<(String, String, String), Problem> = BTreeMap::new();
         for level in levels(&self.model, &self.opts.cluster_resource_namespace) {
             let keys: Vec<Key> = level
                 .into_iter()
@@ -316,7 +340,7 @@ impl Runtime {
             let (mut keys, present): (Vec<Key>, Vec<Key>) =
                 keys.into_iter().partition(|k| !self.secret_exists(k));
             keys.extend(present);
-            let resolved = self.resolve_issuers(&keys, t, &mut issuers_seen);
+            let resolved = self.resolve_issuers(&keys, t);
             // Bounded batches: each is reconciled, made durable with one flush and
             // published before the next starts, so progress survives a crash.
             for chunk in keys.chunks(BATCH) {
@@ -347,7 +371,6 @@ impl Runtime {
                 self.state_error("cannot flush status to disk", &e);
             }
         }
-        self.last_unavailable = issuers_seen;
         self.last_extra = secret_problems;
         self.save_runtime_status();
         if !self.opts.once {
@@ -365,6 +388,7 @@ impl Runtime {
             cluster_ns: &self.opts.cluster_resource_namespace,
             now: t,
             batch,
+            test_issuers: self.opts.test_issuers,
         }
     }
 
@@ -377,12 +401,7 @@ impl Runtime {
     }
 
     /// Resolves each issuer of a level once (a CA is parsed once, not per certificate).
-    fn resolve_issuers(
-        &self,
-        keys: &[Key],
-        t: i64,
-        unavailable: &mut BTreeMap<(String, String, String), Problem>,
-    ) -> HashMap<(String, String, String), Resolved> {
+    fn resolve_issuers(&self, keys: &[Key], t: i64) -> HashMap<(String, String, String), Resolved> {
         let ctx = self.ctx(t, None);
         let mut resolved = HashMap::new();
         for k in keys {
@@ -390,11 +409,7 @@ impl Runtime {
                 let id = issuer_id(k, p);
                 if let std::collections::hash_map::Entry::Vacant(slot) = resolved.entry(id.clone())
                 {
-                    let r = ctx.resolve(&k.0, &p.issuance.issuer_name, &p.issuance.issuer_kind);
-                    if let Resolved::Unavailable(pr) = &r {
-                        unavailable.insert(id, pr.clone());
-                    }
-                    slot.insert(r);
+                    slot.insert(ctx.resolve(&k.0, &p.issuance.issuer_name, p.issuance.issuer_kind));
                 }
             }
         }
@@ -444,14 +459,7 @@ impl Runtime {
             }
             let ready = rec.status.condition("Ready").cloned().unwrap_or_default();
             if ready.status != "True" {
-                log::warn(
-                    "certificate not ready",
-                    &[
-                        ("certificate", &format!("{}/{}", k.0, k.1)),
-                        ("reason", &ready.reason),
-                        ("message", &ready.message),
-                    ],
-                );
+                tracing::warn!(certificate = %format!("{}/{}", k.0, k.1), reason = %ready.reason, message = %ready.message, "certificate not ready");
             }
             // A pending request's state (an order in flight) is saved with its batch;
             // other records at the end of the pass: the Secrets say what they hold.
@@ -551,16 +559,13 @@ impl Runtime {
         }
         if self.store.durable {
             if let Err(e) = self.store.sync() {
-                log::error("cannot flush secrets to disk", &[("error", &e.to_string())]);
+                tracing::error!(error = %e, "cannot flush secrets to disk");
             }
         }
         for st in staged {
             let id = st.id();
             if let Err(e) = self.store.commit(st, false) {
-                log::error(
-                    "cannot commit secret",
-                    &[("secret", &id), ("error", &e.to_string())],
-                );
+                tracing::error!(secret = %id, error = %e, "cannot commit secret");
                 for (_, rec, _) in results.iter_mut() {
                     if format!("{}/{}", rec.namespace, rec.secret_name) == id {
                         set_condition(
@@ -580,51 +585,37 @@ impl Runtime {
     }
 
     fn save_runtime_status(&self) {
-        let (unavailable, extra) = (&self.last_unavailable, &self.last_extra);
-        let t = now();
+        let extra = &self.last_extra;
+        let t = self.opts.clock.now();
+        let ctx = self.ctx(t, None);
         let mut issuers = Vec::new();
         let all = self
             .model
             .issuers
-            .iter()
-            .map(|((ns, n), e)| ("Issuer", ns.clone(), n.clone(), e))
+            .keys()
+            .map(|(ns, n)| (IssuerKind::Issuer, ns.clone(), n.clone()))
             .chain(
                 self.model
                     .cluster_issuers
-                    .iter()
-                    .map(|(n, e)| ("ClusterIssuer", String::new(), n.clone(), e)),
+                    .keys()
+                    .map(|n| (IssuerKind::ClusterIssuer, String::new(), n.clone())),
             );
-        for (kind, ns, name, e) in all {
+        for (kind, ns, name) in all {
             let mut rec = IssuerRecord {
-                kind: kind.into(),
+                kind: kind.as_str().into(),
                 namespace: ns.clone(),
                 name: name.clone(),
                 ..Default::default()
             };
-            let problem = match &e.kind {
-                Err(p) => Some(p.clone()),
-                Ok(_) => unavailable
-                    .get(&(kind.to_string(), ns.clone(), name.clone()))
-                    .cloned(),
-            };
-            match problem {
-                Some(p) => set_condition(
-                    &mut rec.status.conditions,
-                    "Ready",
-                    false,
-                    &p.reason,
-                    &p.message,
-                    t,
-                ),
-                None => set_condition(
-                    &mut rec.status.conditions,
-                    "Ready",
-                    true,
-                    "IsReady",
-                    "Issuer is ready to sign",
-                    t,
-                ),
-            }
+            let (ok, reason, message) = ctx.issuer_ready(&ns, &name, kind);
+            set_condition(
+                &mut rec.status.conditions,
+                "Ready",
+                ok,
+                &reason,
+                &message,
+                t,
+            );
             issuers.push(rec);
         }
         let mut problems: Vec<ProblemRecord> =
@@ -664,7 +655,7 @@ impl Runtime {
 
     /// Logs a failed state write and keeps the first one for the health file.
     fn state_error(&self, what: &str, e: &std::io::Error) {
-        log::error(what, &[("error", &e.to_string())]);
+        tracing::error!(error = %e, what);
         if let Ok(mut first) = self.state_errors.lock() {
             first.get_or_insert_with(|| format!("{what}: {e}"));
         }
@@ -698,10 +689,7 @@ impl Runtime {
     /// Notes a clean stop: the next start need not look for half-written versions.
     fn stopped_cleanly(&self) {
         if let Err(e) = self.state.set_clean_marker() {
-            log::warn(
-                "cannot write the clean-stop marker",
-                &[("error", &e.to_string())],
-            );
+            tracing::warn!(error = %e, "cannot write the clean-stop marker");
         }
     }
 
@@ -712,6 +700,13 @@ impl Runtime {
             certificates: std::mem::take(&mut self.records).into_values().collect(),
             problems: o.problems,
         }
+    }
+
+    /// Loads the manifests and reconciles everything once, keeping the runtime's state
+    /// (tests drive the runtime step by step with it).
+    pub fn sync(&mut self) {
+        self.load();
+        self.pass(None);
     }
 
     /// Runs until `stop` is set (or one pass with `once`).
@@ -735,7 +730,7 @@ impl Runtime {
         let mut last_full = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
-            let t = now();
+            let t = self.opts.clock.now();
             let mut newest = None;
             while let Ok(m) = loader.models.try_recv() {
                 newest = Some(m);
@@ -752,6 +747,7 @@ impl Runtime {
                     .map(|(k, _)| k.clone())
                     .collect();
                 due.extend(self.edited());
+                due.extend(self.take_renewals(t));
                 if last_full.elapsed() > Duration::from_secs(60) {
                     // A periodic full pass catches anything missed (cheap when up to date).
                     due.extend(self.model.certificates.keys().cloned());
@@ -778,7 +774,7 @@ impl Runtime {
                 self.save_runtime_status();
             }
         }
-        log::info("stopping", &[]);
+        tracing::info!("stopping");
         self.hooks.wait();
         if self.hooks.take_results().is_some() {
             self.save_runtime_status();
@@ -846,7 +842,7 @@ pub fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
-            log::warn("cannot handle a signal", &[("error", &e.to_string())]);
+            tracing::warn!(error = %e, "cannot handle a signal");
         }
     }
     flag

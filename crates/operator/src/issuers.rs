@@ -4,8 +4,10 @@
 //! `ErrInvalidKeyPair` when it does not. Certificates do not wait for this status (they
 //! check their issuer themselves when they issue); it is there for people and tools.
 
-use crate::{check_issuer, cluster_issuers, event, issuers, log, now, typed, Context, Error};
+use crate::{cluster_issuers, event, issuers, lookup, now, typed, Context, Error};
+use certwright_api::validate::IssuerKind;
 use certwright_api::{Issuer, IssuerStatus};
+use certwright_engine::resolve;
 use certwright_engine::status::set_condition;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -118,10 +120,16 @@ pub(crate) async fn reconcile(
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .unwrap_or_default();
     let mut status = before.clone();
-    let checked = check_issuer(&ctx, &obj, &secret_ns, t).await?;
-    let (ready, reason, message) = match &checked {
-        Ok(r) => (true, r.ready.0.to_string(), r.ready.1.to_string()),
-        Err(p) => (false, p.reason.clone(), p.message.clone()),
+    let desc = match &ns {
+        Some(ns) => resolve::describe(IssuerKind::Issuer, &name, ns),
+        None => resolve::describe(IssuerKind::ClusterIssuer, &name, ""),
+    };
+    let checked = lookup::issuer_object(&ctx, &obj, desc, secret_ns.clone())
+        .await?
+        .check(t);
+    let (ready, reason, message) = match checked {
+        Ok(r) => (true, r.reason.to_string(), r.message.to_string()),
+        Err(p) => (false, p.reason, p.message),
     };
     set_condition(&mut status.conditions, "Ready", ready, &reason, &message, t);
     if let Some(c) = status.conditions.iter_mut().find(|c| c.type_ == "Ready") {
@@ -145,17 +153,11 @@ pub(crate) async fn reconcile(
             } else {
                 (EventType::Warning, format!("{reason}: {message}"))
             };
-            log(
-                if ready { "INFO" } else { "WARN" },
-                "issuer checked",
-                &[
-                    ("kind", &resource.kind),
-                    ("issuer", &id),
-                    ("ready", if ready { "True" } else { "False" }),
-                    ("reason", &reason),
-                    ("message", &message),
-                ],
-            );
+            if ready {
+                tracing::info!(kind = %resource.kind, issuer = %id, reason = %reason, "issuer ready");
+            } else {
+                tracing::warn!(kind = %resource.kind, issuer = %id, reason = %reason, message = %message, "issuer not ready");
+            }
             event(&ctx, &obj, &resource, type_, &reason, &note, "Check").await;
         }
     }

@@ -89,11 +89,7 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig) {
         match try_acquire(client, cfg).await {
             Ok(true) => return,
             Ok(false) => {}
-            Err(e) => crate::log(
-                "WARN",
-                "leader election: cannot reach the Lease",
-                &[("error", &e.to_string())],
-            ),
+            Err(e) => tracing::warn!(error = %e, "leader election: cannot reach the Lease"),
         }
         tokio::time::sleep(cfg.renew).await;
     }
@@ -108,17 +104,13 @@ pub async fn hold(client: Client, cfg: LeaseConfig) {
         match try_acquire(&client, &cfg).await {
             Ok(true) => last_ok = tokio::time::Instant::now(),
             Ok(false) => {
-                crate::log("WARN", "leader election: the Lease was taken over", &[]);
+                tracing::warn!("leader election: the Lease was taken over");
                 return;
             }
-            Err(e) => crate::log(
-                "WARN",
-                "leader election: renewal failed",
-                &[("error", &e.to_string())],
-            ),
+            Err(e) => tracing::warn!(error = %e, "leader election: renewal failed"),
         }
         if last_ok.elapsed() > cfg.duration {
-            crate::log("WARN", "leader election: could not renew in time", &[]);
+            tracing::warn!("leader election: could not renew in time");
             return;
         }
     }

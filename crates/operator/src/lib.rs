@@ -14,20 +14,18 @@
 mod certificates;
 mod issuers;
 pub mod leader;
+mod lookup;
 pub mod observe;
 mod requests;
 
-use certwright_api::validate::{self, IssuerType};
-use certwright_api::{annotations as ann, Issuer, API_VERSION, GROUP};
-use certwright_engine::issue::{self, CaIssuer, CaMaterial, Issuer as Signer};
-use certwright_engine::{BackoffPolicy, Failures, SecretData};
-use certwright_pki::der::rfc3339;
+use certwright_api::{annotations as ann, API_VERSION, GROUP};
+use certwright_engine::SecretData;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{predicates, watcher, WatchStreamExt};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -85,6 +83,8 @@ pub struct Config {
     /// Reconciles in flight per controller (at least 1). A bound keeps memory flat when
     /// thousands of objects need work at once (a start with a backlog).
     pub max_concurrent_reconciles: u16,
+    /// Honour Issuers' `certwright.io/test-issuer` annotation (tests only; no flag).
+    pub test_issuers: bool,
 }
 
 /// An issuerRef as metric labels: (name, kind, group).
@@ -94,8 +94,6 @@ type IssuerLabels = (String, String, String);
 pub struct Context {
     client: Client,
     config: Config,
-    /// Failed attempts per Certificate since their last success.
-    failures: Mutex<HashMap<(String, String), Failures>>,
     /// Certificates waiting for their issuer (a CA Secret, for instance): any managed
     /// Secret change wakes them, so a CA issued a moment ago unblocks them at once.
     waiting: Arc<Mutex<HashSet<(String, String)>>>,
@@ -117,9 +115,6 @@ impl Context {
     fn forget(&self, ns: &str, name: &str) {
         let key = (ns.to_string(), name.to_string());
         self.metrics.forget(ns, name);
-        if let Ok(mut m) = self.failures.lock() {
-            m.remove(&key);
-        }
         if let Ok(mut m) = self.issuer_labels.lock() {
             m.remove(&key);
         }
@@ -134,62 +129,6 @@ pub(crate) fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
-}
-
-static LOG_LEVEL: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
-static LOG_JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn level_rank(level: &str) -> Option<u8> {
-    match level.to_ascii_lowercase().as_str() {
-        "debug" => Some(0),
-        "info" => Some(1),
-        "warn" => Some(2),
-        "error" => Some(3),
-        _ => None,
-    }
-}
-
-/// Sets the least severe level logged (debug, info, warn, error) and the format: `text`
-/// (one `time LEVEL message key=value...` line per event) or `json` (one object per line,
-/// for log collectors).
-pub fn configure_logging(level: &str, format: &str) -> Result<(), String> {
-    let rank = level_rank(level)
-        .ok_or_else(|| format!("unknown log level {level:?} (debug, info, warn, error)"))?;
-    let json = match format {
-        "text" => false,
-        "json" => true,
-        other => return Err(format!("unknown log format {other:?} (text, json)")),
-    };
-    LOG_LEVEL.store(rank, Ordering::Relaxed);
-    LOG_JSON.store(json, Ordering::Relaxed);
-    Ok(())
-}
-
-/// Logs one event with its fields. Fields never carry key material or passwords.
-pub(crate) fn log(level: &str, msg: &str, fields: &[(&str, &str)]) {
-    if level_rank(level).unwrap_or(3) < LOG_LEVEL.load(Ordering::Relaxed) {
-        return;
-    }
-    if LOG_JSON.load(Ordering::Relaxed) {
-        let mut m = serde_json::Map::new();
-        m.insert("time".into(), rfc3339(now()).into());
-        m.insert("level".into(), level.to_ascii_lowercase().into());
-        m.insert("msg".into(), msg.into());
-        for (k, v) in fields {
-            m.insert((*k).into(), (*v).into());
-        }
-        eprintln!("{}", serde_json::Value::Object(m));
-        return;
-    }
-    let mut line = format!("{} {level} {msg}", rfc3339(now()));
-    for (k, v) in fields {
-        if v.contains(char::is_whitespace) || v.contains('"') || v.is_empty() {
-            line.push_str(&format!(" {k}={v:?}"));
-        } else {
-            line.push_str(&format!(" {k}={v}"));
-        }
-    }
-    eprintln!("{line}");
 }
 
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, String> {
@@ -208,145 +147,6 @@ pub(crate) fn secret_data(s: &Secret) -> SecretData {
         annotations: s.metadata.annotations.clone().unwrap_or_default(),
         labels: s.metadata.labels.clone().unwrap_or_default(),
     }
-}
-
-/// A problem that stops a Certificate: condition reason and message.
-#[derive(Debug, Clone)]
-pub(crate) struct Problem {
-    pub(crate) reason: String,
-    pub(crate) message: String,
-}
-
-pub(crate) fn problem(reason: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        reason: reason.into(),
-        message: message.into(),
-    }
-}
-
-pub(crate) struct Resolved {
-    pub(crate) issuer: Arc<dyn Signer>,
-    pub(crate) policy: BackoffPolicy,
-    /// Identifies the signing material, so a new CA reissues its certificates.
-    pub(crate) digest: String,
-    /// The issuer's own condition: reason and message.
-    pub(crate) ready: (&'static str, &'static str),
-}
-
-pub(crate) async fn read_secret(
-    client: &Client,
-    ns: &str,
-    name: &str,
-) -> Result<Option<SecretData>, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    Ok(api.get_opt(name).await?.as_ref().map(secret_data))
-}
-
-/// An Issuer or ClusterIssuer by reference: its object, a description for messages and
-/// the namespace its secrets live in.
-pub(crate) struct IssuerObject {
-    pub(crate) obj: Option<DynamicObject>,
-    pub(crate) desc: String,
-    pub(crate) secret_ns: String,
-}
-
-pub(crate) async fn get_issuer(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    kind: &str,
-) -> Result<IssuerObject, Error> {
-    Ok(if kind == "ClusterIssuer" {
-        let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &cluster_issuers());
-        IssuerObject {
-            obj: api.get_opt(name).await?,
-            desc: format!("ClusterIssuer {name:?}"),
-            secret_ns: ctx.config.cluster_resource_namespace.clone(),
-        }
-    } else {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &issuers());
-        IssuerObject {
-            obj: api.get_opt(name).await?,
-            desc: format!("Issuer {name:?} in namespace {ns:?}"),
-            secret_ns: ns.to_string(),
-        }
-    })
-}
-
-/// Checks an issuer object and loads what it signs with. The problem carries the
-/// issuer-level reason cert-manager uses on Issuer conditions (ErrGetKeyPair,
-/// ErrInvalidKeyPair, ...).
-pub(crate) async fn check_issuer(
-    ctx: &Context,
-    obj: &DynamicObject,
-    secret_ns: &str,
-    t: i64,
-) -> Result<Result<Resolved, Problem>, Error> {
-    let issuer: Issuer = match typed(obj) {
-        Ok(i) => i,
-        Err(e) => return Ok(Err(problem("InvalidIssuer", format!("invalid: {e}")))),
-    };
-    let kind = match validate::issuer(&issuer) {
-        Ok(k) => k,
-        Err(e) => return Ok(Err(problem(e[0].reason, validate::join(&e)))),
-    };
-    Ok(match kind {
-        IssuerType::SelfSigned => Ok(Resolved {
-            issuer: Arc::new(issue::SelfSigned),
-            policy: BackoffPolicy::LOCAL,
-            digest: "selfSigned".into(),
-            ready: ("IsReady", ""),
-        }),
-        IssuerType::Ca { secret_name } => {
-            let sdesc = format!("{secret_ns}/{secret_name}");
-            match read_secret(&ctx.client, secret_ns, &secret_name).await? {
-                None => Err(problem(
-                    "ErrGetKeyPair",
-                    format!("CA secret {sdesc} not found"),
-                )),
-                Some(s) => match CaMaterial::from_secret(&sdesc, &s, t) {
-                    Ok(m) => {
-                        let digest = format!("ca:{}", m.chain[0].sha256_fingerprint());
-                        Ok(Resolved {
-                            issuer: Arc::new(CaIssuer { material: m }),
-                            policy: BackoffPolicy::LOCAL,
-                            digest,
-                            ready: ("KeyPairVerified", "Signing CA verified"),
-                        })
-                    }
-                    Err(e) => Err(problem(e.reason, e.message)),
-                },
-            }
-        }
-        IssuerType::Acme(_) => Err(problem(
-            "NotSupported",
-            "ACME issuers are not supported by this build of certwright yet",
-        )),
-    })
-}
-
-/// Resolves a Certificate's or CertificateRequest's issuerRef to a signer, or to the
-/// problem (reason IssuerNotFound / IssuerNotReady) that stops it.
-pub(crate) async fn resolve_issuer(
-    ctx: &Context,
-    ns: &str,
-    name: &str,
-    kind: &str,
-    t: i64,
-) -> Result<Result<Resolved, Problem>, Error> {
-    let found = get_issuer(ctx, ns, name, kind).await?;
-    let desc = &found.desc;
-    let Some(obj) = found.obj else {
-        return Ok(Err(problem("IssuerNotFound", format!("{desc} not found"))));
-    };
-    Ok(check_issuer(ctx, &obj, &found.secret_ns, t)
-        .await?
-        .map_err(|p| {
-            problem(
-                "IssuerNotReady",
-                format!("{desc} is not ready: {}: {}", p.reason, p.message),
-            )
-        }))
 }
 
 use kube::runtime::events::{Event, EventType};
@@ -370,7 +170,7 @@ pub(crate) async fn event(
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
-        log("WARN", "cannot record event", &[("error", &e.to_string())]);
+        tracing::warn!(error = %e, "cannot record event");
     }
 }
 
@@ -394,23 +194,11 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Acti
     };
     if is_conflict(err) {
         ctx.metrics.conflicts.fetch_add(1, Ordering::Relaxed);
-        log(
-            "INFO",
-            "write conflict, retrying from a fresh read",
-            &[("kind", &kind), ("object", &id)],
-        );
+        tracing::info!(kind = %kind, object = %id, "write conflict, retrying from a fresh read");
         return Action::requeue(Duration::from_millis(100));
     }
     ctx.metrics.reconcile_errors.fetch_add(1, Ordering::Relaxed);
-    log(
-        "WARN",
-        "reconcile failed, retrying",
-        &[
-            ("kind", &kind),
-            ("object", &id),
-            ("error", &err.to_string()),
-        ],
-    );
+    tracing::warn!(kind = %kind, object = %id, error = %err, "reconcile failed, retrying");
     Action::requeue(Duration::from_secs(2))
 }
 
@@ -421,6 +209,50 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Acti
 fn metadata_only(obj: &mut DynamicObject) {
     obj.data = serde_json::Value::Null;
     obj.metadata.managed_fields = None;
+}
+
+/// The cache-only annotation holding when a manual renewal was asked for (see
+/// [`note_manual_trigger`]); it never reaches the API server.
+const MANUAL_TRIGGER_SEEN: &str = "certwright.io/cached-manual-trigger";
+
+/// Keeps, in the cached copy of a Certificate, when `cmctl renew` (or `certwright renew`)
+/// set its Issuing condition to ManuallyTriggered, before the status is dropped from the
+/// cache: that change is a status change, which the spec filter would otherwise ignore.
+fn note_manual_trigger(obj: &mut DynamicObject) {
+    let manual = obj.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| {
+            c["type"] == "Issuing"
+                && c["status"] == "True"
+                && c["reason"] == ann::MANUALLY_TRIGGERED
+        })
+        .map(|c| {
+            c["lastTransitionTime"]
+                .as_str()
+                .unwrap_or("set")
+                .to_string()
+        });
+    if let Some(at) = manual {
+        obj.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(MANUAL_TRIGGER_SEEN.into(), at);
+    }
+}
+
+/// What wakes a Certificate: a new generation (spec change) or a new manual renewal.
+fn spec_or_renewal(obj: &DynamicObject) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut h);
+    obj.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(MANUAL_TRIGGER_SEEN))
+        .hash(&mut h);
+    Some(h.finish())
 }
 
 /// Adds watches of Issuers (and, when all namespaces are watched, ClusterIssuers) to the
@@ -500,11 +332,7 @@ pub async fn run(
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| Error::Other(format!("metrics address {addr}: {e}")))?;
-        log(
-            "INFO",
-            "serving metrics and health",
-            &[("address", &addr.to_string())],
-        );
+        tracing::info!(address = %addr, "serving metrics and health");
         tokio::spawn(observe::serve(listener, metrics.clone()));
     }
     client.apiserver_version().await?;
@@ -517,22 +345,15 @@ pub async fn run(
     let stop: futures::future::BoxFuture<'static, ()> = match &lease {
         None => Box::pin(shutdown),
         Some(cfg) => {
-            log(
-                "INFO",
-                "waiting for leadership",
-                &[
-                    ("lease", &format!("{}/{}", cfg.namespace, cfg.name)),
-                    ("identity", &cfg.identity),
-                ],
-            );
+            tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "waiting for leadership");
             tokio::select! {
                 _ = leader::acquire(&client, cfg) => {}
                 _ = &mut shutdown => {
-                    log("INFO", "operator stopped before becoming leader", &[]);
+                    tracing::info!("operator stopped before becoming leader");
                     return Ok(());
                 }
             }
-            log("INFO", "became leader", &[("identity", &cfg.identity)]);
+            tracing::info!(identity = %cfg.identity, "became leader");
             let holding = leader::hold(client.clone(), cfg.clone());
             let lost = lost.clone();
             Box::pin(async move {
@@ -560,7 +381,6 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client,
         config,
-        failures: Mutex::new(HashMap::new()),
         waiting: waiting.clone(),
         metrics,
         recorder,
@@ -569,7 +389,7 @@ pub async fn run(
         pending_requests: pending_requests.clone(),
         own_writes: Default::default(),
     });
-    log("INFO", "operator starting", &[]);
+    tracing::info!("operator starting");
     let stopped = futures::future::FutureExt::shared(Box::pin(async move {
         let _ = stop_rx.await;
     }));
@@ -585,7 +405,10 @@ pub async fn run(
     let forget_ctx = ctx.clone();
     let spec_changes = watcher(certs, watcher::Config::default())
         .default_backoff()
-        .modify(metadata_only)
+        .modify(|c| {
+            note_manual_trigger(c);
+            metadata_only(c)
+        })
         .reflect(writer)
         // A deleted Certificate leaves no metrics or bookkeeping behind.
         .inspect_ok(move |ev| {
@@ -594,7 +417,7 @@ pub async fn run(
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(spec_or_renewal, Default::default());
     let own_writes = ctx.own_writes.clone();
     let certificates_controller = Controller::for_stream_with(spec_changes, reader, certificates())
         .with_config(limits.clone())
@@ -698,22 +521,6 @@ pub async fn run(
     if let Some(cfg) = &lease {
         leader::release(&ctx_client, cfg).await;
     }
-    log("INFO", "operator stopped", &[]);
+    tracing::info!("operator stopped");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_settings_are_checked() {
-        assert!(configure_logging("debug", "json").is_ok());
-        assert!(configure_logging("info", "text").is_ok());
-        let e = configure_logging("loud", "text").expect_err("unknown level");
-        assert!(e.contains("unknown log level \"loud\""), "{e}");
-        let e = configure_logging("info", "xml").expect_err("unknown format");
-        assert!(e.contains("unknown log format \"xml\""), "{e}");
-        assert_eq!(level_rank("WARN"), Some(2));
-    }
 }

@@ -10,14 +10,13 @@
 //! The requests certwright writes itself as issuance records (label
 //! `app.kubernetes.io/managed-by: certwright`) are complete when written and skipped.
 
-use crate::{
-    certificate_requests, event, log, now, read_secret, resolve_issuer, typed, Context, Error,
-    Problem,
-};
+use crate::lookup::{self, read_secret};
+use crate::{certificate_requests, event, now, typed, Context, Error};
 use certwright_api::annotations::keys;
 use certwright_api::{validate, CertificateRequest, CertificateRequestStatus, GROUP};
 use certwright_engine::issue::{Outcome, Request};
 use certwright_engine::status::set_condition;
+use certwright_engine::{Problem, Resolved};
 use certwright_pki::der::rfc3339;
 use certwright_pki::PrivateKey;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -128,9 +127,10 @@ pub(crate) async fn reconcile(
         }
     };
     let spec = &params.issuance;
-    let resolved = match resolve_issuer(&ctx, &ns, &spec.issuer_name, &spec.issuer_kind, t).await? {
-        Ok(r) => r,
-        Err(p) => {
+    let found = lookup::issuer(&ctx, &ns, &spec.issuer_name, spec.issuer_kind).await?;
+    let resolved = match found.resolve(t) {
+        Resolved::Ready(r) => r,
+        Resolved::Unavailable(p) => {
             return pending(&ctx, &api, &ns, &name, &before, status, &p.message, t).await;
         }
     };
@@ -194,7 +194,7 @@ pub(crate) async fn reconcile(
             );
             write_status(&api, &name, &before, &status).await?;
             ctx.metrics.requests_signed.fetch_add(1, Ordering::Relaxed);
-            log("INFO", "certificate request signed", &[("request", &id)]);
+            tracing::info!(request = %id, "certificate request signed");
             event(
                 &ctx,
                 &obj,
@@ -275,15 +275,7 @@ async fn fail(
     );
     status.failure_time = Some(rfc3339(t));
     write_status(api, &obj.name_any(), before, &status).await?;
-    log(
-        "WARN",
-        "certificate request failed",
-        &[
-            ("request", id),
-            ("reason", &p.reason),
-            ("message", &p.message),
-        ],
-    );
+    tracing::warn!(request = %id, reason = %p.reason, message = %p.message, "certificate request failed");
     event(
         ctx,
         obj,
