@@ -278,9 +278,10 @@ fn apply(
         on_refusal,
         ..
     } = step;
-    let undo = |mut rec: CertRecord, p: Problem| {
-        let before = on_refusal.map(|r| r.before()).unwrap_or_default();
-        rec.put_state(before);
+    // An issued certificate that cannot be written leaves the state as it was before the
+    // step; any other step keeps its new state.
+    let undo = |mut rec: CertRecord, p: Problem, state: certwright_engine::State| {
+        rec.put_state(on_refusal.map(|r| r.before()).unwrap_or(state));
         fail(rec, &p, now, Some(now + 30))
     };
     let mut records = Vec::new();
@@ -288,7 +289,7 @@ fn apply(
         match effect {
             Effect::WriteSecret(desired) => {
                 if let Err(p) = write_secret(ctx, ns, secret_name, &desired) {
-                    return undo(rec, p);
+                    return undo(rec, p, state);
                 }
                 wrote = true;
             }
@@ -308,7 +309,7 @@ fn apply(
                         "StateUnwritable",
                         format!("saving the pending private key: {e}"),
                     );
-                    return undo(rec, p);
+                    return undo(rec, p, state);
                 }
             }
             Effect::DeleteKey { .. } => ctx.state.remove_pending_key(ns, name),
