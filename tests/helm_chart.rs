@@ -35,8 +35,7 @@ fn run_helm(helm: &str, args: &[&str]) -> String {
 /// Objects of a multi-document YAML stream, keyed by kind, namespace and name.
 fn objects(yaml: &str) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for doc in serde_yaml::Deserializer::from_str(yaml) {
-        let v: Value = serde::Deserialize::deserialize(doc).expect("YAML document");
+    for v in certwright_testkube::yaml_documents(yaml).expect("YAML documents") {
         if v.is_null() {
             continue;
         }

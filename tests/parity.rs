@@ -191,13 +191,13 @@ trait Driver {
 
 fn table() -> Table {
     let text = std::fs::read_to_string(repo().join("tests/parity/scenarios.yaml")).expect("table");
-    serde_yaml::from_str(&text).expect("the table parses")
+    certwright_api::yaml::from_str(&text).expect("the table parses")
 }
 
 /// A CA key pair for the `CA_CRT` / `CA_KEY` placeholders (base64 of PEM).
 fn ca_pair() -> (String, String) {
     use certwright_engine::issue::{self, Issuer, Outcome, Request};
-    let c: certwright_api::Certificate = serde_yaml::from_str(
+    let c: certwright_api::Certificate = certwright_api::yaml::from_str(
         "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: ca, namespace: x}\nspec: {secretName: ca, issuerRef: {name: s}, commonName: parity-ca, isCA: true, privateKey: {algorithm: ECDSA}}\n",
     )
     .expect("ca spec");
@@ -616,7 +616,7 @@ impl Driver for Operator {
                 .expect("namespace");
         }
         for (_, text) in docs {
-            let v: serde_json::Value = serde_yaml::from_str(text).expect("fixture");
+            let v: serde_json::Value = certwright_api::yaml::from_str(text).expect("fixture");
             let collection = certwright_testkube::collection_for(&v).expect("collection");
             let name = v["metadata"]["name"].as_str().expect("name");
             let path = format!("{collection}/{name}");

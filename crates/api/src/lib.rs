@@ -9,5 +9,6 @@ pub mod legacy;
 pub mod manifest;
 pub mod types;
 pub mod validate;
+pub mod yaml;
 
 pub use types::*;

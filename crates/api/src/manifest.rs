@@ -91,11 +91,6 @@ fn documents(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
     })
 }
 
-#[cfg(test)]
-fn split_documents(text: &str) -> Vec<(usize, String)> {
-    documents(text).collect()
-}
-
 fn typed<T: DeserializeOwned>(v: Value) -> Result<T, DocError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
@@ -132,14 +127,12 @@ fn identity(v: &Value) -> Option<ResourceId> {
 /// The largest document accepted, in bytes: the Kubernetes API server refuses request
 /// bodies over 3 MiB, so no real manifest is larger.
 pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
-/// The deepest nesting accepted (flow brackets plus block indentation levels). Real
-/// manifests stay far below; the YAML parser's time grows with the square of the depth.
-pub const MAX_NESTING: usize = 100;
+/// The deepest nesting accepted (mappings and sequences, block or flow). Real manifests
+/// stay far below; the YAML parser's budget refuses deeper documents as it reads them.
+pub const MAX_NESTING: usize = crate::yaml::MAX_DEPTH;
 
-/// Checks a document's size and nesting depth before it reaches the YAML parser, in one
-/// linear pass. The depth is estimated from the text: `[`/`{` outside quotes and
-/// comments, plus the number of increasing indentation levels (a `- ` sequence entry
-/// counts as one more). It may overestimate (an indented block scalar), never by much.
+/// Checks a document's size before it reaches the YAML parser (whose budget then bounds
+/// its depth, nodes and aliases).
 pub fn check_budget(doc: &str) -> Result<(), DocError> {
     if doc.len() > MAX_DOCUMENT_BYTES {
         return Err(DocError {
@@ -150,60 +143,50 @@ pub fn check_budget(doc: &str) -> Result<(), DocError> {
             ),
         });
     }
-    let too_deep = |line: usize| DocError {
-        reason: "ManifestTooDeep",
-        message: format!("line {line}: nested more than {MAX_NESTING} levels deep; not parsed"),
-    };
-    let mut indents: Vec<usize> = Vec::new();
-    let mut flow = 0usize;
-    for (n, line) in doc.lines().enumerate() {
-        let body = line.trim_start_matches(' ');
-        if flow == 0 && !body.is_empty() && !body.starts_with('#') {
-            let mut indent = line.len() - body.len();
-            let mut rest = body;
-            // "- - - x": each sequence dash opens a level at its own column.
-            loop {
-                while indents.last().is_some_and(|&top| top >= indent) {
-                    indents.pop();
-                }
-                indents.push(indent);
-                match rest.strip_prefix("- ") {
-                    Some(r) => {
-                        let r2 = r.trim_start_matches(' ');
-                        indent += 2 + (r.len() - r2.len());
-                        rest = r2;
-                    }
-                    None => break,
-                }
-            }
-        }
-        // Quotes open a scalar only where one can start (so "don't" hides nothing).
-        let (mut single, mut double, mut escaped) = (false, false, false);
-        let mut prev = ' ';
-        for c in body.chars() {
-            let starts = matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-' | '?');
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if double => escaped = true,
-                '"' if double => double = false,
-                '"' if !single && starts => double = true,
-                '\'' if single => single = false,
-                '\'' if !double && starts => single = true,
-                '#' if !single && !double && prev == ' ' => break,
-                '[' | '{' if !single && !double => flow += 1,
-                ']' | '}' if !single && !double => flow = flow.saturating_sub(1),
-                _ => {}
-            }
-            prev = c;
-            if flow + indents.len() > MAX_NESTING {
-                return Err(too_deep(n + 1));
-            }
-        }
-        if flow + indents.len() > MAX_NESTING {
-            return Err(too_deep(n + 1));
-        }
-    }
     Ok(())
+}
+
+/// A YAML error as a document's problem: a budget breach names what was too much.
+fn yaml_problem(e: crate::yaml::Error) -> DocError {
+    use serde_saphyr::budget::BudgetBreach;
+    use serde_saphyr::granit_parser::ErrorKind;
+    use serde_saphyr::{Error, ExternalMessageSource};
+    let too_deep = |location: &serde_saphyr::Location| DocError {
+        reason: "ManifestTooDeep",
+        message: format!(
+            "line {}: nested more than {MAX_NESTING} levels deep; not parsed",
+            location.line()
+        ),
+    };
+    let mut inner = &e;
+    while let Error::AliasError { error, .. } | Error::WithSnippet { error, .. } = inner {
+        inner = error;
+    }
+    match inner {
+        Error::Budget {
+            breach: BudgetBreach::Depth { .. },
+            location,
+        } => too_deep(location),
+        // The scanner's own bound on nested flow collections ([[[[…).
+        Error::ExternalMessage {
+            source, location, ..
+        } if matches!(&**source, ExternalMessageSource::Parser(p)
+            if matches!(p.kind(), ErrorKind::RecursionLimitExceeded)) =>
+        {
+            too_deep(location)
+        }
+        Error::Budget { .. }
+        | Error::AliasReplayLimitExceeded { .. }
+        | Error::AliasReplayStackDepthExceeded { .. }
+        | Error::AliasReplayCounterOverflow { .. } => DocError {
+            reason: "ManifestTooLarge",
+            message: format!("{e}; not parsed"),
+        },
+        _ => DocError {
+            reason: "InvalidYAML",
+            message: format!("YAML syntax error: {e}"),
+        },
+    }
 }
 
 /// Parses every document of a YAML text. `source` names the file in messages.
@@ -228,7 +211,7 @@ pub fn for_each_document(text: &str, source: &str, mut f: impl FnMut(Document)) 
             });
             continue;
         }
-        let value: Value = match serde_yaml::from_str::<Value>(&doc) {
+        let value: Value = match crate::yaml::from_str::<Value>(&doc) {
             Ok(v) => v,
             Err(e) => {
                 f(Document {
@@ -236,10 +219,7 @@ pub fn for_each_document(text: &str, source: &str, mut f: impl FnMut(Document)) 
                     id: None,
                     legacy: false,
                     legacy_acme: None,
-                    result: Err(DocError {
-                        reason: "InvalidYAML",
-                        message: format!("YAML syntax error: {e}"),
-                    }),
+                    result: Err(yaml_problem(e)),
                 });
                 continue;
             }
@@ -374,36 +354,48 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deep_or_huge_documents_are_refused_before_parsing() {
+    fn deep_huge_or_exploding_documents_are_refused() {
         let head = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\ndata: ";
-        let flow = format!("{head}{}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let reason = |text: &str| -> &'static str {
+            let docs = parse_documents(text, "f.yaml");
+            docs[0]
+                .result
+                .as_ref()
+                .map(|_| "parsed")
+                .unwrap_or_else(|e| e.reason)
+        };
         let start = std::time::Instant::now();
-        let docs = parse_documents(&flow, "f.yaml");
-        assert_eq!(
-            docs[0].result.as_ref().expect_err("deep").reason,
-            "ManifestTooDeep"
-        );
-        // A quote inside a plain scalar does not hide the brackets after it.
-        let sneaky = format!("{head}[don't, {}{}]\n", "[".repeat(500), "]".repeat(500));
-        assert!(check_budget(&sneaky).is_err());
+        let flow = format!("{head}{}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        assert_eq!(reason(&flow), "ManifestTooDeep");
         let mut block = String::from(head);
         block.push('\n');
         for i in 0..1_000 {
             block.push_str(&" ".repeat(i + 1));
             block.push_str("a:\n");
         }
-        assert_eq!(
-            check_budget(&block).expect_err("deep").reason,
-            "ManifestTooDeep"
-        );
+        assert_eq!(reason(&block), "ManifestTooDeep");
         let dashes = format!("{head}\n{}x\n", "- ".repeat(5_000));
-        assert!(check_budget(&dashes).is_err());
+        assert_eq!(reason(&dashes), "ManifestTooDeep");
+        // A quote inside a plain scalar changes nothing: the parser counts, not a guess.
+        let sneaky = format!("{head}[don't, {}{}]\n", "[".repeat(500), "]".repeat(500));
+        assert_eq!(reason(&sneaky), "ManifestTooDeep");
+        // Billion laughs: ten levels of nine aliases, 9^10 strings once expanded.
+        let mut bomb = String::from("apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n");
+        bomb.push_str("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..=10 {
+            let items = vec![format!("*l{}", i - 1); 9].join(", ");
+            bomb.push_str(&format!("l{i}: &l{i} [{items}]\n"));
+        }
+        let docs = parse_documents(&bomb, "bomb.yaml");
+        let e = docs[0]
+            .result
+            .as_ref()
+            .expect_err("an alias bomb is refused");
+        assert_eq!(e.reason, "ManifestTooLarge", "{}", e.message);
+        assert!(e.message.contains("alias"), "{}", e.message);
         let big = format!("{head}\"{}\"\n", "x".repeat(MAX_DOCUMENT_BYTES));
-        assert_eq!(
-            check_budget(&big).expect_err("big").reason,
-            "ManifestTooLarge"
-        );
-        // Seconds in the parser before; the check is linear.
+        assert_eq!(reason(&big), "ManifestTooLarge");
+        // Seconds or unbounded memory without the budget; milliseconds with it.
         assert!(start.elapsed() < std::time::Duration::from_secs(30));
         // Real manifests pass, comments and quoted brackets included.
         for f in ["examples/e2e", "examples"] {
@@ -413,13 +405,16 @@ mod tests {
             for e in std::fs::read_dir(&dir).expect("dir").flatten() {
                 if e.path().extension().is_some_and(|x| x == "yaml") {
                     let text = std::fs::read_to_string(e.path()).expect("read");
-                    for (_, d) in split_documents(&text) {
-                        check_budget(&d).expect("a real manifest passes");
+                    for d in parse_documents(&text, "example.yaml") {
+                        if let Err(e) = &d.result {
+                            assert!(!e.reason.starts_with("Manifest"), "{}: {e:?}", d.source);
+                        }
                     }
                 }
             }
         }
-        check_budget("a: \"[[[[\" # [[[[\nb: '{{{{'\nc: [x, {y: z}]\n").expect("quoted");
+        let quoted = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\nstringData: {a: \"[[[[\", b: '{{{{'}\n";
+        assert_eq!(reason(quoted), "parsed");
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn run(files: &[PathBuf]) -> Result<ExitCode> {
     }
     for v in &out {
         println!("---");
-        print!("{}", serde_yaml::to_string(v)?);
+        print!("{}", certwright_api::yaml::to_string(v)?);
     }
     Ok(if errors == 0 {
         ExitCode::SUCCESS

@@ -1015,7 +1015,7 @@ mod tests {
         let yaml = format!(
             "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: web, namespace: demo}}\nspec:\n  secretName: web-tls\n  issuerRef: {{name: i}}\n  dnsNames: [web.example.com]\n  privateKey: {{algorithm: ECDSA}}\n{extra}"
         );
-        let c: Certificate = serde_yaml::from_str(&yaml).expect("fixture parses");
+        let c: Certificate = serde_saphyr::from_str(&yaml).expect("fixture parses");
         validate::certificate(&c).expect("fixture is valid")
     }
 

@@ -16,7 +16,7 @@ fn params(spec_yaml: &str) -> CertificateParams {
         "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: c, namespace: demo}}\nspec:\n{}",
         spec_yaml.lines().map(|l| format!("  {l}\n")).collect::<String>()
     );
-    let c: Certificate = serde_yaml::from_str(&yaml).expect("fixture parses");
+    let c: Certificate = serde_saphyr::from_str(&yaml).expect("fixture parses");
     validate::certificate(&c).expect("fixture is valid")
 }
 

@@ -462,9 +462,15 @@ fn new_version_name(dir: &Dir) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let (y, mo, d, h, mi, s) = certwright_pki::der::civil_from_unix(now.as_secs() as i64);
+    let t = certwright_pki::der::utc(now.as_secs() as i64);
     let base = format!(
-        "..{y:04}_{mo:02}_{d:02}_{h:02}_{mi:02}_{s:02}.{:09}",
+        "..{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
         now.subsec_nanos()
     );
     let mut name = base.clone();

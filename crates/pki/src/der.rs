@@ -196,7 +196,9 @@ pub fn algorithm(dotted: &str, params: Option<&[u8]>) -> Vec<u8> {
 
 /// Time as UTCTime before 2050 and GeneralizedTime from 2050 (RFC 5280 §4.1.2.5).
 pub fn time(unix: i64) -> Vec<u8> {
-    let (y, mo, d, h, mi, s) = civil_from_unix(unix);
+    let t = utc(unix);
+    let (y, mo, d) = (t.year(), u8::from(t.month()), t.day());
+    let (h, mi, s) = (t.hour(), t.minute(), t.second());
     if (1950..2050).contains(&y) {
         let t = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100);
         tlv(UTC_TIME, t.as_bytes())
@@ -206,75 +208,36 @@ pub fn time(unix: i64) -> Vec<u8> {
     }
 }
 
-/// (year, month, day, hour, minute, second) in UTC for a Unix time.
-pub fn civil_from_unix(unix: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = if m <= 2 { y + 1 } else { y };
-    (
-        y,
-        m,
-        d,
-        (secs / 3600) as u32,
-        ((secs % 3600) / 60) as u32,
-        (secs % 60) as u32,
-    )
+/// A Unix time as a UTC date and time, saturated to the years 0000 to 9999 (what an
+/// X.509 time and RFC 3339 can express; every caller's time is inside that range).
+pub fn utc(unix: i64) -> time::OffsetDateTime {
+    use time::{Date, Month, OffsetDateTime, Time};
+    let first = Date::from_calendar_date(0, Month::January, 1)
+        .unwrap_or(Date::MIN)
+        .with_time(Time::MIDNIGHT)
+        .assume_utc();
+    let last = Date::from_calendar_date(9999, Month::December, 31)
+        .unwrap_or(Date::MAX)
+        .with_hms(23, 59, 59)
+        .unwrap_or(time::PrimitiveDateTime::MAX)
+        .assume_utc();
+    let clamped = unix.clamp(first.unix_timestamp(), last.unix_timestamp());
+    OffsetDateTime::from_unix_timestamp(clamped).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// RFC 3339 rendering of a Unix time (UTC, seconds precision).
+/// RFC 3339 rendering of a Unix time (UTC, seconds precision), as Kubernetes writes times.
 pub fn rfc3339(unix: i64) -> String {
-    let (y, mo, d, h, mi, s) = civil_from_unix(unix);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+    utc(unix)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "0000-01-01T00:00:00Z".into())
 }
 
-/// Parses an RFC 3339 UTC timestamp such as `2026-01-02T03:04:05Z` (fractions ignored).
+/// Parses an RFC 3339 timestamp such as `2026-01-02T03:04:05Z` or with an offset and
+/// fractions (which are dropped) into a Unix time.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    // days-from-civil
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let mut t = days * 86_400 + h * 3600 + mi * 60 + sec;
-    // Offsets other than Z.
-    let rest = &s[19..];
-    let rest = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    match rest {
-        "Z" | "z" => {}
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-            let oh: i64 = o.get(1..3)?.parse().ok()?;
-            let om: i64 = o.get(4..6)?.parse().ok()?;
-            let off = oh * 3600 + om * 60;
-            t -= if o.starts_with('+') { off } else { -off };
-        }
-        _ => return None,
-    }
-    Some(t)
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 /// A DER decoding error: where and what.
@@ -470,6 +433,11 @@ mod tests {
         assert_eq!(time(951_782_400), tlv(UTC_TIME, b"000229000000Z"));
         assert_eq!(&time(2_556_143_999 + 1)[..1], &[GENERALIZED_TIME]);
         assert_eq!(parse_rfc3339("garbage"), None);
+        assert_eq!(parse_rfc3339("2000-02-30T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:00.75Z"), Some(951_782_400));
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MIN), "0000-01-01T00:00:00Z");
+        assert_eq!(time(-1), tlv(UTC_TIME, b"691231235959Z"));
     }
 
     #[test]

@@ -306,9 +306,7 @@ impl ControlPlane {
 
     /// Creates every object of a YAML file (CRDs and the like) at `collection`.
     pub fn create_from_yaml(&self, collection: &str, yaml: &str) -> Result<(), String> {
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let v: serde_json::Value =
-                serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+        for v in yaml_documents(yaml)? {
             if v.is_null() {
                 continue;
             }
@@ -342,9 +340,7 @@ impl ControlPlane {
     /// Creates every object of a multi-document YAML text at its collection (the kinds
     /// certwright's tests use).
     pub fn create_all(&self, yaml: &str) -> Result<(), String> {
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let v: serde_json::Value =
-                serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+        for v in yaml_documents(yaml)? {
             if v.is_null() {
                 continue;
             }
@@ -385,9 +381,7 @@ impl ControlPlane {
             "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
             yaml,
         )?;
-        for doc in serde_yaml::Deserializer::from_str(yaml) {
-            let v: serde_json::Value =
-                serde::Deserialize::deserialize(doc).map_err(|e| e.to_string())?;
+        for v in yaml_documents(yaml)? {
             let (Some(group), Some(plural)) = (
                 v["spec"]["group"].as_str(),
                 v["spec"]["names"]["plural"].as_str(),
@@ -462,4 +456,9 @@ impl Drop for ControlPlane {
             let _ = c.wait();
         }
     }
+}
+
+/// Every document of a multi-document YAML text, as JSON values (empty ones skipped).
+pub fn yaml_documents(yaml: &str) -> Result<Vec<serde_json::Value>, String> {
+    serde_saphyr::from_multiple(yaml).map_err(|e| e.to_string())
 }

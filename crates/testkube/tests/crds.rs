@@ -40,8 +40,7 @@ fn generated_crds_accept_cert_manager_manifests() {
     .expect("namespace");
     let examples = repo_file("tests/controlplane/cert-manager-examples.yaml");
     let mut created = 0;
-    for doc in serde_yaml::Deserializer::from_str(&examples) {
-        let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("yaml");
+    for v in certwright_testkube::yaml_documents(&examples).expect("yaml") {
         if v.is_null() {
             continue;
         }
