@@ -194,6 +194,16 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     );
     assert!(m.contains("certmanager_certificate_ready_status{name=\"customer\",namespace=\"demo\",issuer_name=\"internal-issuer\",issuer_kind=\"ClusterIssuer\",issuer_group=\"cert-manager.io\",condition=\"True\"} 1"), "{m}");
     assert!(m.contains("certwright_issuances_total 4"), "{m}");
+    // Histograms: one issuance duration per issuance, reconcile durations in buckets.
+    assert!(
+        m.contains("certwright_issuance_duration_seconds_count 4"),
+        "{m}"
+    );
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("certwright_reconcile_duration_seconds_bucket{le=\"+Inf\"}")),
+        "{m}"
+    );
     assert_eq!(get("/healthz"), "ok\n");
     assert_eq!(get("/readyz"), "ok\n");
     let events = cp

@@ -45,6 +45,28 @@ pub const FAILED_INPUTS: &str = "certwright.io/failed-inputs";
 /// by runtimes started with test issuers allowed (tests); ignored otherwise.
 pub const TEST_ISSUER: &str = "certwright.io/test-issuer";
 
+/// Label on the CertificateRequests certwright records in a cluster: the UID of their
+/// Certificate.
+pub const CERTIFICATE_UID: &str = "certwright.io/certificate-uid";
+/// The label on the requests certwright records for its own Certificates (label, value).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "certwright");
+/// On a request for a self-signed issuer: the Secret holding the request's private key.
+pub const PRIVATE_KEY_SECRET: &str = "cert-manager.io/private-key-secret-name";
+/// On Secrets in a cluster: the secretTemplate keys certwright set (`label:KEY` and
+/// `annotation:KEY`, comma-separated), so that a key removed from the template is
+/// removed from the Secret while others' keys stay.
+pub const TEMPLATE_KEYS: &str = "certwright.io/secret-template-keys";
+/// Only in the operator's watch cache, never written to the API server: when a manual
+/// renewal was asked for (the Issuing condition's time), so that the cache, which drops
+/// the status, still tells a new manual renewal from an old one.
+pub const CACHED_MANUAL_TRIGGER: &str = "certwright.io/cached-manual-trigger";
+/// Metadata key prefixes of the namespaces certwright (and cert-manager before it) manages.
+pub const MANAGED_PREFIXES: [&str; 3] = [
+    "cert-manager.io/",
+    "certwright.io/",
+    "controller.cert-manager.io/",
+];
+
 // cert-utils-operator.
 pub const CU_GENERATE_JAVA_KEYSTORES: &str =
     "cert-utils-operator.redhat-cop.io/generate-java-keystores";

@@ -461,20 +461,9 @@ pub enum Metadata {
     KeepOthers,
 }
 
-/// On Secrets in a cluster: the secretTemplate keys certwright set (`label:KEY` and
-/// `annotation:KEY`, comma-separated), so that a key removed from the template is
-/// removed from the Secret while others' keys stay.
-pub const TEMPLATE_KEYS: &str = "certwright.io/secret-template-keys";
-
 /// Keys in the namespaces certwright (and cert-manager before it) manages.
 fn managed_metadata_key(key: &str) -> bool {
-    [
-        "cert-manager.io/",
-        "certwright.io/",
-        "controller.cert-manager.io/",
-    ]
-    .iter()
-    .any(|p| key.starts_with(p))
+    ann::MANAGED_PREFIXES.iter().any(|p| key.starts_with(p))
 }
 
 fn keep_others_metadata(
@@ -497,14 +486,14 @@ fn keep_others_metadata(
     if !template.is_empty() {
         desired
             .annotations
-            .insert(TEMPLATE_KEYS.into(), template.join(","));
+            .insert(ann::TEMPLATE_KEYS.into(), template.join(","));
     }
     let Some(cur) = current else {
         return;
     };
     let previous: std::collections::BTreeSet<&str> = cur
         .annotations
-        .get(TEMPLATE_KEYS)
+        .get(ann::TEMPLATE_KEYS)
         .map(|v| v.split(',').collect())
         .unwrap_or_default();
     for (kind, from, to) in [

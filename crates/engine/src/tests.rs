@@ -474,7 +474,7 @@ fn in_a_cluster_others_labels_and_annotations_stay_and_are_no_change() {
     };
     let first = render(&p, None, render::Metadata::KeepOthers).secret;
     assert_eq!(
-        first.annotations[render::TEMPLATE_KEYS],
+        first.annotations[certwright_api::annotations::TEMPLATE_KEYS],
         "annotation:team,label:tier"
     );
     // Someone else labels and annotates the Secret: kept, and not a change.

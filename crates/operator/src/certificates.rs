@@ -12,10 +12,9 @@
 //! is pending: a CA or self-signed issuer answers at once, and an extra Secret per
 //! issuance would double the writes for nothing.
 
+use crate::context::{Context, Error};
 use crate::lookup::{self, read_secret};
-use crate::requests::MANAGED_BY;
-use crate::{certificate_requests, certificates, event, now, secret_data, typed};
-use crate::{Context, Error};
+use crate::resources::{certificate_requests, certificates, event, now, secret_data, typed};
 use certwright_api::annotations as ann;
 use certwright_api::validate::{self, CertificateParams};
 use certwright_api::{Certificate, CertificateRequest, CertificateStatus, API_VERSION};
@@ -33,12 +32,8 @@ use kube::runtime::events::EventType;
 use kube::ResourceExt;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Label on the CertificateRequests certwright records: the UID of their Certificate.
-pub(crate) const CERTIFICATE_UID: &str = "certwright.io/certificate-uid";
 
 /// A merge patch that turns `before` into `after`: fields `after` no longer has are
 /// set to null (a merge patch leaves out-of-patch fields as they are).
@@ -166,7 +161,8 @@ async fn record_request(
         .unwrap_or(Value::Null);
     // Owned by the Certificate, so deleting it deletes its requests (garbage collection);
     // labelled with its UID, so its requests can be listed without reading the others.
-    obj["metadata"]["labels"] = json!({MANAGED_BY.0: MANAGED_BY.1, CERTIFICATE_UID: uid});
+    obj["metadata"]["labels"] =
+        json!({ann::MANAGED_BY.0: ann::MANAGED_BY.1, ann::CERTIFICATE_UID: uid});
     obj["metadata"]["ownerReferences"] = owned_by(cert);
     let dynobj: DynamicObject =
         serde_json::from_value(obj.clone()).map_err(|e| Error::Other(e.to_string()))?;
@@ -212,7 +208,7 @@ async fn prune_requests(
     limit: u32,
 ) -> Result<(), Error> {
     let list = api
-        .list(&ListParams::default().labels(&format!("{CERTIFICATE_UID}={uid}")))
+        .list(&ListParams::default().labels(&format!("{}={uid}", ann::CERTIFICATE_UID)))
         .await?;
     for cr in list.items {
         let rev: Option<i64> = cr
@@ -251,7 +247,7 @@ async fn store_key(
         "metadata": {
             "name": name,
             "namespace": ns,
-            "labels": {ann::NEXT_PRIVATE_KEY_LABEL: "true", MANAGED_BY.0: MANAGED_BY.1},
+            "labels": {ann::NEXT_PRIVATE_KEY_LABEL: "true", ann::MANAGED_BY.0: ann::MANAGED_BY.1},
             "ownerReferences": owned_by(cert),
         },
         "type": "Opaque",
@@ -509,16 +505,60 @@ async fn read_certificate(
     Ok(None)
 }
 
-/// Reconciles one Certificate.
+/// Reconciles one Certificate, timed.
 pub(crate) async fn reconcile(
     cached: Arc<DynamicObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = reconcile_certificate(&cached, &ctx, started).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    result
+}
+
+/// Two Certificates naming one Secret: the older one writes it; the other reports
+/// DuplicateSecretName and waits (the order by creation never flips, so they never
+/// alternate). True when this Certificate is the one that waits (its status then says so).
+async fn blocked_by_duplicate(
+    ctx: &Context,
+    obj: &DynamicObject,
+    current: Option<&SecretData>,
+    secret_name: &str,
+    before: &Option<CertificateStatus>,
+    t: i64,
+) -> Result<bool, Error> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let writer = current
+        .and_then(|s| s.annotations.get(ann::CERT_NAME))
+        .filter(|w| **w != name);
+    let Some(writer) = writer else {
+        return Ok(false);
+    };
+    let Some(p) = duplicate_of(ctx, obj, writer, secret_name).await? else {
+        return Ok(false);
+    };
+    let state = State {
+        status: before.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let blocked = lifecycle::blocked(state, &p, t, None);
+    patch_status(ctx, &ns, &name, before, &blocked.state.status).await?;
+    Ok(true)
+}
+
+async fn reconcile_certificate(
+    cached: &DynamicObject,
+    ctx: &Arc<Context>,
+    started: std::time::Instant,
+) -> Result<Action, Error> {
+    let ctx = ctx.clone();
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
     let t = now();
     let cert_key = (ns.clone(), name.clone());
-    ctx.metrics.reconciles.fetch_add(1, Ordering::Relaxed);
     let Some((obj, cert, params)) = read_certificate(&ctx, &ns, &name, t).await? else {
         return Ok(Action::await_change());
     };
@@ -538,27 +578,17 @@ pub(crate) async fn reconcile(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let current_obj = secrets.get_opt(&params.secret_name).await?;
     let current = current_obj.as_ref().map(secret_data);
-    // Two Certificates naming one Secret: the older one writes it; the other reports
-    // DuplicateSecretName and waits (the order by creation never flips, so they never
-    // alternate).
-    let writer = current
-        .as_ref()
-        .and_then(|s| s.annotations.get(ann::CERT_NAME))
-        .filter(|w| **w != name);
-    if let Some(writer) = writer {
-        if let Some(p) = duplicate_of(&ctx, &obj, writer, &params.secret_name).await? {
-            let blocked = lifecycle::blocked(
-                State {
-                    status,
-                    ..Default::default()
-                },
-                &p,
-                t,
-                None,
-            );
-            patch_status(&ctx, &ns, &name, &before, &blocked.state.status).await?;
-            return Ok(Action::requeue(Duration::from_secs(300)));
-        }
+    if blocked_by_duplicate(
+        &ctx,
+        &obj,
+        current.as_ref(),
+        &params.secret_name,
+        &before,
+        t,
+    )
+    .await?
+    {
+        return Ok(Action::requeue(Duration::from_secs(300)));
     }
     let (state, pending_key) = load_state(&ctx, &ns, &name, status).await?;
     let mut password_secrets = BTreeMap::new();
@@ -595,12 +625,13 @@ pub(crate) async fn reconcile(
     patch_status(&ctx, &ns, &name, &before, &step.state.status).await?;
     match step.summary {
         Summary::Issued { .. } => {
-            ctx.metrics.issuances.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.issuances.inc();
+            ctx.metrics
+                .issuance_duration
+                .observe(started.elapsed().as_secs_f64());
         }
         Summary::Failed => {
-            ctx.metrics
-                .issuance_failures
-                .fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.issuance_failures.inc();
         }
         _ => {}
     }

@@ -4,7 +4,9 @@
 //! `ErrInvalidKeyPair` when it does not. Certificates do not wait for this status (they
 //! check their issuer themselves when they issue); it is there for people and tools.
 
-use crate::{cluster_issuers, event, issuers, lookup, now, typed, Context, Error};
+use crate::context::{Context, Error};
+use crate::lookup;
+use crate::resources::{cluster_issuers, event, issuers, now, typed};
 use certwright_api::validate::IssuerKind;
 use certwright_api::{Issuer, IssuerStatus};
 use certwright_engine::resolve;

@@ -1,7 +1,8 @@
 //! Reading what the engine needs from the cluster: an issuer with its CA Secret, and
 //! the Secrets a Certificate depends on. The engine decides; this module only reads.
 
-use crate::{cluster_issuers, issuers, secret_data, typed, Context, Error};
+use crate::context::{Context, Error};
+use crate::resources::{cluster_issuers, issuers, secret_data, typed};
 use certwright_api::annotations as ann;
 use certwright_api::validate::{self, IssuerKind, IssuerType};
 use certwright_api::Issuer;

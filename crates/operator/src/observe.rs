@@ -1,12 +1,24 @@
 //! The operator's web-facing state: Prometheus metrics (cert-manager's metric names, so
 //! existing dashboards and alerts keep working, plus certwright's own), `/healthz` and
 //! `/readyz`. Kept apart from the reconcile context; reconcile only reports into it.
+//!
+//! The registry and its text encoding are prometheus-client's (OpenMetrics text, which
+//! Prometheus scrapes natively); the server is hyper's HTTP/1 server with a header
+//! timeout, so a slow or broken client costs one task and nothing else.
 
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// What the metrics say about one Certificate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,171 +33,270 @@ pub struct CertMetric {
     pub issuer_group: String,
 }
 
-#[derive(Default)]
+/// cert-manager's labels for a Certificate's series, in its order.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabels {
+    name: String,
+    namespace: String,
+    issuer_name: String,
+    issuer_kind: String,
+    issuer_group: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadyLabels {
+    #[prometheus(flatten)]
+    cert: CertLabels,
+    condition: &'static str,
+}
+
+const CONDITIONS: [&str; 3] = ["True", "False", "Unknown"];
+
+/// The operator's metrics; counters and histograms are updated by reconcile directly.
 pub struct Metrics {
-    certs: Mutex<BTreeMap<(String, String), CertMetric>>,
-    pub reconciles: AtomicU64,
-    pub reconcile_errors: AtomicU64,
-    pub issuances: AtomicU64,
-    pub issuance_failures: AtomicU64,
+    registry: Registry,
+    /// The label set each Certificate's series were last written with (to remove them).
+    labels: Mutex<BTreeMap<(String, String), CertLabels>>,
+    expiration: Family<CertLabels, Gauge>,
+    renewal: Family<CertLabels, Gauge>,
+    not_before: Family<CertLabels, Gauge>,
+    ready_status: Family<ReadyLabels, Gauge>,
+    pub reconciles: Counter,
+    pub reconcile_errors: Counter,
+    pub issuances: Counter,
+    pub issuance_failures: Counter,
     /// Writes refused with 409 Conflict (another writer got there first) and retried.
-    pub conflicts: AtomicU64,
+    pub conflicts: Counter,
     /// CertificateRequests created by others and signed.
-    pub requests_signed: AtomicU64,
+    pub requests_signed: Counter,
+    /// Seconds per Certificate reconciliation, whatever it did.
+    pub reconcile_duration: Histogram,
+    /// Seconds from the start of a reconciliation that issued to its Secret written.
+    pub issuance_duration: Histogram,
     pub ready: AtomicBool,
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            labels: Mutex::default(),
+            expiration: Family::default(),
+            renewal: Family::default(),
+            not_before: Family::default(),
+            ready_status: Family::default(),
+            reconciles: Counter::default(),
+            reconcile_errors: Counter::default(),
+            issuances: Counter::default(),
+            issuance_failures: Counter::default(),
+            conflicts: Counter::default(),
+            requests_signed: Counter::default(),
+            // 1 ms to about 33 s.
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            issuance_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            ready: AtomicBool::new(false),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "certmanager_certificate_expiration_timestamp_seconds",
+            "The timestamp after which the certificate expires, in seconds since the Unix epoch.",
+            m.expiration.clone(),
+        );
+        r.register(
+            "certmanager_certificate_renewal_timestamp_seconds",
+            "The timestamp after which the certificate should be renewed, in seconds since the Unix epoch.",
+            m.renewal.clone(),
+        );
+        r.register(
+            "certmanager_certificate_not_before_timestamp_seconds",
+            "The timestamp before which the certificate is not valid, in seconds since the Unix epoch.",
+            m.not_before.clone(),
+        );
+        r.register(
+            "certmanager_certificate_ready_status",
+            "The ready status of the certificate.",
+            m.ready_status.clone(),
+        );
+        for (name, help, c) in [
+            (
+                "certwright_reconciles",
+                "Certificate reconciliations.",
+                &m.reconciles,
+            ),
+            (
+                "certwright_reconcile_errors",
+                "Reconciliations (of any kind) that failed and were retried.",
+                &m.reconcile_errors,
+            ),
+            ("certwright_issuances", "Certificates issued.", &m.issuances),
+            (
+                "certwright_issuance_failures",
+                "Issuances that failed.",
+                &m.issuance_failures,
+            ),
+            (
+                "certwright_conflicts",
+                "Writes refused with 409 Conflict and retried from a fresh read.",
+                &m.conflicts,
+            ),
+            (
+                "certwright_certificaterequests_signed",
+                "CertificateRequests created by others and signed.",
+                &m.requests_signed,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
+        r.register(
+            "certwright_reconcile_duration_seconds",
+            "Time taken by one Certificate reconciliation.",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "certwright_issuance_duration_seconds",
+            "Time from the start of a reconciliation that issued a certificate to its Secret written.",
+            m.issuance_duration.clone(),
+        );
+        m
+    }
 }
 
 impl Metrics {
     pub fn set(&self, ns: &str, name: &str, m: CertMetric) {
-        if let Ok(mut c) = self.certs.lock() {
-            c.insert((ns.to_string(), name.to_string()), m);
+        let labels = CertLabels {
+            name: name.to_string(),
+            namespace: ns.to_string(),
+            issuer_name: m.issuer_name,
+            issuer_kind: m.issuer_kind,
+            issuer_group: m.issuer_group,
+        };
+        let Ok(mut known) = self.labels.lock() else {
+            return;
+        };
+        let key = (ns.to_string(), name.to_string());
+        if let Some(old) = known.insert(key, labels.clone()) {
+            if old != labels {
+                self.remove(&old);
+            }
+        }
+        for (family, v) in [
+            (&self.expiration, m.not_after),
+            (&self.renewal, m.renewal),
+            (&self.not_before, m.not_before),
+        ] {
+            match v {
+                Some(v) => {
+                    family.get_or_create(&labels).set(v);
+                }
+                None => {
+                    family.remove(&labels);
+                }
+            }
+        }
+        for condition in CONDITIONS {
+            let l = ReadyLabels {
+                cert: labels.clone(),
+                condition,
+            };
+            self.ready_status
+                .get_or_create(&l)
+                .set(i64::from(m.ready == condition));
         }
     }
 
     pub fn forget(&self, ns: &str, name: &str) {
-        if let Ok(mut c) = self.certs.lock() {
-            c.remove(&(ns.to_string(), name.to_string()));
+        let old = self
+            .labels
+            .lock()
+            .ok()
+            .and_then(|mut k| k.remove(&(ns.to_string(), name.to_string())));
+        if let Some(old) = old {
+            self.remove(&old);
         }
     }
 
-    /// Prometheus text exposition format.
+    fn remove(&self, labels: &CertLabels) {
+        for family in [&self.expiration, &self.renewal, &self.not_before] {
+            family.remove(labels);
+        }
+        for condition in CONDITIONS {
+            self.ready_status.remove(&ReadyLabels {
+                cert: labels.clone(),
+                condition,
+            });
+        }
+    }
+
+    /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let certs = self.certs.lock().map(|c| c.clone()).unwrap_or_default();
-        let gauge = |out: &mut String, name: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        };
-        let labels = |(ns, name): &(String, String), m: &CertMetric| {
-            format!(
-                "name=\"{}\",namespace=\"{}\",issuer_name=\"{}\",issuer_kind=\"{}\",issuer_group=\"{}\"",
-                escape(name),
-                escape(ns),
-                escape(&m.issuer_name),
-                escape(&m.issuer_kind),
-                escape(&m.issuer_group)
-            )
-        };
-        for (metric, help, pick) in [
-            (
-                "certmanager_certificate_expiration_timestamp_seconds",
-                "The timestamp after which the certificate expires, in seconds since the Unix epoch.",
-                (|m: &CertMetric| m.not_after) as fn(&CertMetric) -> Option<i64>,
-            ),
-            (
-                "certmanager_certificate_renewal_timestamp_seconds",
-                "The timestamp after which the certificate should be renewed, in seconds since the Unix epoch.",
-                |m: &CertMetric| m.renewal,
-            ),
-            (
-                "certmanager_certificate_not_before_timestamp_seconds",
-                "The timestamp before which the certificate is not valid, in seconds since the Unix epoch.",
-                |m: &CertMetric| m.not_before,
-            ),
-        ] {
-            gauge(&mut out, metric, help);
-            for (k, m) in &certs {
-                if let Some(v) = pick(m) {
-                    let _ = writeln!(out, "{metric}{{{}}} {v}", labels(k, m));
-                }
-            }
-        }
-        gauge(
-            &mut out,
-            "certmanager_certificate_ready_status",
-            "The ready status of the certificate.",
-        );
-        for (k, m) in &certs {
-            for cond in ["True", "False", "Unknown"] {
-                let v = u8::from(m.ready == cond);
-                let _ = writeln!(
-                    out,
-                    "certmanager_certificate_ready_status{{{},condition=\"{cond}\"}} {v}",
-                    labels(k, m)
-                );
-            }
-        }
-        for (name, help, v) in [
-            (
-                "certwright_reconciles_total",
-                "Certificate reconciliations.",
-                &self.reconciles,
-            ),
-            (
-                "certwright_reconcile_errors_total",
-                "Reconciliations (of any kind) that failed and were retried.",
-                &self.reconcile_errors,
-            ),
-            (
-                "certwright_issuances_total",
-                "Certificates issued.",
-                &self.issuances,
-            ),
-            (
-                "certwright_issuance_failures_total",
-                "Issuances that failed.",
-                &self.issuance_failures,
-            ),
-            (
-                "certwright_conflicts_total",
-                "Writes refused with 409 Conflict and retried from a fresh read.",
-                &self.conflicts,
-            ),
-            (
-                "certwright_certificaterequests_signed_total",
-                "CertificateRequests created by others and signed.",
-                &self.requests_signed,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
         }
         out
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends. Minimal HTTP/1.1:
-/// one GET per connection, bounded request size.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Metrics>) {
+/// OpenMetrics' content type, which Prometheus asks for and parses natively.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn answer(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match path {
+        "/metrics" => (StatusCode::OK, OPENMETRICS, metrics.render()),
+        "/healthz" | "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+        "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
+            (StatusCode::OK, "text/plain", "ok\n".to_string())
+        }
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not ready\n".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_string(),
+        ),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends. A failed accept
+/// (out of file descriptors, say) is logged and retried after a pause, never in a spin.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    let mut failures = 0u32;
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            continue;
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => {
+                failures = 0;
+                sock
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let pause = Duration::from_millis(100 << failures.min(6));
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "metrics server: accept failed");
+                tokio::time::sleep(pause).await;
+                continue;
+            }
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let read =
-                tokio::time::timeout(std::time::Duration::from_secs(5), sock.read(&mut buf)).await;
-            let n = match read {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let (status, ctype, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                "/healthz" | "/livez" => ("200 OK", "text/plain", "ok\n".to_string()),
-                "/readyz" if metrics.ready.load(Ordering::Relaxed) => {
-                    ("200 OK", "text/plain", "ok\n".to_string())
-                }
-                "/readyz" => (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "not ready\n".to_string(),
-                ),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
-            };
-            let resp = format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-            let _ = sock.write_all(resp.as_bytes()).await;
-            let _ = sock.shutdown().await;
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = answer(&metrics, req.uri().path());
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(hyper_util::rt::TokioIo::new(sock), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "metrics server: connection ended with an error");
+            }
         });
     }
 }
@@ -193,6 +304,37 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: std::sync::Arc<Me
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn serves_over_http_and_survives_a_silent_client() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let metrics = Arc::new(Metrics::default());
+        tokio::spawn(serve(listener, metrics.clone()));
+        // A client that connects and says nothing does not hold up the others.
+        let _silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let get = |path: &'static str| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        };
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
+        metrics.ready.store(true, Ordering::Relaxed);
+        assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
+        metrics.reconciles.inc();
+        let text = get("/metrics").await;
+        assert!(text.contains("application/openmetrics-text"), "{text}");
+        assert!(text.contains("certwright_reconciles_total 1"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
 
     #[test]
     fn renders_cert_manager_metric_names() {
@@ -217,6 +359,39 @@ mod tests {
         assert!(
             text.contains("certmanager_certificate_renewal_timestamp_seconds{")
                 && text.contains("} 70")
+        );
+        assert!(
+            text.contains("# TYPE certwright_issuances counter"),
+            "{text}"
+        );
+        assert!(text.contains("certwright_issuances_total 0"), "{text}");
+        m.issuance_duration.observe(0.25);
+        let text = m.render();
+        assert!(
+            text.contains("certwright_issuance_duration_seconds_bucket{le=\"0.256\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certwright_issuance_duration_seconds_count 1"),
+            "{text}"
+        );
+        // A new issuer replaces the series instead of adding a second one.
+        m.set(
+            "demo",
+            "web",
+            CertMetric {
+                issuer_name: "other".into(),
+                ready: "False".into(),
+                ..CertMetric::default()
+            },
+        );
+        let text = m.render();
+        assert!(!text.contains("issuer_name=\"ca\""), "{text}");
+        assert!(
+            text.contains(
+                "issuer_name=\"other\",issuer_kind=\"\",issuer_group=\"\",condition=\"False\"} 1"
+            ),
+            "{text}"
         );
         m.forget("demo", "web");
         assert!(!m.render().contains("name=\"web\""));

@@ -10,9 +10,10 @@
 //! The requests certwright writes itself as issuance records (label
 //! `app.kubernetes.io/managed-by: certwright`) are complete when written and skipped.
 
+use crate::context::{Context, Error};
 use crate::lookup::{self, read_secret};
-use crate::{certificate_requests, event, now, typed, Context, Error};
-use certwright_api::annotations::keys;
+use crate::resources::{certificate_requests, event, now, typed};
+use certwright_api::annotations::{self as ann, keys};
 use certwright_api::{validate, CertificateRequest, CertificateRequestStatus, GROUP};
 use certwright_engine::issue::{Outcome, Request};
 use certwright_engine::status::set_condition;
@@ -24,14 +25,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The label on the requests certwright records for its own Certificates.
-pub(crate) const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "certwright");
-/// On a request for a self-signed issuer: the Secret holding the request's private key.
-pub const PRIVATE_KEY_SECRET: &str = "cert-manager.io/private-key-secret-name";
 
 const RETRY_PENDING: Duration = Duration::from_secs(30);
 
@@ -49,7 +44,7 @@ pub(crate) async fn reconcile(
     cached: Arc<DynamicObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    if cached.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1) {
+    if cached.labels().get(ann::MANAGED_BY.0).map(String::as_str) == Some(ann::MANAGED_BY.1) {
         return Ok(Action::await_change());
     }
     let ns = cached.namespace().unwrap_or_default();
@@ -136,11 +131,12 @@ pub(crate) async fn reconcile(
     };
     // Self-signing needs the request's private key, named by an annotation.
     let key = if resolved.digest == "selfSigned" {
-        let Some(secret) = cr.metadata.annotations.get(PRIVATE_KEY_SECRET) else {
+        let Some(secret) = cr.metadata.annotations.get(ann::PRIVATE_KEY_SECRET) else {
             let p = Problem {
                 reason: "Failed".into(),
                 message: format!(
-                    "a self-signed issuer needs the annotation {PRIVATE_KEY_SECRET} naming the Secret that holds the request's private key"
+                    "a self-signed issuer needs the annotation {} naming the Secret that holds the request's private key",
+                    ann::PRIVATE_KEY_SECRET
                 ),
             };
             return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
@@ -193,7 +189,7 @@ pub(crate) async fn reconcile(
                 t,
             );
             write_status(&api, &name, &before, &status).await?;
-            ctx.metrics.requests_signed.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.requests_signed.inc();
             tracing::info!(request = %id, "certificate request signed");
             event(
                 &ctx,

@@ -1,0 +1,81 @@
+//! The cert-manager.io resources as kube sees them, and the small conversions between
+//! kube's objects and certwright's types that every controller uses.
+
+use certwright_api::{API_VERSION, GROUP};
+use certwright_engine::SecretData;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::events::{Event, EventType};
+
+use crate::context::Context;
+
+pub(crate) fn ar(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: "v1".into(),
+        api_version: API_VERSION.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+pub fn certificates() -> ApiResource {
+    ar("Certificate", "certificates")
+}
+pub fn certificate_requests() -> ApiResource {
+    ar("CertificateRequest", "certificaterequests")
+}
+pub fn issuers() -> ApiResource {
+    ar("Issuer", "issuers")
+}
+pub fn cluster_issuers() -> ApiResource {
+    ar("ClusterIssuer", "clusterissuers")
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, String> {
+    let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+pub(crate) fn secret_data(s: &Secret) -> SecretData {
+    SecretData {
+        type_: s.type_.clone(),
+        data: s
+            .data
+            .as_ref()
+            .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+            .unwrap_or_default(),
+        annotations: s.metadata.annotations.clone().unwrap_or_default(),
+        labels: s.metadata.labels.clone().unwrap_or_default(),
+    }
+}
+
+/// Records a Kubernetes Event on an object; failing to record one is logged, not fatal.
+pub(crate) async fn event(
+    ctx: &Context,
+    obj: &DynamicObject,
+    resource: &ApiResource,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+    action: &str,
+) {
+    let reference = kube::Resource::object_ref(obj, resource);
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+        tracing::warn!(error = %e, "cannot record event");
+    }
+}
