@@ -5,7 +5,7 @@
 use crate::backoff::BackoffPolicy;
 use crate::observe::{SecretData, TlsMaterial};
 use certwright_api::annotations as ann;
-use certwright_api::validate::{CertificateParams, IssuanceSpec};
+use certwright_api::validate::{CertificateParams, IssuanceSpec, RenewBefore};
 use certwright_pki::der::rfc3339;
 use certwright_pki::inspect::CertInfo;
 use certwright_pki::KeyAlgorithm;
@@ -78,6 +78,24 @@ pub struct Failures {
     pub last_failure: i64,
     /// Digest of the inputs that failed; new inputs retry at once.
     pub inputs: String,
+}
+
+/// Renewal time for a certificate valid from `not_before` to `not_after`, as cert-manager
+/// computes it: `notAfter - renewBefore`, where a renewBefore that does not fit the actual
+/// lifetime falls back to renewing at two thirds of it.
+pub fn renewal_time(params: &CertificateParams, not_before: i64, not_after: i64) -> i64 {
+    let lifetime = (not_after - not_before).max(0);
+    let before = match params.renew_before {
+        RenewBefore::Default => lifetime / 3,
+        RenewBefore::Duration(d) => d.as_secs() as i64,
+        RenewBefore::Percentage(p) => lifetime * i64::from(p) / 100,
+    };
+    let before = if before >= lifetime {
+        lifetime / 3
+    } else {
+        before
+    };
+    not_after - before
 }
 
 /// Digest of the inputs a failure is tied to: the issuance spec and the issuer's signing
@@ -216,7 +234,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         return Decision::UpToDate {
             not_before: nb,
             not_after: na,
-            renewal_time: i.params.renewal_time(nb, na),
+            renewal_time: renewal_time(i.params, nb, na),
         };
     };
     if i.failures.attempts > 0 && i.failures.inputs == i.inputs_digest {
@@ -355,7 +373,7 @@ fn check_secret(
             format!("Certificate expired on {}", rfc3339(leaf.not_after)),
         ));
     }
-    let renewal = i.params.renewal_time(leaf.not_before, leaf.not_after);
+    let renewal = renewal_time(i.params, leaf.not_before, leaf.not_after);
     if i.now >= renewal {
         return Some((
             Trigger::Renewing,

@@ -723,7 +723,7 @@ fn issue_certificate(
             state.failures = Failures::default();
             state.status.last_failure_time = None;
             state.status.failed_issuance_attempts = None;
-            let renewal = params.renewal_time(leaf.not_before, leaf.not_after);
+            let renewal = crate::decide::renewal_time(params, leaf.not_before, leaf.not_after);
             up_to_date(
                 &mut state.status,
                 leaf.not_before,

@@ -9,5 +9,6 @@ pub mod reconcile;
 pub mod records;
 pub mod runtime;
 pub mod store;
+pub mod watch;
 
 pub use runtime::{Clock, Options, Runtime, Summary};

@@ -7,6 +7,7 @@ use crate::model::{Key, Model, Problem};
 use crate::reconcile::{self, Ctx};
 use crate::records::{CertRecord, HookRecord, IssuerRecord, ProblemRecord, StateDir};
 use crate::store::SecretStore;
+use crate::watch::Changes;
 use certwright_api::validate::{IssuerKind, IssuerType};
 use certwright_engine::status::set_condition;
 use certwright_engine::Resolved;
@@ -728,6 +729,11 @@ impl Runtime {
             return self.summary();
         };
         let mut last_full = Instant::now();
+        // Secrets edited by someone else are noticed through notifications where the
+        // state directory can be watched (every Secret's version is read only then, and
+        // every 10 s besides), and by reading every version each tick where it cannot.
+        let secret_changes = Changes::watch(&[self.opts.state.join(crate::records::SECRETS)], true);
+        let mut last_versions = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
             let t = self.opts.clock.now();
@@ -746,7 +752,14 @@ impl Runtime {
                     .filter(|(_, r)| r.next_check.is_some_and(|n| n <= t))
                     .map(|(k, _)| k.clone())
                     .collect();
-                due.extend(self.edited());
+                let look = match &secret_changes {
+                    Some(c) => c.take() || last_versions.elapsed() > Duration::from_secs(10),
+                    None => true,
+                };
+                if look {
+                    due.extend(self.edited());
+                    last_versions = Instant::now();
+                }
                 due.extend(self.take_renewals(t));
                 if last_full.elapsed() > Duration::from_secs(60) {
                     // A periodic full pass catches anything missed (cheap when up to date).
@@ -784,24 +797,37 @@ impl Runtime {
     }
 }
 
-/// Polls the manifest files every 200 ms and sends a freshly parsed model after each
-/// change, until `stop` is set.
+/// Sends a freshly parsed model after each change to the manifest files, until the
+/// [`Loader`] is dropped. Changes are noticed through file notifications (and a check
+/// every 5 s besides), or by looking every 200 ms where nothing can be watched.
 fn spawn_loader(paths: Vec<PathBuf>, recursive: bool) -> Loader {
     let (tx, rx) = std::sync::mpsc::channel();
+    // Watching starts before the first look, so no change falls between the two.
+    let changes = Changes::watch(&paths, recursive);
     let mut sig = manifest_signature(&paths, recursive);
     let alive = Arc::new(AtomicBool::new(true));
     let running = alive.clone();
-    std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(200));
-        if !running.load(Ordering::Relaxed) {
-            return;
-        }
-        let new_sig = manifest_signature(&paths, recursive);
-        if new_sig != sig {
-            sig = new_sig;
-            let model = Model::load(&paths, recursive);
-            if tx.send(model).is_err() {
+    std::thread::spawn(move || {
+        loop {
+            match &changes {
+                Some(c) => {
+                    c.wait(Duration::from_secs(5));
+                    // Let a burst of writes (an editor, a `cp -r`) settle into one reload.
+                    std::thread::sleep(Duration::from_millis(50));
+                    c.take();
+                }
+                None => std::thread::sleep(Duration::from_millis(200)),
+            }
+            if !running.load(Ordering::Relaxed) {
                 return;
+            }
+            let new_sig = manifest_signature(&paths, recursive);
+            if new_sig != sig {
+                sig = new_sig;
+                let model = Model::load(&paths, recursive);
+                if tx.send(model).is_err() {
+                    return;
+                }
             }
         }
     });

@@ -117,17 +117,24 @@ impl Retries {
     }
 }
 
-/// How an object is named in logs and in [`Retries`]: kind, namespace and name.
-fn object_key(obj: &DynamicObject) -> String {
+/// How an object is named in logs: its kind, and namespace/name (or name).
+fn object_id(obj: &DynamicObject) -> (&str, String) {
     let kind = obj
         .types
         .as_ref()
         .map(|t| t.kind.as_str())
         .unwrap_or("object");
-    match obj.namespace() {
-        Some(ns) => format!("{kind} {ns}/{}", obj.name_any()),
-        None => format!("{kind} {}", obj.name_any()),
-    }
+    let id = match obj.namespace() {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
+    };
+    (kind, id)
+}
+
+/// An object's key in [`Retries`].
+fn object_key(obj: &DynamicObject) -> String {
+    let (kind, id) = object_id(obj);
+    format!("{kind} {id}")
 }
 
 /// Runs one reconcile and, when it succeeds, forgets the object's earlier failures.
@@ -153,15 +160,15 @@ where
 /// before it writes; other errors are retried after a pause that doubles with each
 /// failure of that object (1 s, 2 s, 4 s … 5 min), reset by its next success.
 pub(crate) fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = object_key(&obj);
+    let (kind, id) = object_id(&obj);
     if is_conflict(err) {
         ctx.metrics.conflicts.inc();
-        tracing::info!(object = %key, "write conflict, retrying from a fresh read");
+        tracing::info!(kind = %kind, object = %id, "write conflict, retrying from a fresh read");
         return Action::requeue(Duration::from_millis(100));
     }
     ctx.metrics.reconcile_errors.inc();
-    let pause = ctx.retries.failed(&key);
-    tracing::warn!(object = %key, error = %err, retry_in_s = pause.as_secs(), "reconcile failed, retrying");
+    let pause = ctx.retries.failed(&object_key(&obj));
+    tracing::warn!(kind = %kind, object = %id, error = %err, retry_in_s = pause.as_secs(), "reconcile failed, retrying");
     Action::requeue(pause)
 }
 

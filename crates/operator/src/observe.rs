@@ -97,21 +97,25 @@ impl Default for Metrics {
             ready: AtomicBool::new(false),
         };
         let r = &mut m.registry;
-        r.register(
-            "certmanager_certificate_expiration_timestamp_seconds",
-            "The timestamp after which the certificate expires, in seconds since the Unix epoch.",
-            m.expiration.clone(),
-        );
-        r.register(
-            "certmanager_certificate_renewal_timestamp_seconds",
-            "The timestamp after which the certificate should be renewed, in seconds since the Unix epoch.",
-            m.renewal.clone(),
-        );
-        r.register(
-            "certmanager_certificate_not_before_timestamp_seconds",
-            "The timestamp before which the certificate is not valid, in seconds since the Unix epoch.",
-            m.not_before.clone(),
-        );
+        for (name, help, family) in [
+            (
+                "certmanager_certificate_expiration_timestamp_seconds",
+                "The timestamp after which the certificate expires, in seconds since the Unix epoch.",
+                &m.expiration,
+            ),
+            (
+                "certmanager_certificate_renewal_timestamp_seconds",
+                "The timestamp after which the certificate should be renewed, in seconds since the Unix epoch.",
+                &m.renewal,
+            ),
+            (
+                "certmanager_certificate_not_before_timestamp_seconds",
+                "The timestamp before which the certificate is not valid, in seconds since the Unix epoch.",
+                &m.not_before,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
         r.register(
             "certmanager_certificate_ready_status",
             "The ready status of the certificate.",
@@ -147,16 +151,20 @@ impl Default for Metrics {
         ] {
             r.register(name, help, c.clone());
         }
-        r.register(
-            "certwright_reconcile_duration_seconds",
-            "Time taken by one Certificate reconciliation.",
-            m.reconcile_duration.clone(),
-        );
-        r.register(
-            "certwright_issuance_duration_seconds",
-            "Time from the start of a reconciliation that issued a certificate to its Secret written.",
-            m.issuance_duration.clone(),
-        );
+        for (name, help, h) in [
+            (
+                "certwright_reconcile_duration_seconds",
+                "Time taken by one Certificate reconciliation.",
+                &m.reconcile_duration,
+            ),
+            (
+                "certwright_issuance_duration_seconds",
+                "Time from the start of a reconciliation that issued a certificate to its Secret written.",
+                &m.issuance_duration,
+            ),
+        ] {
+            r.register(name, help, h.clone());
+        }
         m
     }
 }
