@@ -440,6 +440,92 @@ mod tests {
         assert_eq!(time(-1), tlv(UTC_TIME, b"691231235959Z"));
     }
 
+    /// The writer checked against an independent DER reader (der-parser, through
+    /// x509-parser): lengths at each form's boundary, integers that need a leading zero,
+    /// strings, and SET OF ordering.
+    #[test]
+    fn the_writer_agrees_with_an_independent_reader() {
+        use x509_parser::der_parser::ber::BerObjectContent;
+        use x509_parser::der_parser::der::parse_der;
+        for n in [0usize, 1, 127, 128, 255, 256, 65_535, 65_536] {
+            let content = vec![0xa5u8; n];
+            let enc = octets(&content);
+            let (rest, obj) = parse_der(&enc).expect("der-parser reads the length");
+            assert!(rest.is_empty(), "{n}: trailing bytes");
+            assert_eq!(obj.as_slice().expect("octets"), content.as_slice(), "{n}");
+            // The shortest length form, as DER requires.
+            let len_octets = enc.len() - 1 - n;
+            let expected = match n {
+                0..=127 => 1,
+                128..=255 => 2,
+                256..=65_535 => 3,
+                _ => 4,
+            };
+            assert_eq!(len_octets, expected, "{n}");
+        }
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            0x7fff_ffff,
+            0x8000_0000,
+            u64::MAX,
+        ] {
+            let enc = small_uint(v);
+            let (_, obj) = parse_der(&enc).expect("integer");
+            let BerObjectContent::Integer(raw) = obj.content else {
+                panic!("{v}: not an INTEGER");
+            };
+            // Positive: no leading 0xff, a leading zero only before a high bit.
+            assert_eq!(raw[0] & 0x80, 0, "{v}: {raw:02x?}");
+            assert!(
+                raw.len() == 1 || raw[0] != 0 || raw[1] & 0x80 != 0,
+                "{v}: {raw:02x?}"
+            );
+            let back = raw.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+            assert_eq!(back, u128::from(v));
+        }
+        let enc_b = boolean(true);
+        let (_, b) = parse_der(&enc_b).expect("boolean");
+        assert!(b.as_bool().expect("bool"));
+        let enc_u = utf8("héllo");
+        let (_, u) = parse_der(&enc_u).expect("utf8");
+        assert_eq!(u.as_str().expect("str"), "héllo");
+        let enc_p = printable("Acme Co");
+        let (_, p) = parse_der(&enc_p).expect("printable");
+        assert_eq!(p.as_str().expect("str"), "Acme Co");
+        let enc_i = ia5("a@example.com");
+        let (_, i) = parse_der(&enc_i).expect("ia5");
+        assert_eq!(i.as_str().expect("str"), "a@example.com");
+        let enc_bm = bmp("alias");
+        let (_, bm) = parse_der(&enc_bm).expect("bmp");
+        assert_eq!(bm.header.tag().0, u32::from(BMP_STRING));
+        let enc_bs = bits(&[0xa0]);
+        let (_, bs) = parse_der(&enc_bs).expect("bit string");
+        let BerObjectContent::BitString(unused, data) = bs.content else {
+            panic!("not a BIT STRING");
+        };
+        assert_eq!((unused, data.data), (0, &[0xa0u8][..]));
+        // SET OF: sorted by encoding whatever the input order.
+        let set = set_of(vec![utf8("b"), utf8("a"), small_uint(5)]);
+        let (_, obj) = parse_der(&set).expect("set");
+        let items = obj.as_set().expect("set");
+        assert_eq!(items.len(), 3);
+        assert!(matches!(items[0].content, BerObjectContent::Integer(_)));
+        assert_eq!(items[1].as_str().expect("str"), "a");
+        assert_eq!(items[2].as_str().expect("str"), "b");
+        let enc_alg = algorithm("1.2.840.10045.4.3.2", None);
+        let (_, alg) = parse_der(&enc_alg).expect("algorithm");
+        let seq = alg.as_sequence().expect("sequence");
+        assert_eq!(
+            seq[0].as_oid().expect("oid").to_id_string(),
+            "1.2.840.10045.4.3.2"
+        );
+    }
+
     #[test]
     fn truncated_input_is_an_error() {
         assert!(parse_one(&[0x30, 0x05, 0x01], "x").is_err());
