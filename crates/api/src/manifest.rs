@@ -127,10 +127,6 @@ fn identity(v: &Value) -> Option<ResourceId> {
 /// The largest document accepted, in bytes: the Kubernetes API server refuses request
 /// bodies over 3 MiB, so no real manifest is larger.
 pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
-/// The deepest nesting accepted (mappings and sequences, block or flow). Real manifests
-/// stay far below; the YAML parser's budget refuses deeper documents as it reads them.
-pub const MAX_NESTING: usize = crate::yaml::MAX_DEPTH;
-
 /// Checks a document's size before it reaches the YAML parser (whose budget then bounds
 /// its depth, nodes and aliases).
 pub fn check_budget(doc: &str) -> Result<(), DocError> {
@@ -154,8 +150,9 @@ fn yaml_problem(e: crate::yaml::Error) -> DocError {
     let too_deep = |location: &serde_saphyr::Location| DocError {
         reason: "ManifestTooDeep",
         message: format!(
-            "line {}: nested more than {MAX_NESTING} levels deep; not parsed",
-            location.line()
+            "line {}: nested more than {} levels deep; not parsed",
+            location.line(),
+            crate::yaml::MAX_DEPTH
         ),
     };
     let mut inner = &e;

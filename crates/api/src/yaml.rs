@@ -42,11 +42,6 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, Error> {
     serde_saphyr::from_str_with_options(text, options())
 }
 
-/// Reads every document of a YAML text (empty documents are skipped).
-pub fn documents<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, Error> {
-    serde_saphyr::from_multiple_with_options(text, options())
-}
-
 /// Writes a value as YAML.
 pub fn to_string<T: Serialize>(value: &T) -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(value)

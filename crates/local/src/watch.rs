@@ -23,9 +23,9 @@ impl Changes {
     /// cannot be watched; the caller then polls.
     pub fn watch(paths: &[PathBuf], recursive: bool) -> Option<Changes> {
         let (tx, events) = channel();
-        let handler = move |res: notify::Result<notify::Event>| {
-            // An error (a queue overflow) may hide a change: report one.
-            let _ = res.map(|_| ());
+        // Every event counts as a change, and so does an error (a queue overflow may
+        // have hidden one): the caller looks at what it watches either way.
+        let handler = move |_: notify::Result<notify::Event>| {
             let _ = tx.send(());
         };
         let config = Config::default().with_follow_symlinks(false);

@@ -551,15 +551,14 @@ async fn blocked_by_duplicate(
 
 async fn reconcile_certificate(
     cached: &DynamicObject,
-    ctx: &Arc<Context>,
+    ctx: &Context,
     started: std::time::Instant,
 ) -> Result<Action, Error> {
-    let ctx = ctx.clone();
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
     let t = now();
     let cert_key = (ns.clone(), name.clone());
-    let Some((obj, cert, params)) = read_certificate(&ctx, &ns, &name, t).await? else {
+    let Some((obj, cert, params)) = read_certificate(ctx, &ns, &name, t).await? else {
         return Ok(Action::await_change());
     };
     if let Ok(mut l) = ctx.issuer_labels.lock() {
@@ -578,26 +577,17 @@ async fn reconcile_certificate(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let current_obj = secrets.get_opt(&params.secret_name).await?;
     let current = current_obj.as_ref().map(secret_data);
-    if blocked_by_duplicate(
-        &ctx,
-        &obj,
-        current.as_ref(),
-        &params.secret_name,
-        &before,
-        t,
-    )
-    .await?
-    {
+    if blocked_by_duplicate(ctx, &obj, current.as_ref(), &params.secret_name, &before, t).await? {
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
-    let (state, pending_key) = load_state(&ctx, &ns, &name, status).await?;
+    let (state, pending_key) = load_state(ctx, &ns, &name, status).await?;
     let mut password_secrets = BTreeMap::new();
     for s in lifecycle::password_secrets(&params) {
         password_secrets.insert(s, read_secret(&ctx.client, &ns, s).await?);
     }
     let passwords = lifecycle::passwords(&ns, &params, &password_secrets);
     let issuance = &params.issuance;
-    let resolved = lookup::issuer(&ctx, &ns, &issuance.issuer_name, issuance.issuer_kind)
+    let resolved = lookup::issuer(ctx, &ns, &issuance.issuer_name, issuance.issuer_kind)
         .await?
         .resolve(t);
     let observation = Observation {
@@ -621,8 +611,8 @@ async fn reconcile_certificate(
             w.remove(&cert_key);
         }
     }
-    let step = apply(&ctx, &obj, &params, current_obj.as_ref(), step, t).await?;
-    patch_status(&ctx, &ns, &name, &before, &step.state.status).await?;
+    let step = apply(ctx, &obj, &params, current_obj.as_ref(), step, t).await?;
+    patch_status(ctx, &ns, &name, &before, &step.state.status).await?;
     match step.summary {
         Summary::Issued { .. } => {
             ctx.metrics.issuances.inc();
