@@ -264,21 +264,21 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
     }
 }
 
-fn check_secret(
-    i: &Inputs<'_>,
-    secret: &SecretData,
-    m: &TlsMaterial,
+/// The Secret's key and leaf certificate, if both are there, parse, match each other and
+/// fit the spec's key algorithm; otherwise why to issue.
+fn key_and_leaf<'m>(
+    m: &'m TlsMaterial,
     spec: &IssuanceSpec,
-) -> Option<(Trigger, String)> {
+) -> Result<&'m CertInfo, (Trigger, String)> {
     let key = match &m.key {
         None => {
-            return Some((
+            return Err((
                 Trigger::MissingData,
                 "Issuing certificate as Secret does not contain a private key".into(),
             ))
         }
         Some(Err(e)) => {
-            return Some((
+            return Err((
                 Trigger::InvalidKeyPair,
                 format!("Issuing certificate as Secret contains an invalid private key: {e}"),
             ))
@@ -287,13 +287,13 @@ fn check_secret(
     };
     let chain = match &m.chain {
         None => {
-            return Some((
+            return Err((
                 Trigger::MissingData,
                 "Issuing certificate as Secret does not contain a certificate".into(),
             ))
         }
         Some(Err(e)) => {
-            return Some((
+            return Err((
                 Trigger::InvalidCertificate,
                 format!("Issuing certificate as Secret contains an invalid certificate: {e}"),
             ))
@@ -302,13 +302,13 @@ fn check_secret(
     };
     let leaf = &chain[0];
     if leaf.spki_der != key.spki_der() {
-        return Some((
+        return Err((
             Trigger::InvalidKeyPair,
             "Issuing certificate as Secret contains a private key that does not match the certificate".into(),
         ));
     }
     if !key_fits(spec, key.algorithm()) {
-        return Some((
+        return Err((
             Trigger::SecretMismatch,
             format!(
                 "Existing private key is not up to date for spec: the Secret holds a {} key, the spec asks for {}",
@@ -317,6 +317,16 @@ fn check_secret(
             ),
         ));
     }
+    Ok(leaf)
+}
+
+/// Whether the Secret was issued by this Certificate's issuer, for this Certificate
+/// (cert-manager's issuer and certificate-name annotations); otherwise why to issue.
+fn check_owner(
+    i: &Inputs<'_>,
+    secret: &SecretData,
+    spec: &IssuanceSpec,
+) -> Option<(Trigger, String)> {
     let a = &secret.annotations;
     if let Some(name) = a.get(ann::ISSUER_NAME) {
         let kind = a
@@ -351,6 +361,22 @@ fn check_secret(
                 ),
             ));
         }
+    }
+    None
+}
+
+fn check_secret(
+    i: &Inputs<'_>,
+    secret: &SecretData,
+    m: &TlsMaterial,
+    spec: &IssuanceSpec,
+) -> Option<(Trigger, String)> {
+    let leaf = match key_and_leaf(m, spec) {
+        Ok(leaf) => leaf,
+        Err(why) => return Some(why),
+    };
+    if let Some(why) = check_owner(i, secret, spec) {
+        return Some(why);
     }
     let changed: Vec<&str> = match i.last {
         Some(last) if last.certificate_sha256 == leaf.sha256_fingerprint() => {

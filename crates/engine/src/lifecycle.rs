@@ -414,34 +414,8 @@ pub fn step(mut state: State, obs: &Observed<'_>) -> Step {
             not_after,
             renewal_time,
         } => {
-            let mut effects = drop_pending(&mut state);
-            let Some((key, chain)) = material.as_ref().and_then(|m| m.pair()) else {
-                return blocked(
-                    state,
-                    &Problem::new("InternalError", "up to date without key material"),
-                    now,
-                    Some(now + 30),
-                );
-            };
-            let ca = material.as_ref().map(|m| m.ca_certs()).unwrap_or_default();
-            let m = Material { key, chain, ca };
-            let record = obs
-                .secret
-                .and_then(|s| s.annotations.get(ann::LAST_ISSUANCE))
-                .cloned();
-            let desired = match render_secret(obs, &m, passwords, record) {
-                Ok(d) => d,
-                Err(p) => return blocked(state, &p, now, Some(now + 30)),
-            };
-            let rewritten = desired.changed;
-            if rewritten {
-                tracing::info!(certificate = %key_str, secret = %obs.params.secret_name, "secret outputs rewritten");
-                effects.push(Effect::WriteSecret(desired.secret));
-            }
-            up_to_date(&mut state.status, not_before, not_after, renewal_time, now);
-            let mut s = Step::new(state, Summary::UpToDate { rewritten }, Some(renewal_time));
-            s.effects = effects;
-            s
+            let times = (not_before, not_after, renewal_time);
+            up_to_date_step(state, obs, material.as_ref(), passwords, times)
         }
         Decision::Backoff {
             trigger,
@@ -489,6 +463,46 @@ pub fn step(mut state: State, obs: &Observed<'_>) -> Step {
             )
         }
     }
+}
+
+/// The certificate in the Secret is good: its outputs are rendered again and written only
+/// if they differ (a keystore password changed, say); the status says when to renew.
+fn up_to_date_step(
+    mut state: State,
+    obs: &Observed<'_>,
+    material: Option<&TlsMaterial>,
+    passwords: &Passwords,
+    (not_before, not_after, renewal_time): (i64, i64, i64),
+) -> Step {
+    let now = obs.now;
+    let mut effects = drop_pending(&mut state);
+    let Some((key, chain)) = material.and_then(|m| m.pair()) else {
+        return blocked(
+            state,
+            &Problem::new("InternalError", "up to date without key material"),
+            now,
+            Some(now + 30),
+        );
+    };
+    let ca = material.map(|m| m.ca_certs()).unwrap_or_default();
+    let m = Material { key, chain, ca };
+    let record = obs
+        .secret
+        .and_then(|s| s.annotations.get(ann::LAST_ISSUANCE))
+        .cloned();
+    let desired = match render_secret(obs, &m, passwords, record) {
+        Ok(d) => d,
+        Err(p) => return blocked(state, &p, now, Some(now + 30)),
+    };
+    let rewritten = desired.changed;
+    if rewritten {
+        tracing::info!(certificate = %key_str(obs), secret = %obs.params.secret_name, "secret outputs rewritten");
+        effects.push(Effect::WriteSecret(desired.secret));
+    }
+    up_to_date(&mut state.status, not_before, not_after, renewal_time, now);
+    let mut s = Step::new(state, Summary::UpToDate { rewritten }, Some(renewal_time));
+    s.effects = effects;
+    s
 }
 
 fn reuse_key(obs: &Observed<'_>, material: Option<&TlsMaterial>) -> bool {
@@ -589,26 +603,26 @@ fn key_secret_name(cert: &str) -> String {
     format!("{base}-{suffix}")
 }
 
-fn issue_certificate(
-    mut state: State,
+/// The key an attempt signs for: the Secret's own (rotationPolicy Never), the pending
+/// request's kept key, or a new one. A pending request for another spec, or whose key is
+/// lost, is dropped (returned as None, with the effects that drop it).
+fn attempt_key(
+    state: &mut State,
     obs: &Observed<'_>,
     material: Option<&TlsMaterial>,
-    passwords: &Passwords,
-    issuer: &dyn issue::Issuer,
-    a: AttemptInputs,
-) -> Step {
-    let now = obs.now;
+    reuse_key: bool,
+) -> Result<(Option<Pending>, PrivateKey, Vec<Effect>), Problem> {
     let params = obs.params;
     let mut effects = Vec::new();
-    // A pending request for another spec, or whose key is lost, is dropped.
     let pending = state
         .pending
         .take()
-        .filter(|p| p.spec == params.issuance && obs.pending_key.is_some() && !a.reuse_key);
+        .map(|p| *p)
+        .filter(|p| p.spec == params.issuance && obs.pending_key.is_some() && !reuse_key);
     if pending.is_none() {
-        effects.extend(drop_pending(&mut state));
+        effects.extend(drop_pending(state));
     }
-    let existing = if a.reuse_key {
+    let existing = if reuse_key {
         material
             .and_then(|m| m.key.as_ref())
             .and_then(|k| k.as_ref().ok())
@@ -621,13 +635,25 @@ fn issue_certificate(
     };
     let key = match existing {
         Some(k) => k,
-        None => match PrivateKey::generate(params.issuance.key()) {
-            Ok(k) => k,
-            Err(e) => {
-                let p = Problem::new("KeyGenerationFailed", e.to_string());
-                return blocked(state, &p, now, Some(now + 30));
-            }
-        },
+        None => PrivateKey::generate(params.issuance.key())
+            .map_err(|e| Problem::new("KeyGenerationFailed", e.to_string()))?,
+    };
+    Ok((pending, key, effects))
+}
+
+fn issue_certificate(
+    mut state: State,
+    obs: &Observed<'_>,
+    material: Option<&TlsMaterial>,
+    passwords: &Passwords,
+    issuer: &dyn issue::Issuer,
+    a: AttemptInputs,
+) -> Step {
+    let now = obs.now;
+    let params = obs.params;
+    let (pending, key, effects) = match attempt_key(&mut state, obs, material, a.reuse_key) {
+        Ok(v) => v,
+        Err(p) => return blocked(state, &p, now, Some(now + 30)),
     };
     let (csr_pem, issuer_state, request_name) = match &pending {
         Some(p) => (p.csr_pem.clone(), p.state.clone(), p.request_name.clone()),
@@ -643,7 +669,6 @@ fn issue_certificate(
             Err(e) => return blocked(state, &Problem::new("InvalidRequest", e), now, None),
         },
     };
-    let revision = request_revision(&request_name);
     let outcome = issuer.process(&Request {
         csr_pem: &csr_pem,
         spec: &params.issuance,
@@ -656,7 +681,7 @@ fn issue_certificate(
         namespace: obs.namespace,
         certificate: obs.name,
         name: &request_name,
-        revision,
+        revision: request_revision(&request_name),
         spec: &params.issuance,
         csr_pem: &csr_pem,
         now,
@@ -669,139 +694,172 @@ fn issue_certificate(
         limit: history_limit(params),
     };
     match outcome {
-        Outcome::Issued(issued) => {
-            let (chain, ca) = match issued.check(&key) {
-                Ok(v) => v,
-                Err(message) => {
-                    let at = attempt(req.build(RequestResult::Pending(None)));
-                    return failure(
-                        state,
-                        effects,
-                        &at,
-                        &key_str(obs),
-                        now,
-                        ("InvalidCertificate", &message),
-                    );
-                }
-            };
-            let m = Material {
-                key: &key,
-                chain: &chain,
-                ca: &ca,
-            };
-            let leaf = &chain[0];
-            let last = LastIssuance {
-                spec: params.issuance.clone(),
-                certificate_sha256: leaf.sha256_fingerprint(),
-                revision: Some(revision),
-            };
-            let record = serde_json::to_string(&last).unwrap_or_default();
-            let at = attempt(req.build(RequestResult::Issued(&chain, &ca)));
-            let desired = match render_secret(obs, &m, passwords, Some(record)) {
-                Ok(d) => d,
-                Err(p) => {
-                    return failure(
-                        state,
-                        effects,
-                        &at,
-                        &key_str(obs),
-                        now,
-                        (&p.reason, &p.message),
-                    )
-                }
-            };
-            let prev = state.clone();
-            effects.push(Effect::WriteSecret(desired.secret));
-            effects.push(Effect::Request {
-                request: Box::new(at.request.clone()),
-                limit: at.limit,
-                after_secret: true,
-            });
-            effects.extend(drop_pending(&mut state));
-            state.status.revision = Some(revision);
-            state.last = Some(Box::new(last));
-            state.failures = Failures::default();
-            state.status.last_failure_time = None;
-            state.status.failed_issuance_attempts = None;
-            let renewal = crate::decide::renewal_time(params, leaf.not_before, leaf.not_after);
-            up_to_date(
-                &mut state.status,
-                leaf.not_before,
-                leaf.not_after,
-                renewal,
-                now,
-            );
-            effects.push(Effect::Event {
-                warning: false,
-                reason: "Issuing",
-                message: format!(
-                    "The certificate has been successfully issued (revision {revision})"
-                ),
-            });
-            tracing::info!(
-                certificate = %format!("{}/{}", obs.namespace, obs.name),
-                secret = %params.secret_name,
-                revision,
-                serial = %leaf.serial_hex,
-                not_after = %rfc3339(leaf.not_after),
-                "certificate issued"
-            );
-            // The attempt keeps the state before it, for a refused Secret write.
-            let mut attempt = at;
-            attempt.request = req.build(RequestResult::Pending(None));
-            let mut s = Step::new(state, Summary::Issued { revision }, Some(renewal));
-            s.effects = effects;
-            s.on_refusal = Some(Box::new(Refusable {
-                attempt,
-                before: prev,
-            }));
-            s
-        }
+        Outcome::Issued(issued) => match issued.check(&key) {
+            Ok((chain, ca)) => {
+                let at = attempt(req.build(RequestResult::Issued(&chain, &ca)));
+                let m = Material {
+                    key: &key,
+                    chain: &chain,
+                    ca: &ca,
+                };
+                issued_step(state, effects, obs, &m, passwords, &req, at)
+            }
+            Err(message) => {
+                let at = attempt(req.build(RequestResult::Pending(None)));
+                let why = ("InvalidCertificate", message.as_str());
+                failure(state, effects, &at, &key_str(obs), now, why)
+            }
+        },
         Outcome::Pending {
             reason,
             message,
             retry_after,
             state: issuer_state,
         } => {
-            if pending.is_none() {
-                let name = key_secret_name(obs.name);
-                match key.to_pem(KeyEncoding::Pkcs8) {
-                    Ok(pem) => effects.push(Effect::StoreKey {
-                        name: name.clone(),
-                        pem: Redacted(pem),
-                    }),
-                    Err(e) => {
-                        let p = Problem::new("KeyEncodingFailed", e.to_string());
-                        return blocked(state, &p, now, Some(now + 30));
-                    }
-                }
-                state.status.next_private_key_secret_name = Some(name);
-            }
-            let retry_at = now + retry_after.as_secs().max(1) as i64;
             let waiting = format!("Waiting for the issuer: {reason}: {message}");
-            let request = req.build(RequestResult::Pending(Some((&issuer_state, &waiting))));
-            effects.push(Effect::Request {
-                request: Box::new(request),
-                limit: history_limit(params),
-                after_secret: false,
-            });
-            state.pending = Some(Box::new(Pending {
-                request_name,
-                spec: params.issuance.clone(),
-                csr_pem,
-                state: issuer_state,
-                retry_at,
-            }));
-            ready(&mut state.status, false, a.trigger, &waiting, now);
-            let mut s = Step::new(state, Summary::Pending, Some(retry_at));
-            s.effects = effects;
-            s
+            let kept = match pending {
+                Some(_) => None,
+                None => Some(&key),
+            };
+            let wait = Wait {
+                issuer_state,
+                message: waiting,
+                retry_at: now + retry_after.as_secs().max(1) as i64,
+            };
+            pending_step(state, effects, obs, &req, kept, wait)
         }
         Outcome::Failed { reason, message } => {
             let at = attempt(req.build(RequestResult::Pending(None)));
             failure(state, effects, &at, &key_str(obs), now, (&reason, &message))
         }
     }
+}
+
+/// A certificate issued for the attempt's key: the Secret to write, the request to
+/// record after it, the state as up to date (and the state before, should the Secret be
+/// refused).
+fn issued_step(
+    mut state: State,
+    mut effects: Vec<Effect>,
+    obs: &Observed<'_>,
+    m: &Material<'_>,
+    passwords: &Passwords,
+    req: &RequestRecord<'_>,
+    at: Attempt,
+) -> Step {
+    let (now, params, revision) = (obs.now, obs.params, req.revision);
+    let leaf = &m.chain[0];
+    let last = LastIssuance {
+        spec: params.issuance.clone(),
+        certificate_sha256: leaf.sha256_fingerprint(),
+        revision: Some(revision),
+    };
+    let record = serde_json::to_string(&last).unwrap_or_default();
+    let desired = match render_secret(obs, m, passwords, Some(record)) {
+        Ok(d) => d,
+        Err(p) => {
+            let why = (p.reason.as_str(), p.message.as_str());
+            return failure(state, effects, &at, &key_str(obs), now, why);
+        }
+    };
+    let prev = state.clone();
+    effects.push(Effect::WriteSecret(desired.secret));
+    effects.push(Effect::Request {
+        request: Box::new(at.request.clone()),
+        limit: at.limit,
+        after_secret: true,
+    });
+    effects.extend(drop_pending(&mut state));
+    state.status.revision = Some(revision);
+    state.last = Some(Box::new(last));
+    state.failures = Failures::default();
+    state.status.last_failure_time = None;
+    state.status.failed_issuance_attempts = None;
+    let renewal = crate::decide::renewal_time(params, leaf.not_before, leaf.not_after);
+    up_to_date(
+        &mut state.status,
+        leaf.not_before,
+        leaf.not_after,
+        renewal,
+        now,
+    );
+    effects.push(Effect::Event {
+        warning: false,
+        reason: "Issuing",
+        message: format!("The certificate has been successfully issued (revision {revision})"),
+    });
+    tracing::info!(
+        certificate = %key_str(obs),
+        secret = %params.secret_name,
+        revision,
+        serial = %leaf.serial_hex,
+        not_after = %rfc3339(leaf.not_after),
+        "certificate issued"
+    );
+    // The attempt keeps the state before it, for a refused Secret write.
+    let mut attempt = at;
+    attempt.request = req.build(RequestResult::Pending(None));
+    let mut s = Step::new(state, Summary::Issued { revision }, Some(renewal));
+    s.effects = effects;
+    s.on_refusal = Some(Box::new(Refusable {
+        attempt,
+        before: prev,
+    }));
+    s
+}
+
+/// What an issuer that answered "pending" said.
+struct Wait {
+    issuer_state: serde_json::Value,
+    message: String,
+    retry_at: i64,
+}
+
+/// The issuer answered "pending": the request is recorded as pending and kept in the
+/// state, with its key stored when it is new (`new_key`), until `retry_at`.
+fn pending_step(
+    mut state: State,
+    mut effects: Vec<Effect>,
+    obs: &Observed<'_>,
+    req: &RequestRecord<'_>,
+    new_key: Option<&PrivateKey>,
+    wait: Wait,
+) -> Step {
+    let now = obs.now;
+    if let Some(key) = new_key {
+        let name = key_secret_name(obs.name);
+        match key.to_pem(KeyEncoding::Pkcs8) {
+            Ok(pem) => effects.push(Effect::StoreKey {
+                name: name.clone(),
+                pem: Redacted(pem),
+            }),
+            Err(e) => {
+                let p = Problem::new("KeyEncodingFailed", e.to_string());
+                return blocked(state, &p, now, Some(now + 30));
+            }
+        }
+        state.status.next_private_key_secret_name = Some(name);
+    }
+    let request = req.build(RequestResult::Pending(Some((
+        &wait.issuer_state,
+        &wait.message,
+    ))));
+    effects.push(Effect::Request {
+        request: Box::new(request),
+        limit: history_limit(obs.params),
+        after_secret: false,
+    });
+    state.pending = Some(Box::new(Pending {
+        request_name: req.name.to_string(),
+        spec: obs.params.issuance.clone(),
+        csr_pem: req.csr_pem.to_string(),
+        state: wait.issuer_state,
+        retry_at: wait.retry_at,
+    }));
+    ready(&mut state.status, false, req.trigger, &wait.message, now);
+    let mut s = Step::new(state, Summary::Pending, Some(wait.retry_at));
+    s.effects = effects;
+    s
 }
 
 fn key_str(obs: &Observed<'_>) -> String {
