@@ -49,7 +49,6 @@ pub(crate) async fn reconcile(
     }
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let t = now();
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &certificate_requests());
     let Some(obj) = api.get_opt(&name).await? else {
@@ -60,111 +59,43 @@ pub(crate) async fn reconcile(
         .get("status")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .unwrap_or_default();
-    let finished = before.conditions.iter().any(|c| {
-        c.type_ == "Ready" && (c.status == "True" || c.reason == "Failed" || c.reason == "Denied")
-    });
-    if finished {
+    if finished(&before) || !for_our_issuers(&obj) {
         return Ok(Action::await_change());
     }
-    // Requests for issuers of other groups belong to their own signers (checked before
-    // parsing: their specs are theirs to define).
-    let group = obj.data["spec"]["issuerRef"]["group"]
-        .as_str()
-        .filter(|g| !g.is_empty())
-        .unwrap_or(GROUP);
-    if group != GROUP {
-        return Ok(Action::await_change());
-    }
-    let id = format!("{ns}/{name}");
     if let Ok(mut p) = ctx.pending_requests.lock() {
         p.remove(&(ns.clone(), name.clone()));
     }
-    let mut status = before.clone();
-    let cr: CertificateRequest = match typed(&obj) {
-        Ok(cr) => cr,
-        Err(e) => {
-            let p = Problem {
-                reason: "Failed".into(),
-                message: format!("The CertificateRequest is invalid: {e}"),
-            };
-            return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
-        }
+    let job = Job {
+        ctx: &ctx,
+        api: &api,
+        obj: &obj,
+        id: format!("{ns}/{name}"),
+        ns: &ns,
+        before: &before,
+        t: now(),
     };
-    let condition = |type_: &str| status.conditions.iter().find(|c| c.type_ == type_).cloned();
-    if condition("Denied").is_some_and(|c| c.status == "True") {
-        let p = Problem {
-            reason: "Denied".into(),
-            message: "The CertificateRequest was denied by an approval controller".into(),
-        };
-        return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
-    }
-    if condition("Approved").is_none() {
-        set_condition(
-            &mut status.conditions,
-            "Approved",
-            true,
-            "cert-manager.io",
-            "Certificate request has been approved by cert-manager.io",
-            t,
-        );
-    }
-    let params = match validate::certificate_request(&cr) {
-        Ok(p) => p,
-        Err(errs) => {
-            let p = Problem {
-                reason: "Failed".into(),
-                message: format!(
-                    "The CertificateRequest is invalid: {}",
-                    validate::join(&errs)
-                ),
-            };
-            return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
-        }
+    let mut status = before.clone();
+    let (cr, params) = match admit(&obj, &mut status, job.t) {
+        Ok(v) => v,
+        Err(p) => return job.fail(status, &p).await,
     };
     let spec = &params.issuance;
     let found = lookup::issuer(&ctx, &ns, &spec.issuer_name, spec.issuer_kind).await?;
-    let resolved = match found.resolve(t) {
+    let resolved = match found.resolve(job.t) {
         Resolved::Ready(r) => r,
-        Resolved::Unavailable(p) => {
-            return pending(&ctx, &api, &ns, &name, &before, status, &p.message, t).await;
-        }
+        Resolved::Unavailable(p) => return job.pending(status, &p.message).await,
     };
-    // Self-signing needs the request's private key, named by an annotation.
     let key = if resolved.digest == "selfSigned" {
-        let Some(secret) = cr.metadata.annotations.get(ann::PRIVATE_KEY_SECRET) else {
-            let p = Problem {
-                reason: "Failed".into(),
-                message: format!(
-                    "a self-signed issuer needs the annotation {} naming the Secret that holds the request's private key",
-                    ann::PRIVATE_KEY_SECRET
-                ),
-            };
-            return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
-        };
-        let key_pem = read_secret(&ctx.client, &ns, secret)
-            .await?
-            .and_then(|s| s.data.get(keys::TLS_KEY).cloned());
-        let Some(key_pem) = key_pem else {
-            let msg =
-                format!("Secret {ns}/{secret} with the request's private key (tls.key) not found");
-            return pending(&ctx, &api, &ns, &name, &before, status, &msg, t).await;
-        };
-        match PrivateKey::from_pem(&key_pem) {
+        match self_signed_key(&ctx, &ns, &cr).await? {
             Ok(k) => Some(k),
-            Err(e) => {
-                let p = Problem {
-                    reason: "Failed".into(),
-                    message: format!("Secret {ns}/{secret} tls.key: {e}"),
-                };
-                return fail(&ctx, &api, &obj, &id, &before, status, &p, t).await;
-            }
+            Err(KeyProblem::Missing(msg)) => return job.pending(status, &msg).await,
+            Err(KeyProblem::Invalid(p)) => return job.fail(status, &p).await,
         }
     } else {
         None
     };
     let issuer = resolved.issuer.clone();
-    let spec = spec.clone();
-    let csr_pem = params.csr_pem.clone();
+    let (spec, csr_pem, t) = (params.issuance.clone(), params.csr_pem.clone(), job.t);
     let outcome = tokio::task::spawn_blocking(move || {
         issuer.process(&Request {
             csr_pem: &csr_pem,
@@ -177,49 +108,14 @@ pub(crate) async fn reconcile(
     .await
     .map_err(|e| Error::Other(e.to_string()))?;
     match outcome {
-        Outcome::Issued(issued) => {
-            status.certificate = Some(base64_pem(&issued.chain));
-            status.ca = Some(base64_pem(&issued.ca));
-            set_condition(
-                &mut status.conditions,
-                "Ready",
-                true,
-                "Issued",
-                "Certificate fetched from issuer successfully",
-                t,
-            );
-            write_status(&api, &name, &before, &status).await?;
-            ctx.metrics.requests_signed.inc();
-            tracing::info!(request = %id, "certificate request signed");
-            event(
-                &ctx,
-                &obj,
-                &certificate_requests(),
-                EventType::Normal,
-                "CertificateIssued",
-                "Certificate fetched from issuer successfully",
-                "Sign",
-            )
-            .await;
-            Ok(Action::await_change())
-        }
+        Outcome::Issued(issued) => job.signed(status, &issued.chain, &issued.ca).await,
         Outcome::Pending {
             reason,
             message,
             retry_after,
             ..
         } => {
-            pending(
-                &ctx,
-                &api,
-                &ns,
-                &name,
-                &before,
-                status,
-                &format!("{reason}: {message}"),
-                t,
-            )
-            .await?;
+            job.pending(status, &format!("{reason}: {message}")).await?;
             Ok(Action::requeue(retry_after))
         }
         Outcome::Failed { reason, message } => {
@@ -227,87 +123,199 @@ pub(crate) async fn reconcile(
                 reason: "Failed".into(),
                 message: format!("{reason}: {message}"),
             };
-            fail(&ctx, &api, &obj, &id, &before, status, &p, t).await
+            job.fail(status, &p).await
         }
     }
 }
 
-async fn write_status(
-    api: &Api<DynamicObject>,
-    name: &str,
-    before: &CertificateRequestStatus,
-    status: &CertificateRequestStatus,
-) -> Result<(), Error> {
-    if before != status {
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": status })),
-        )
-        .await?;
-    }
-    Ok(())
+/// A request that is Ready, Failed or Denied is done with, as in cert-manager.
+fn finished(status: &CertificateRequestStatus) -> bool {
+    status.conditions.iter().any(|c| {
+        c.type_ == "Ready" && (c.status == "True" || c.reason == "Failed" || c.reason == "Denied")
+    })
 }
 
-/// Ends a request: Ready=False with the reason, failureTime, a Warning event.
-#[allow(clippy::too_many_arguments)]
-async fn fail(
-    ctx: &Context,
-    api: &Api<DynamicObject>,
+/// Requests for issuers of other groups belong to their own signers (checked before
+/// parsing: their specs are theirs to define).
+fn for_our_issuers(obj: &DynamicObject) -> bool {
+    let group = obj.data["spec"]["issuerRef"]["group"]
+        .as_str()
+        .filter(|g| !g.is_empty())
+        .unwrap_or(GROUP);
+    group == GROUP
+}
+
+/// Reads and validates the request, and approves it unless an approver denied it.
+fn admit(
     obj: &DynamicObject,
-    id: &str,
-    before: &CertificateRequestStatus,
-    mut status: CertificateRequestStatus,
-    p: &Problem,
+    status: &mut CertificateRequestStatus,
     t: i64,
-) -> Result<Action, Error> {
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        false,
-        &p.reason,
-        &p.message,
-        t,
-    );
-    status.failure_time = Some(rfc3339(t));
-    write_status(api, &obj.name_any(), before, &status).await?;
-    tracing::warn!(request = %id, reason = %p.reason, message = %p.message, "certificate request failed");
-    event(
-        ctx,
-        obj,
-        &certificate_requests(),
-        EventType::Warning,
-        &p.reason,
-        &p.message,
-        "Sign",
-    )
-    .await;
-    Ok(Action::await_change())
+) -> Result<(CertificateRequest, validate::RequestParams), Problem> {
+    let invalid = |e: String| Problem {
+        reason: "Failed".into(),
+        message: format!("The CertificateRequest is invalid: {e}"),
+    };
+    let cr: CertificateRequest = typed(obj).map_err(invalid)?;
+    let denied = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Denied" && c.status == "True");
+    if denied {
+        return Err(Problem {
+            reason: "Denied".into(),
+            message: "The CertificateRequest was denied by an approval controller".into(),
+        });
+    }
+    if !status.conditions.iter().any(|c| c.type_ == "Approved") {
+        set_condition(
+            &mut status.conditions,
+            "Approved",
+            true,
+            "cert-manager.io",
+            "Certificate request has been approved by cert-manager.io",
+            t,
+        );
+    }
+    let params =
+        validate::certificate_request(&cr).map_err(|errs| invalid(validate::join(&errs)))?;
+    Ok((cr, params))
 }
 
-/// Keeps a request waiting (Ready=False `Pending`) and asks again later.
-#[allow(clippy::too_many_arguments)]
-async fn pending(
+/// Why a self-signed request's private key is not there to sign with.
+enum KeyProblem {
+    /// Not there yet: the request waits.
+    Missing(String),
+    /// Wrong: the request fails.
+    Invalid(Problem),
+}
+
+/// Self-signing needs the request's private key, in the Secret an annotation names.
+async fn self_signed_key(
     ctx: &Context,
-    api: &Api<DynamicObject>,
     ns: &str,
-    name: &str,
-    before: &CertificateRequestStatus,
-    mut status: CertificateRequestStatus,
-    message: &str,
+    cr: &CertificateRequest,
+) -> Result<Result<PrivateKey, KeyProblem>, Error> {
+    let Some(secret) = cr.metadata.annotations.get(ann::PRIVATE_KEY_SECRET) else {
+        return Ok(Err(KeyProblem::Invalid(Problem {
+            reason: "Failed".into(),
+            message: format!(
+                "a self-signed issuer needs the annotation {} naming the Secret that holds the request's private key",
+                ann::PRIVATE_KEY_SECRET
+            ),
+        })));
+    };
+    let key_pem = read_secret(&ctx.client, ns, secret)
+        .await?
+        .and_then(|s| s.data.get(keys::TLS_KEY).cloned());
+    let Some(key_pem) = key_pem else {
+        return Ok(Err(KeyProblem::Missing(format!(
+            "Secret {ns}/{secret} with the request's private key (tls.key) not found"
+        ))));
+    };
+    Ok(PrivateKey::from_pem(&key_pem).map_err(|e| {
+        KeyProblem::Invalid(Problem {
+            reason: "Failed".into(),
+            message: format!("Secret {ns}/{secret} tls.key: {e}"),
+        })
+    }))
+}
+
+/// One request being reconciled: what each way of ending it needs.
+struct Job<'a> {
+    ctx: &'a Context,
+    api: &'a Api<DynamicObject>,
+    obj: &'a DynamicObject,
+    /// `namespace/name`, for logs.
+    id: String,
+    ns: &'a str,
+    before: &'a CertificateRequestStatus,
     t: i64,
-) -> Result<Action, Error> {
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        false,
-        "Pending",
-        message,
-        t,
-    );
-    write_status(api, name, before, &status).await?;
-    if let Ok(mut p) = ctx.pending_requests.lock() {
-        p.insert((ns.to_string(), name.to_string()));
+}
+
+impl Job<'_> {
+    async fn write_status(&self, status: &CertificateRequestStatus) -> Result<(), Error> {
+        if self.before != status {
+            self.api
+                .patch_status(
+                    &self.obj.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({ "status": status })),
+                )
+                .await?;
+        }
+        Ok(())
     }
-    Ok(Action::requeue(RETRY_PENDING))
+
+    async fn event(&self, type_: EventType, reason: &str, note: &str) {
+        let resource = certificate_requests();
+        event(self.ctx, self.obj, &resource, type_, reason, note, "Sign").await;
+    }
+
+    /// Signed: the chain and CA in the status, Ready=True `Issued`.
+    async fn signed(
+        &self,
+        mut status: CertificateRequestStatus,
+        chain: &[Vec<u8>],
+        ca: &[Vec<u8>],
+    ) -> Result<Action, Error> {
+        const ISSUED: &str = "Certificate fetched from issuer successfully";
+        status.certificate = Some(base64_pem(chain));
+        status.ca = Some(base64_pem(ca));
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            true,
+            "Issued",
+            ISSUED,
+            self.t,
+        );
+        self.write_status(&status).await?;
+        self.ctx.metrics.requests_signed.inc();
+        tracing::info!(request = %self.id, "certificate request signed");
+        self.event(EventType::Normal, "CertificateIssued", ISSUED)
+            .await;
+        Ok(Action::await_change())
+    }
+
+    /// Ends a request: Ready=False with the reason, failureTime, a Warning event.
+    async fn fail(
+        &self,
+        mut status: CertificateRequestStatus,
+        p: &Problem,
+    ) -> Result<Action, Error> {
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            &p.reason,
+            &p.message,
+            self.t,
+        );
+        status.failure_time = Some(rfc3339(self.t));
+        self.write_status(&status).await?;
+        tracing::warn!(request = %self.id, reason = %p.reason, message = %p.message, "certificate request failed");
+        self.event(EventType::Warning, &p.reason, &p.message).await;
+        Ok(Action::await_change())
+    }
+
+    /// Keeps a request waiting (Ready=False `Pending`) and asks again later.
+    async fn pending(
+        &self,
+        mut status: CertificateRequestStatus,
+        message: &str,
+    ) -> Result<Action, Error> {
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            false,
+            "Pending",
+            message,
+            self.t,
+        );
+        self.write_status(&status).await?;
+        if let Ok(mut p) = self.ctx.pending_requests.lock() {
+            p.insert((self.ns.to_string(), self.obj.name_any()));
+        }
+        Ok(Action::requeue(RETRY_PENDING))
+    }
 }
