@@ -67,35 +67,7 @@ enum Command {
     /// Print the CustomResourceDefinitions (cert-manager.io/v1) generated from the types.
     Crds,
     /// Run in a Kubernetes cluster (kubeconfig from KUBECONFIG, ~/.kube/config, or in-cluster).
-    Operator {
-        /// Namespace holding ClusterIssuers' secrets.
-        #[arg(long, default_value = "cert-manager")]
-        cluster_resource_namespace: String,
-        /// Watch one namespace only (default: all).
-        #[arg(long)]
-        namespace: Option<String>,
-        /// Address for /metrics, /healthz and /readyz ("" to disable).
-        #[arg(long, default_value = "0.0.0.0:9402")]
-        metrics_address: String,
-        /// Reconcile only while holding the Lease `certwright` (for several replicas).
-        #[arg(long)]
-        leader_elect: bool,
-        /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else certwright).
-        #[arg(long)]
-        leader_election_namespace: Option<String>,
-        /// Least severe level logged: debug, info, warn, error.
-        #[arg(long, default_value = "info")]
-        log_level: String,
-        /// Log format: text (time LEVEL message key=value...) or json (one object per line).
-        #[arg(long, default_value = "text")]
-        log_format: String,
-        /// Reconciles in flight per controller; bounds memory when much needs work at once.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
-        max_concurrent_reconciles: u16,
-        /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
-        #[arg(long, hide = true)]
-        allow_test_issuers: bool,
-    },
+    Operator(OperatorArgs),
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
         #[arg(short = 'f', long = "filename", required = true)]
@@ -106,42 +78,76 @@ enum Command {
 #[derive(Subcommand)]
 enum LocalCommand {
     /// Reconcile the manifests under the given paths into the state directory.
-    Run {
-        /// Manifest files or directories (.yaml, .yml, .json), repeatable.
-        #[arg(short = 'f', long = "filename", required = true)]
-        paths: Vec<PathBuf>,
-        /// Also read manifests in subdirectories.
-        #[arg(short = 'R', long)]
-        recursive: bool,
-        /// State directory: secrets/, status/, requests/.
-        #[arg(long)]
-        state: PathBuf,
-        /// Reconcile once and exit: 0 only if every Certificate is Ready.
-        #[arg(long)]
-        once: bool,
-        /// Namespace holding ClusterIssuers' secrets.
-        #[arg(long, default_value = "cert-manager")]
-        cluster_resource_namespace: String,
-        /// Worker threads (default: the number of CPUs).
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Skip fsync (faster; a power cut may lose the latest writes).
-        #[arg(long)]
-        no_fsync: bool,
-        /// Refuse ReloadHooks' `command` (hook manifests then cannot run programs as this
-        /// user); signal hooks still work.
-        #[arg(long)]
-        no_command_hooks: bool,
-        /// Log level: debug, info, warn, error.
-        #[arg(long, default_value = "info")]
-        log_level: String,
-        /// Log format: text (time LEVEL message key=value...) or json (one object per line).
-        #[arg(long, default_value = "text")]
-        log_format: String,
-        /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
-        #[arg(long, hide = true)]
-        allow_test_issuers: bool,
-    },
+    Run(LocalRunArgs),
+}
+
+#[derive(clap::Args)]
+struct LocalRunArgs {
+    /// Manifest files or directories (.yaml, .yml, .json), repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    paths: Vec<PathBuf>,
+    /// Also read manifests in subdirectories.
+    #[arg(short = 'R', long)]
+    recursive: bool,
+    /// State directory: secrets/, status/, requests/.
+    #[arg(long)]
+    state: PathBuf,
+    /// Reconcile once and exit: 0 only if every Certificate is Ready.
+    #[arg(long)]
+    once: bool,
+    /// Namespace holding ClusterIssuers' secrets.
+    #[arg(long, default_value = "cert-manager")]
+    cluster_resource_namespace: String,
+    /// Worker threads (default: the number of CPUs).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Skip fsync (faster; a power cut may lose the latest writes).
+    #[arg(long)]
+    no_fsync: bool,
+    /// Refuse ReloadHooks' `command` (hook manifests then cannot run programs as this
+    /// user); signal hooks still work.
+    #[arg(long)]
+    no_command_hooks: bool,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log format: text (time LEVEL message key=value...) or json (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: String,
+    /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
+    #[arg(long, hide = true)]
+    allow_test_issuers: bool,
+}
+
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Namespace holding ClusterIssuers' secrets.
+    #[arg(long, default_value = "cert-manager")]
+    cluster_resource_namespace: String,
+    /// Watch one namespace only (default: all).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Address for /metrics, /healthz and /readyz ("" to disable).
+    #[arg(long, default_value = "0.0.0.0:9402")]
+    metrics_address: String,
+    /// Reconcile only while holding the Lease `certwright` (for several replicas).
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else certwright).
+    #[arg(long)]
+    leader_election_namespace: Option<String>,
+    /// Least severe level logged: debug, info, warn, error.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Log format: text (time LEVEL message key=value...) or json (one object per line).
+    #[arg(long, default_value = "text")]
+    log_format: String,
+    /// Reconciles in flight per controller; bounds memory when much needs work at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_reconciles: u16,
+    /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
+    #[arg(long, hide = true)]
+    allow_test_issuers: bool,
 }
 
 fn main() -> ExitCode {
@@ -158,123 +164,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Local {
-            command:
-                LocalCommand::Run {
-                    paths,
-                    recursive,
-                    state,
-                    once,
-                    cluster_resource_namespace,
-                    workers,
-                    no_fsync,
-                    no_command_hooks,
-                    log_level,
-                    log_format,
-                    allow_test_issuers,
-                },
-        } => {
-            logging::init(&log_level, &log_format)?;
-            let workers = workers.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-            });
-            let mut rt = certwright_local::Runtime::new(certwright_local::Options {
-                paths,
-                recursive,
-                state,
-                once,
-                cluster_resource_namespace,
-                workers,
-                durable: !no_fsync,
-                no_command_hooks,
-                test_issuers: allow_test_issuers,
-                clock: Default::default(),
-            })?;
-            let stop = certwright_local::runtime::stop_flag();
-            let summary = rt.run(&stop);
-            if once {
-                let not_ready: Vec<_> =
-                    summary.certificates.iter().filter(|c| !c.ready()).collect();
-                for c in &not_ready {
-                    let r = c.status.condition("Ready").cloned().unwrap_or_default();
-                    eprintln!(
-                        "not ready: Certificate {}/{}: {}: {}",
-                        c.namespace, c.name, r.reason, r.message
-                    );
-                }
-                for p in &summary.problems {
-                    eprintln!("problem: {}: {}: {}", p.source, p.reason, p.message);
-                }
-                let ready = summary.certificates.len() - not_ready.len();
-                eprintln!(
-                    "{ready} of {} certificates ready, {} manifest problems",
-                    summary.certificates.len(),
-                    summary.problems.len()
-                );
-                return Ok(if summary.all_ready() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                });
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+            command: LocalCommand::Run(args),
+        } => local_run(args),
         Command::Status { state, output } => status::print(&state, &output),
         Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
         Command::Convert { files } => convert::run(&files),
-        Command::Operator {
-            cluster_resource_namespace,
-            namespace,
-            metrics_address,
-            leader_elect,
-            leader_election_namespace,
-            log_level,
-            log_format,
-            max_concurrent_reconciles,
-            allow_test_issuers,
-        } => {
-            logging::init(&log_level, &log_format)?;
-            let metrics_address = if metrics_address.is_empty() {
-                None
-            } else {
-                Some(metrics_address.parse()?)
-            };
-            let instance = std::env::var("POD_NAME")
-                .or_else(|_| std::env::var("HOSTNAME"))
-                .unwrap_or_else(|_| "certwright".into());
-            let leader_election = leader_elect.then(|| certwright_operator::leader::LeaseConfig {
-                namespace: leader_election_namespace
-                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                    .unwrap_or_else(|| "certwright".into()),
-                name: "certwright".into(),
-                identity: instance.clone(),
-                duration: std::time::Duration::from_secs(15),
-                renew: std::time::Duration::from_secs(5),
-            });
-            // Key generation and signing run on the blocking pool; more threads than cores
-            // would only add stacks and allocator arenas.
-            let cpus = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .max_blocking_threads(cpus.max(2))
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let client = kube::Client::try_default().await?;
-                let shutdown = async {
-                    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-                    }
-                };
-                certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers }, shutdown).await?;
-                anyhow::Ok(())
-            })?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Operator(args) => operator(args),
         Command::Renew {
             names,
             namespace,
@@ -299,4 +194,121 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `certwright local run`.
+fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
+    let LocalRunArgs {
+        paths,
+        recursive,
+        state,
+        once,
+        cluster_resource_namespace,
+        workers,
+        no_fsync,
+        no_command_hooks,
+        log_level,
+        log_format,
+        allow_test_issuers,
+    } = args;
+    logging::init(&log_level, &log_format)?;
+    let workers = workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let mut rt = certwright_local::Runtime::new(certwright_local::Options {
+        paths,
+        recursive,
+        state,
+        once,
+        cluster_resource_namespace,
+        workers,
+        durable: !no_fsync,
+        no_command_hooks,
+        test_issuers: allow_test_issuers,
+        clock: Default::default(),
+    })?;
+    let stop = certwright_local::runtime::stop_flag();
+    let summary = rt.run(&stop);
+    if once {
+        let not_ready: Vec<_> = summary.certificates.iter().filter(|c| !c.ready()).collect();
+        for c in &not_ready {
+            let r = c.status.condition("Ready").cloned().unwrap_or_default();
+            eprintln!(
+                "not ready: Certificate {}/{}: {}: {}",
+                c.namespace, c.name, r.reason, r.message
+            );
+        }
+        for p in &summary.problems {
+            eprintln!("problem: {}: {}: {}", p.source, p.reason, p.message);
+        }
+        let ready = summary.certificates.len() - not_ready.len();
+        eprintln!(
+            "{ready} of {} certificates ready, {} manifest problems",
+            summary.certificates.len(),
+            summary.problems.len()
+        );
+        return Ok(if summary.all_ready() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `certwright operator`.
+fn operator(args: OperatorArgs) -> Result<ExitCode> {
+    let OperatorArgs {
+        cluster_resource_namespace,
+        namespace,
+        metrics_address,
+        leader_elect,
+        leader_election_namespace,
+        log_level,
+        log_format,
+        max_concurrent_reconciles,
+        allow_test_issuers,
+    } = args;
+    logging::init(&log_level, &log_format)?;
+    let metrics_address = if metrics_address.is_empty() {
+        None
+    } else {
+        Some(metrics_address.parse()?)
+    };
+    let instance = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "certwright".into());
+    let leader_election = leader_elect.then(|| certwright_operator::leader::LeaseConfig {
+        namespace: leader_election_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "certwright".into()),
+        name: "certwright".into(),
+        identity: instance.clone(),
+        duration: std::time::Duration::from_secs(15),
+        renew: std::time::Duration::from_secs(5),
+    });
+    // Key generation and signing run on the blocking pool; more threads than cores
+    // would only add stacks and allocator arenas.
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(cpus.max(2))
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let client = kube::Client::try_default().await?;
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers }, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 
 use crate::text::clean;
 use anyhow::{bail, Result};
-use certwright_local::records::StateDir;
+use certwright_local::records::{Overview, StateDir};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -31,118 +31,8 @@ pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
                 );
                 println!();
             }
-            let mut rows = vec![[
-                "NAMESPACE".to_string(),
-                "NAME".into(),
-                "READY".into(),
-                "REASON".into(),
-                "NOT AFTER".into(),
-                "RENEWAL TIME".into(),
-                "SECRET".into(),
-            ]];
-            for c in &o.certificates {
-                let ready = c.status.condition("Ready").cloned().unwrap_or_default();
-                rows.push([
-                    c.namespace.clone(),
-                    c.name.clone(),
-                    if ready.status.is_empty() {
-                        "Unknown".into()
-                    } else {
-                        ready.status.clone()
-                    },
-                    ready.reason.clone(),
-                    c.status.not_after.clone().unwrap_or_else(|| "-".into()),
-                    c.status.renewal_time.clone().unwrap_or_else(|| "-".into()),
-                    c.secret_name.clone(),
-                ]);
-            }
-            for r in rows.iter_mut() {
-                for cell in r.iter_mut() {
-                    *cell = clean(cell);
-                }
-            }
-            let widths: Vec<usize> = (0..7)
-                .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-                .collect();
-            for r in &rows {
-                let line: Vec<String> = r
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                println!("{}", line.join("  ").trim_end());
-            }
-            let not_ready: Vec<_> = o.certificates.iter().filter(|c| !c.ready()).collect();
-            if !not_ready.is_empty() {
-                println!();
-                for c in not_ready {
-                    let r = c.status.condition("Ready").cloned().unwrap_or_default();
-                    println!(
-                        "{}/{}: {}",
-                        clean(&c.namespace),
-                        clean(&c.name),
-                        clean(&r.message)
-                    );
-                }
-            }
-            let bad_issuers: Vec<_> = o
-                .issuers
-                .iter()
-                .filter(|i| {
-                    i.status
-                        .conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status != "True")
-                })
-                .collect();
-            if !bad_issuers.is_empty() {
-                println!();
-                for i in bad_issuers {
-                    let c = i
-                        .status
-                        .conditions
-                        .iter()
-                        .find(|c| c.type_ == "Ready")
-                        .cloned()
-                        .unwrap_or_default();
-                    let ns = if i.namespace.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{}/", i.namespace)
-                    };
-                    println!(
-                        "{} {} not ready: {}: {}",
-                        i.kind,
-                        clean(&format!("{ns}{}", i.name)),
-                        clean(&c.reason),
-                        clean(&c.message)
-                    );
-                }
-            }
-            if !o.problems.is_empty() {
-                println!();
-                for p in &o.problems {
-                    println!("problem: {}: {}", clean(&p.reason), clean(&p.message));
-                }
-            }
-            let failed_hooks: Vec<_> = o
-                .hooks
-                .iter()
-                .filter_map(|h| h.last_run.as_ref().filter(|r| !r.ok).map(|r| (h, r)))
-                .collect();
-            if !failed_hooks.is_empty() {
-                println!();
-                for (h, r) in failed_hooks {
-                    println!(
-                        "ReloadHook {}/{} failed at {}: {}: {}",
-                        clean(&h.namespace),
-                        clean(&h.name),
-                        r.time,
-                        clean(&r.reason),
-                        clean(&r.message)
-                    );
-                }
-            }
+            print_table(&o);
+            print_notes(&o);
         }
         other => bail!("unknown output format {other:?}: use table or json"),
     }
@@ -151,4 +41,125 @@ pub fn print(state: &Path, output: &str) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One row per Certificate, columns as wide as their widest cell.
+fn print_table(o: &Overview) {
+    let mut rows = vec![[
+        "NAMESPACE".to_string(),
+        "NAME".into(),
+        "READY".into(),
+        "REASON".into(),
+        "NOT AFTER".into(),
+        "RENEWAL TIME".into(),
+        "SECRET".into(),
+    ]];
+    for c in &o.certificates {
+        let ready = c.status.condition("Ready").cloned().unwrap_or_default();
+        rows.push([
+            c.namespace.clone(),
+            c.name.clone(),
+            if ready.status.is_empty() {
+                "Unknown".into()
+            } else {
+                ready.status.clone()
+            },
+            ready.reason.clone(),
+            c.status.not_after.clone().unwrap_or_else(|| "-".into()),
+            c.status.renewal_time.clone().unwrap_or_else(|| "-".into()),
+            c.secret_name.clone(),
+        ]);
+    }
+    for r in rows.iter_mut() {
+        for cell in r.iter_mut() {
+            *cell = clean(cell);
+        }
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// What needs attention, below the table: certificates not ready, issuers not ready,
+/// manifest problems, failed hooks.
+fn print_notes(o: &Overview) {
+    let not_ready: Vec<_> = o.certificates.iter().filter(|c| !c.ready()).collect();
+    if !not_ready.is_empty() {
+        println!();
+        for c in not_ready {
+            let r = c.status.condition("Ready").cloned().unwrap_or_default();
+            println!(
+                "{}/{}: {}",
+                clean(&c.namespace),
+                clean(&c.name),
+                clean(&r.message)
+            );
+        }
+    }
+    let bad_issuers: Vec<_> = o
+        .issuers
+        .iter()
+        .filter(|i| {
+            i.status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status != "True")
+        })
+        .collect();
+    if !bad_issuers.is_empty() {
+        println!();
+        for i in bad_issuers {
+            let c = i
+                .status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .cloned()
+                .unwrap_or_default();
+            let ns = if i.namespace.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", i.namespace)
+            };
+            println!(
+                "{} {} not ready: {}: {}",
+                i.kind,
+                clean(&format!("{ns}{}", i.name)),
+                clean(&c.reason),
+                clean(&c.message)
+            );
+        }
+    }
+    if !o.problems.is_empty() {
+        println!();
+        for p in &o.problems {
+            println!("problem: {}: {}", clean(&p.reason), clean(&p.message));
+        }
+    }
+    let failed_hooks: Vec<_> = o
+        .hooks
+        .iter()
+        .filter_map(|h| h.last_run.as_ref().filter(|r| !r.ok).map(|r| (h, r)))
+        .collect();
+    if !failed_hooks.is_empty() {
+        println!();
+        for (h, r) in failed_hooks {
+            println!(
+                "ReloadHook {}/{} failed at {}: {}: {}",
+                clean(&h.namespace),
+                clean(&h.name),
+                r.time,
+                clean(&r.reason),
+                clean(&r.message)
+            );
+        }
+    }
 }

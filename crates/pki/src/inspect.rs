@@ -95,6 +95,24 @@ impl CertInfo {
             tbs_der: c.tbs_certificate.as_ref().to_vec(),
             signature: c.signature_value.data.to_vec(),
         };
+        info.read_alt_names(&c);
+        info.read_usages(&c);
+        for ext in c.extensions() {
+            use x509_parser::extensions::ParsedExtension as P;
+            match ext.parsed_extension() {
+                P::SubjectKeyIdentifier(k) => info.subject_key_id = Some(k.0.to_vec()),
+                P::AuthorityKeyIdentifier(a) => {
+                    info.authority_key_id = a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => {}
+            }
+        }
+        Ok(info)
+    }
+
+    /// The subject alternative names.
+    fn read_alt_names(&mut self, c: &X509Certificate<'_>) {
+        let info = self;
         if let Ok(Some(san)) = c.subject_alternative_name() {
             for n in &san.value.general_names {
                 match n {
@@ -114,6 +132,11 @@ impl CertInfo {
                 }
             }
         }
+    }
+
+    /// Key usages and extended key usages, by cert-manager's names.
+    fn read_usages(&mut self, c: &X509Certificate<'_>) {
+        let info = self;
         if let Ok(Some(ku)) = c.key_usage() {
             let k = ku.value;
             let names = [
@@ -152,17 +175,6 @@ impl CertInfo {
             info.ext_key_usages
                 .extend(e.other.iter().map(|o| o.to_id_string()));
         }
-        for ext in c.extensions() {
-            use x509_parser::extensions::ParsedExtension as P;
-            match ext.parsed_extension() {
-                P::SubjectKeyIdentifier(k) => info.subject_key_id = Some(k.0.to_vec()),
-                P::AuthorityKeyIdentifier(a) => {
-                    info.authority_key_id = a.key_identifier.as_ref().map(|k| k.0.to_vec())
-                }
-                _ => {}
-            }
-        }
-        Ok(info)
     }
 
     pub fn sha256_fingerprint(&self) -> String {
