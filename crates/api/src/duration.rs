@@ -2,18 +2,37 @@
 
 use std::time::Duration;
 
+/// Why a text is not a Go duration (the text is quoted in each message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("{0:?} is negative")]
+    Negative(String),
+    #[error("{0:?} is missing a unit (use h, m, s, ms, us or ns)")]
+    MissingUnit(String),
+    #[error("{0:?} is not a duration (expected e.g. 2160h or 1h30m)")]
+    NotADuration(String),
+    #[error("{0:?} has a malformed number")]
+    MalformedNumber(String),
+    #[error("{text:?} has unknown unit {unit:?} (use h, m, s, ms, us or ns)")]
+    UnknownUnit { text: String, unit: String },
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
 /// Parses a Go duration string. Negative durations are rejected.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let orig = s;
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".into());
+        return Err(DurationError::Empty);
     }
     if s == "0" {
         return Ok(Duration::ZERO);
     }
     if s.starts_with('-') {
-        return Err(format!("{orig:?} is negative"));
+        return Err(DurationError::Negative(orig.to_string()));
     }
     let s = s.strip_prefix('+').unwrap_or(s);
     let mut total: f64 = 0.0;
@@ -21,15 +40,13 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{orig:?} is missing a unit (use h, m, s, ms, us or ns)"))?;
+            .ok_or_else(|| DurationError::MissingUnit(orig.to_string()))?;
         if num_len == 0 {
-            return Err(format!(
-                "{orig:?} is not a duration (expected e.g. 2160h or 1h30m)"
-            ));
+            return Err(DurationError::NotADuration(orig.to_string()));
         }
         let n: f64 = rest[..num_len]
             .parse()
-            .map_err(|_| format!("{orig:?} has a malformed number"))?;
+            .map_err(|_| DurationError::MalformedNumber(orig.to_string()))?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -44,15 +61,16 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             "us" | "µs" | "μs" => 1e-6,
             "ns" => 1e-9,
             other => {
-                return Err(format!(
-                    "{orig:?} has unknown unit {other:?} (use h, m, s, ms, us or ns)"
-                ))
+                return Err(DurationError::UnknownUnit {
+                    text: orig.to_string(),
+                    unit: other.to_string(),
+                })
             }
         };
         total += n * secs;
     }
     if !total.is_finite() || total > 1e12 {
-        return Err(format!("{orig:?} is too large"));
+        return Err(DurationError::TooLarge(orig.to_string()));
     }
     Ok(Duration::from_secs_f64(total))
 }

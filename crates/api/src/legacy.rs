@@ -71,11 +71,28 @@ pub struct LegacyDns01Ref {
     pub provider: String,
 }
 
+/// Why a v1alpha1 manifest cannot be converted; each names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LegacyError {
+    #[error("spec.{field}: {value:?} must be one of {allowed}")]
+    NotOneOf {
+        field: &'static str,
+        value: String,
+        allowed: String,
+    },
+    #[error("{0}: must be a mapping")]
+    NotAMapping(String),
+    #[error("spec.{0}: unknown field in a v1alpha1 issuer")]
+    UnknownIssuerField(String),
+    #[error("spec.acme.{0}: unknown field in a v1alpha1 ACME issuer")]
+    UnknownAcmeField(String),
+}
+
 fn lower_to(
     v: &Option<String>,
-    field: &str,
+    field: &'static str,
     map: &[(&str, &str)],
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, LegacyError> {
     match v.as_deref() {
         None | Some("") => Ok(None),
         Some(s) => map
@@ -84,7 +101,11 @@ fn lower_to(
             .map(|(_, to)| Some(to.to_string()))
             .ok_or_else(|| {
                 let allowed: Vec<&str> = map.iter().map(|(f, _)| *f).collect();
-                format!("spec.{field}: {s:?} must be one of {}", allowed.join(", "))
+                LegacyError::NotOneOf {
+                    field,
+                    value: s.to_string(),
+                    allowed: allowed.join(", "),
+                }
             }),
     }
 }
@@ -93,7 +114,7 @@ fn lower_to(
 /// to merge into the issuer's solvers.
 pub fn convert_certificate_spec(
     l: &LegacyCertificateSpec,
-) -> Result<(CertificateSpec, Option<LegacyAcmeCertificateConfig>), String> {
+) -> Result<(CertificateSpec, Option<LegacyAcmeCertificateConfig>), LegacyError> {
     let algorithm = lower_to(
         &l.key_algorithm,
         "keyAlgorithm",
@@ -137,8 +158,10 @@ pub fn convert_certificate_spec(
 }
 
 /// Converts a legacy Issuer/ClusterIssuer spec (as JSON) to a v1 spec (as JSON).
-pub fn convert_issuer_spec(spec: &Value) -> Result<Value, String> {
-    let obj = spec.as_object().ok_or("spec: must be a mapping")?;
+pub fn convert_issuer_spec(spec: &Value) -> Result<Value, LegacyError> {
+    let obj = spec
+        .as_object()
+        .ok_or_else(|| LegacyError::NotAMapping("spec".into()))?;
     let mut out = Map::new();
     for (k, v) in obj {
         match k.as_str() {
@@ -148,14 +171,16 @@ pub fn convert_issuer_spec(spec: &Value) -> Result<Value, String> {
             "acme" => {
                 out.insert("acme".into(), convert_acme(v)?);
             }
-            other => return Err(format!("spec.{other}: unknown field in a v1alpha1 issuer")),
+            other => return Err(LegacyError::UnknownIssuerField(other.to_string())),
         }
     }
     Ok(Value::Object(out))
 }
 
-fn convert_acme(acme: &Value) -> Result<Value, String> {
-    let obj = acme.as_object().ok_or("spec.acme: must be a mapping")?;
+fn convert_acme(acme: &Value) -> Result<Value, LegacyError> {
+    let obj = acme
+        .as_object()
+        .ok_or_else(|| LegacyError::NotAMapping("spec.acme".into()))?;
     let mut out = Map::new();
     let mut solvers = Vec::new();
     for (k, v) in obj {
@@ -182,7 +207,7 @@ fn convert_acme(acme: &Value) -> Result<Value, String> {
                     .unwrap_or_default();
                 for (i, p) in providers.iter().enumerate() {
                     let p = p.as_object().ok_or_else(|| {
-                        format!("spec.acme.dns01.providers[{i}]: must be a mapping")
+                        LegacyError::NotAMapping(format!("spec.acme.dns01.providers[{i}]"))
                     })?;
                     let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
                     let mut dns01 = Map::new();
@@ -196,11 +221,7 @@ fn convert_acme(acme: &Value) -> Result<Value, String> {
                     solvers.push(json!({"dns01": Value::Object(dns01), "x-legacy-provider": name}));
                 }
             }
-            other => {
-                return Err(format!(
-                    "spec.acme.{other}: unknown field in a v1alpha1 ACME issuer"
-                ))
-            }
+            other => return Err(LegacyError::UnknownAcmeField(other.to_string())),
         }
     }
     out.insert("solvers".into(), Value::Array(solvers));
@@ -308,6 +329,7 @@ mod tests {
         };
         assert!(convert_certificate_spec(&bad)
             .expect_err("rejects")
+            .to_string()
             .contains("keyAlgorithm"));
     }
 

@@ -286,7 +286,7 @@ pub fn parse_value(value: Value, source: String) -> Document {
                     message: format!("spec.{}", e.message),
                 })?;
                 let (v1, acme) = legacy::convert_certificate_spec(&spec)
-                    .map_err(|m| DocError { reason: "InvalidManifest", message: m })?;
+                    .map_err(|m| DocError { reason: "InvalidManifest", message: m.to_string() })?;
                 legacy_acme = acme;
                 if let Some(o) = v.as_object_mut() {
                     o.insert("apiVersion".into(), Value::String(API_VERSION.into()));
@@ -298,7 +298,7 @@ pub fn parse_value(value: Value, source: String) -> Document {
             (LEGACY_API_VERSION, "Issuer") | (LEGACY_API_VERSION, "ClusterIssuer") => {
                 let mut v = value.clone();
                 let spec = legacy::convert_issuer_spec(v.get("spec").unwrap_or(&Value::Null))
-                    .map_err(|m| DocError { reason: "InvalidManifest", message: m })?;
+                    .map_err(|m| DocError { reason: "InvalidManifest", message: m.to_string() })?;
                 if let Some(o) = v.as_object_mut() {
                     o.insert("apiVersion".into(), Value::String(API_VERSION.into()));
                     o.insert("spec".into(), spec);

@@ -14,10 +14,39 @@ use certwright_pki::inspect::{self, CertInfo};
 use certwright_pki::{der, Name, PrivateKey, Profile, SubjectFields};
 use std::time::Duration;
 
+/// Why a certificate request could not be built or read.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("spec.literalSubject: {0}")]
+    LiteralSubject(#[from] certwright_pki::NameError),
+    #[error("building the certificate request: {0}")]
+    Build(#[source] cert::CertError),
+    #[error("certificate request: {0}")]
+    Pem(#[from] certwright_pki::pem::PemError),
+    #[error("certificate request: no CERTIFICATE REQUEST PEM block")]
+    NoCsrBlock,
+    #[error("certificate request: {0}")]
+    Parse(#[source] cert::CertError),
+}
+
+/// Why what an issuer returned is not a certificate for the request. The message is an
+/// attempt's failure message (reason `InvalidCertificate`), the same in both runtimes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IssuedError {
+    #[error("the issuer returned a certificate that cannot be read: {0}")]
+    Chain(#[source] inspect::InspectError),
+    #[error("the issuer returned a CA certificate that cannot be read: {0}")]
+    Ca(#[source] inspect::InspectError),
+    #[error("the issuer returned no certificate")]
+    Empty,
+    #[error("the issuer returned a certificate for another key than the request's")]
+    OtherKey,
+}
+
 /// Builds the request profile for a Certificate's issuance parameters.
-pub fn profile(spec: &IssuanceSpec) -> Result<Profile, String> {
+pub fn profile(spec: &IssuanceSpec) -> Result<Profile, RequestError> {
     let subject = match &spec.subject.literal {
-        Some(l) => Name::parse_rfc4514(l).map_err(|e| format!("spec.literalSubject: {e}"))?,
+        Some(l) => Name::parse_rfc4514(l)?,
         None => {
             let f = spec.subject.fields.clone().unwrap_or_default();
             Name::from_fields(&SubjectFields {
@@ -52,10 +81,9 @@ pub fn profile(spec: &IssuanceSpec) -> Result<Profile, String> {
 }
 
 /// A PEM CSR for the spec, signed by `key`.
-pub fn build_request(spec: &IssuanceSpec, key: &PrivateKey) -> Result<String, String> {
+pub fn build_request(spec: &IssuanceSpec, key: &PrivateKey) -> Result<String, RequestError> {
     let p = profile(spec)?;
-    let der =
-        cert::build_csr(&p, key).map_err(|e| format!("building the certificate request: {e}"))?;
+    let der = cert::build_csr(&p, key).map_err(RequestError::Build)?;
     Ok(certwright_pki::pem::encode("CERTIFICATE REQUEST", &der))
 }
 
@@ -70,22 +98,15 @@ impl Issued {
     /// Reads what an issuer returned and checks it is a certificate for `key`: the leaf
     /// first, then the CA certificates. Errors are an attempt's failure message
     /// (reason `InvalidCertificate`), the same in both runtimes.
-    pub fn check(&self, key: &PrivateKey) -> Result<(Vec<CertInfo>, Vec<CertInfo>), String> {
-        let parse = |ders: &[Vec<u8>]| -> Result<Vec<CertInfo>, String> {
-            ders.iter()
-                .map(|d| CertInfo::parse(d).map_err(|e| e.to_string()))
-                .collect()
+    pub fn check(&self, key: &PrivateKey) -> Result<(Vec<CertInfo>, Vec<CertInfo>), IssuedError> {
+        let parse = |ders: &[Vec<u8>]| -> Result<Vec<CertInfo>, inspect::InspectError> {
+            ders.iter().map(|d| CertInfo::parse(d)).collect()
         };
-        let chain = parse(&self.chain)
-            .map_err(|e| format!("the issuer returned a certificate that cannot be read: {e}"))?;
-        let ca = parse(&self.ca).map_err(|e| {
-            format!("the issuer returned a CA certificate that cannot be read: {e}")
-        })?;
+        let chain = parse(&self.chain).map_err(IssuedError::Chain)?;
+        let ca = parse(&self.ca).map_err(IssuedError::Ca)?;
         match chain.first() {
-            None => Err("the issuer returned no certificate".into()),
-            Some(leaf) if leaf.spki_der != key.spki_der() => {
-                Err("the issuer returned a certificate for another key than the request's".into())
-            }
+            None => Err(IssuedError::Empty),
+            Some(leaf) if leaf.spki_der != key.spki_der() => Err(IssuedError::OtherKey),
             Some(_) => Ok((chain, ca)),
         }
     }
@@ -128,14 +149,13 @@ pub trait Issuer: Send + Sync {
     fn process(&self, req: &Request<'_>) -> Outcome;
 }
 
-fn parse_csr_pem(pem: &str) -> Result<Csr, String> {
-    let blocks = certwright_pki::pem::decode_all(pem.as_bytes())
-        .map_err(|e| format!("certificate request: {e}"))?;
+fn parse_csr_pem(pem: &str) -> Result<Csr, RequestError> {
+    let blocks = certwright_pki::pem::decode_all(pem.as_bytes())?;
     let b = blocks
         .iter()
         .find(|b| b.label == "CERTIFICATE REQUEST" || b.label == "NEW CERTIFICATE REQUEST")
-        .ok_or("certificate request: no CERTIFICATE REQUEST PEM block")?;
-    cert::parse_csr(&b.der).map_err(|e| format!("certificate request: {e}"))
+        .ok_or(RequestError::NoCsrBlock)?;
+    cert::parse_csr(&b.der).map_err(RequestError::Parse)
 }
 
 /// The usages a certificate gets: the spec's (a Certificate's or a CertificateRequest's),
@@ -170,7 +190,7 @@ impl Issuer for SelfSigned {
     fn process(&self, req: &Request<'_>) -> Outcome {
         let csr = match parse_csr_pem(req.csr_pem) {
             Ok(c) => c,
-            Err(e) => return failed("InvalidRequest", e),
+            Err(e) => return failed("InvalidRequest", e.to_string()),
         };
         let Some(key) = req.key else {
             return failed(
@@ -337,7 +357,7 @@ impl Issuer for CaIssuer {
     fn process(&self, req: &Request<'_>) -> Outcome {
         let csr = match parse_csr_pem(req.csr_pem) {
             Ok(c) => c,
-            Err(e) => return failed("InvalidRequest", e),
+            Err(e) => return failed("InvalidRequest", e.to_string()),
         };
         let ca = &self.material.chain[0];
         // cert-manager caps a certificate's lifetime at its CA's.

@@ -560,7 +560,7 @@ fn render_secret(
         obs.secret,
         obs.metadata,
     )
-    .map_err(|e| Problem::new("RenderFailed", e))
+    .map_err(|e| Problem::new("RenderFailed", e.to_string()))
 }
 
 /// The revision the next issuance makes: one more than the highest known from the state,
@@ -666,7 +666,10 @@ fn issue_certificate(
                     format!("{}-{revision}", obs.name),
                 )
             }
-            Err(e) => return blocked(state, &Problem::new("InvalidRequest", e), now, None),
+            Err(e) => {
+                let p = Problem::new("InvalidRequest", e.to_string());
+                return blocked(state, &p, now, None);
+            }
         },
     };
     let outcome = issuer.process(&Request {
@@ -704,8 +707,9 @@ fn issue_certificate(
                 };
                 issued_step(state, effects, obs, &m, passwords, &req, at)
             }
-            Err(message) => {
+            Err(e) => {
                 let at = attempt(req.build(RequestResult::Pending(None)));
+                let message = e.to_string();
                 let why = ("InvalidCertificate", message.as_str());
                 failure(state, effects, &at, &key_str(obs), now, why)
             }

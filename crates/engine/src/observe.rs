@@ -1,7 +1,8 @@
 //! What a Secret holds, read into typed form (pure: the shell reads the bytes).
 
 use certwright_api::annotations::keys;
-use certwright_pki::inspect::{self, CertInfo};
+use certwright_pki::inspect::{self, CertInfo, InspectError};
+use certwright_pki::key::KeyError;
 use certwright_pki::PrivateKey;
 use std::collections::BTreeMap;
 
@@ -37,23 +38,17 @@ impl SecretData {
 /// The certificate material of a TLS Secret, parsed.
 #[derive(Debug)]
 pub struct TlsMaterial {
-    pub key: Option<Result<PrivateKey, String>>,
-    pub chain: Option<Result<Vec<CertInfo>, String>>,
-    pub ca: Option<Result<Vec<CertInfo>, String>>,
+    pub key: Option<Result<PrivateKey, KeyError>>,
+    pub chain: Option<Result<Vec<CertInfo>, InspectError>>,
+    pub ca: Option<Result<Vec<CertInfo>, InspectError>>,
 }
 
 impl TlsMaterial {
     pub fn read(secret: &SecretData) -> TlsMaterial {
         TlsMaterial {
-            key: secret
-                .get(keys::TLS_KEY)
-                .map(|b| PrivateKey::from_pem(b).map_err(|e| e.to_string())),
-            chain: secret
-                .get(keys::TLS_CRT)
-                .map(|b| inspect::parse_pem_chain(b).map_err(|e| e.to_string())),
-            ca: secret
-                .get(keys::CA_CRT)
-                .map(|b| inspect::parse_pem_chain(b).map_err(|e| e.to_string())),
+            key: secret.get(keys::TLS_KEY).map(PrivateKey::from_pem),
+            chain: secret.get(keys::TLS_CRT).map(inspect::parse_pem_chain),
+            ca: secret.get(keys::CA_CRT).map(inspect::parse_pem_chain),
         }
     }
 

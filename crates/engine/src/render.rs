@@ -100,6 +100,17 @@ fn full_chain(m: &Material<'_>) -> Vec<Vec<u8>> {
     chain
 }
 
+/// Why a Secret's outputs could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("encoding the private key: {0}")]
+    Key(#[from] certwright_pki::key::KeyError),
+    #[error("re-reading the private key: {0}")]
+    Pem(#[from] pem::PemError),
+    #[error("{0}")]
+    Pkcs12(#[from] pkcs12::Pkcs12Error),
+}
+
 /// Renders the data keys derived from key material: PEM files, keystores, extra formats.
 pub fn render_data(
     m: &Material<'_>,
@@ -107,7 +118,7 @@ pub fn render_data(
     ks: &KeystoreOptions,
     der_output: bool,
     combined_pem: bool,
-) -> Result<BTreeMap<String, Vec<u8>>, String> {
+) -> Result<BTreeMap<String, Vec<u8>>, RenderError> {
     let mut data = BTreeMap::new();
     let chain_pem: String = m
         .chain
@@ -118,7 +129,7 @@ pub fn render_data(
         m.ca.iter()
             .map(|c| pem::encode("CERTIFICATE", &c.der))
             .collect();
-    let key_pem = m.key.to_pem(encoding).map_err(|e| e.to_string())?;
+    let key_pem = m.key.to_pem(encoding)?;
     data.insert(keys::TLS_CRT.into(), chain_pem.clone().into_bytes());
     data.insert(keys::TLS_KEY.into(), key_pem.clone().into_bytes());
     data.insert(keys::CA_CRT.into(), ca_pem.into_bytes());
@@ -153,7 +164,7 @@ pub fn render_data(
             pkcs8: m.key.pkcs8_der(),
             chain: &chain,
         };
-        let ks = pkcs12::encode(Some(&entry), &[], pw, *profile).map_err(|e| e.to_string())?;
+        let ks = pkcs12::encode(Some(&entry), &[], pw, *profile)?;
         data.insert(keys::KEYSTORE_P12.into(), ks);
         let trusted: Vec<(String, Vec<u8>)> =
             m.ca.iter()
@@ -172,7 +183,7 @@ pub fn render_data(
         );
     }
     if der_output {
-        let blocks = pem::decode_all(key_pem.as_bytes()).map_err(|e| e.to_string())?;
+        let blocks = pem::decode_all(key_pem.as_bytes())?;
         data.insert(keys::KEY_DER.into(), blocks[0].der.clone());
     }
     Ok(data)
@@ -185,7 +196,7 @@ fn trust_store_p12(
     trusted: &[(String, Vec<u8>)],
     pw: &str,
     profile: pkcs12::Profile,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, RenderError> {
     use aws_lc_rs::digest;
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
@@ -205,7 +216,7 @@ fn trust_store_p12(
     if let Some(hit) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(hit);
     }
-    let bytes = pkcs12::encode(None, trusted, pw, profile).map_err(|e| e.to_string())?;
+    let bytes = pkcs12::encode(None, trusted, pw, profile)?;
     if let Ok(mut c) = cache.lock() {
         if c.len() >= 256 {
             c.clear();
@@ -402,7 +413,7 @@ pub fn certificate_secret(
     base: Option<&SecretData>,
     current: Option<&SecretData>,
     metadata: Metadata,
-) -> Result<Desired, String> {
+) -> Result<Desired, RenderError> {
     let mut annotations = base.map(|b| b.annotations.clone()).unwrap_or_default();
     annotations.extend(params.secret_annotations.clone());
     // In a cluster, annotations others put on the Secret stay, and cert-utils'

@@ -54,7 +54,7 @@ pub struct Found<'a> {
     pub secret_ns: &'a str,
     /// The CA Secret, read by the shell when [`IssuerType::ca_secret`] named one:
     /// `Ok(None)` when it does not exist, `Err` with why it could not be read.
-    pub ca_secret: Option<Result<Option<&'a SecretData>, String>>,
+    pub ca_secret: Option<Result<Option<&'a SecretData>, &'a Problem>>,
     /// The value of the test-issuer annotation, when the shell allows test issuers
     /// (see [`crate::testing`]); never set in production.
     pub test_issuer: Option<&'a str>,
@@ -98,7 +98,7 @@ pub fn check(found: &Found<'_>) -> Result<Ready, Problem> {
                 Some(Err(e)) => {
                     return Err(Problem::new(
                         "ErrGetKeyPair",
-                        format!("CA secret {sdesc}: {e}"),
+                        format!("CA secret {sdesc}: {}", e.message),
                     ))
                 }
             };

@@ -111,7 +111,7 @@ impl Ctx<'_> {
             .as_ref()
             .ok()
             .and_then(|k| k.ca_secret())
-            .map(|name| self.secret(secret_ns, name).map_err(|p| p.message));
+            .map(|name| self.secret(secret_ns, name));
         let test_issuer = entry
             .issuer
             .as_ref()
@@ -122,9 +122,7 @@ impl Ctx<'_> {
             desc: &desc,
             spec: entry.kind.as_ref(),
             secret_ns,
-            ca_secret: ca
-                .as_ref()
-                .map(|r| r.as_ref().map(Option::as_ref).map_err(Clone::clone)),
+            ca_secret: ca.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
             test_issuer,
             now: self.now,
         };
@@ -377,7 +375,7 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
             };
             let all =
                 render::render_data(&mat, certwright_pki::KeyEncoding::Pkcs1, &ks, false, false)
-                    .map_err(|e| Problem::new("RenderFailed", e))?;
+                    .map_err(|e| Problem::new("RenderFailed", e.to_string()))?;
             for k in [keys::KEYSTORE_JKS, keys::TRUSTSTORE_JKS] {
                 if let Some(v) = all.get(k) {
                     rendered.insert(k.to_string(), v.clone());

@@ -27,7 +27,7 @@ pub(crate) struct IssuerFound {
     pub(crate) secret_ns: String,
     /// None: there is no such issuer.
     spec: Option<Result<IssuerType, Problem>>,
-    ca: Option<Result<Option<SecretData>, String>>,
+    ca: Option<Result<Option<SecretData>, Problem>>,
     test_issuer: Option<String>,
 }
 
@@ -38,10 +38,7 @@ impl IssuerFound {
             desc: &self.desc,
             spec: spec.as_ref(),
             secret_ns: &self.secret_ns,
-            ca_secret: self
-                .ca
-                .as_ref()
-                .map(|r| r.as_ref().map(Option::as_ref).map_err(Clone::clone)),
+            ca_secret: self.ca.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
             test_issuer: self.test_issuer.as_deref(),
             now,
         })

@@ -19,6 +19,33 @@ pub enum InspectError {
     Parse { index: usize, reason: String },
 }
 
+/// Why a certificate chain does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("empty chain")]
+    Empty,
+    #[error("certificate #{index} ({subject}) is not valid now: valid from {from} to {until}")]
+    NotValidNow {
+        index: usize,
+        subject: String,
+        from: String,
+        until: String,
+    },
+    #[error("issuer {issuer:?} does not match the subject {next:?} of the next certificate")]
+    IssuerMismatch { issuer: String, next: String },
+    #[error("unsupported signature algorithm {0}")]
+    UnsupportedSignature(String),
+    #[error("signature by {0:?} does not verify")]
+    BadSignature(String),
+    #[error("CA certificate {0} is not valid now")]
+    CaNotValidNow(String),
+    #[error("no CA certificate to verify against")]
+    NoRoots,
+    /// The last certificate is signed by none of the roots: why, for each.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoRootSigned(Vec<ChainError>),
+}
+
 /// What a certificate says, in owned form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -193,21 +220,17 @@ impl CertInfo {
     }
 
     /// Whether `issuer` signed this certificate: names chain and the signature verifies.
-    pub fn is_signed_by(&self, issuer: &CertInfo) -> Result<(), String> {
+    pub fn is_signed_by(&self, issuer: &CertInfo) -> Result<(), ChainError> {
         if self.issuer_der != issuer.subject_der {
-            return Err(format!(
-                "issuer {:?} does not match the subject {:?} of the next certificate",
-                self.issuer, issuer.subject
-            ));
+            return Err(ChainError::IssuerMismatch {
+                issuer: self.issuer.clone(),
+                next: issuer.subject.clone(),
+            });
         }
-        let alg = SignatureAlgorithm::from_oid(&self.signature_algorithm).ok_or_else(|| {
-            format!(
-                "unsupported signature algorithm {}",
-                self.signature_algorithm
-            )
-        })?;
+        let alg = SignatureAlgorithm::from_oid(&self.signature_algorithm)
+            .ok_or_else(|| ChainError::UnsupportedSignature(self.signature_algorithm.clone()))?;
         key::verify_signature(&issuer.spki_der, alg, &self.tbs_der, &self.signature)
-            .map_err(|_| format!("signature by {:?} does not verify", issuer.subject))
+            .map_err(|_| ChainError::BadSignature(issuer.subject.clone()))
     }
 
     /// Whether the certificate is valid at `now` (Unix seconds).
@@ -251,18 +274,18 @@ pub fn parse_pem_chain(input: &[u8]) -> Result<Vec<CertInfo>, InspectError> {
 
 /// Verifies that `chain[0]` is signed by `chain[1]` and so on, and that the last
 /// certificate is signed by one of `roots` (or is one of them).
-pub fn verify_chain(chain: &[CertInfo], roots: &[CertInfo], now: i64) -> Result<(), String> {
+pub fn verify_chain(chain: &[CertInfo], roots: &[CertInfo], now: i64) -> Result<(), ChainError> {
     let Some(first) = chain.first() else {
-        return Err("empty chain".into());
+        return Err(ChainError::Empty);
     };
-    for (i, c) in chain.iter().enumerate() {
+    for (index, c) in chain.iter().enumerate() {
         if !c.is_valid_at(now) {
-            return Err(format!(
-                "certificate #{i} ({}) is not valid now: valid from {} to {}",
-                c.subject,
-                der::rfc3339(c.not_before),
-                der::rfc3339(c.not_after)
-            ));
+            return Err(ChainError::NotValidNow {
+                index,
+                subject: c.subject.clone(),
+                from: der::rfc3339(c.not_before),
+                until: der::rfc3339(c.not_after),
+            });
         }
     }
     for w in chain.windows(2) {
@@ -277,7 +300,7 @@ pub fn verify_chain(chain: &[CertInfo], roots: &[CertInfo], now: i64) -> Result<
         match last.is_signed_by(r) {
             Ok(()) => {
                 if !r.is_valid_at(now) {
-                    return Err(format!("CA certificate {} is not valid now", r.subject));
+                    return Err(ChainError::CaNotValidNow(r.subject.clone()));
                 }
                 return Ok(());
             }
@@ -285,7 +308,7 @@ pub fn verify_chain(chain: &[CertInfo], roots: &[CertInfo], now: i64) -> Result<
         }
     }
     if roots.is_empty() {
-        return Err("no CA certificate to verify against".into());
+        return Err(ChainError::NoRoots);
     }
-    Err(errs.join("; "))
+    Err(ChainError::NoRootSigned(errs))
 }

@@ -15,4 +15,4 @@ pub mod pkcs12;
 pub use cert::{Csr, Extension, KeyUsage, NameConstraints, Profile, Signer, Validity};
 pub use inspect::CertInfo;
 pub use key::{Curve, KeyAlgorithm, KeyEncoding, PrivateKey, SignatureAlgorithm};
-pub use name::{Name, SubjectFields};
+pub use name::{Name, NameError, SubjectFields};

@@ -16,6 +16,29 @@ pub const OID_DC: &str = "0.9.2342.19200300.100.1.25";
 pub const OID_UID: &str = "0.9.2342.19200300.100.1.1";
 pub const OID_EMAIL: &str = "1.2.840.113549.1.9.1";
 
+/// Why an RFC 4514 distinguished name does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("empty distinguished name")]
+    Empty,
+    #[error("{0:?} is not TYPE=VALUE")]
+    NotTypeValue(String),
+    #[error("unknown attribute type {0:?}")]
+    UnknownType(String),
+    #[error("bad hex value for {0}")]
+    BadHex(String),
+    #[error("dangling backslash")]
+    DanglingBackslash,
+    #[error("bad hex escape")]
+    BadHexEscape,
+    #[error("unterminated quote")]
+    UnterminatedQuote,
+    #[error("empty component around {0:?}")]
+    EmptyComponent(char),
+    #[error("value is not UTF-8")]
+    NotUtf8,
+}
+
 /// How an attribute value is encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttrValue {
@@ -125,9 +148,9 @@ impl Name {
 
     /// Parses an RFC 4514 string. The string lists RDNs from last to first, so the result
     /// is reversed into encoding order.
-    pub fn parse_rfc4514(s: &str) -> Result<Name, String> {
+    pub fn parse_rfc4514(s: &str) -> Result<Name, NameError> {
         if s.trim().is_empty() {
-            return Err("empty distinguished name".into());
+            return Err(NameError::Empty);
         }
         let mut rdns = Vec::new();
         for rdn in split_unescaped(s, ',')? {
@@ -135,13 +158,13 @@ impl Name {
             for ava in split_unescaped(&rdn, '+')? {
                 let (ty, val) = ava
                     .split_once('=')
-                    .ok_or_else(|| format!("{ava:?} is not TYPE=VALUE"))?;
+                    .ok_or_else(|| NameError::NotTypeValue(ava.clone()))?;
                 let ty = ty.trim();
-                let oid = attr_oid(ty).ok_or_else(|| format!("unknown attribute type {ty:?}"))?;
+                let oid = attr_oid(ty).ok_or_else(|| NameError::UnknownType(ty.to_string()))?;
                 let raw = val.trim_start();
                 let value = if let Some(hex) = raw.strip_prefix('#') {
                     AttrValue::Der(
-                        decode_hex(hex.trim()).ok_or_else(|| format!("bad hex value for {ty}"))?,
+                        decode_hex(hex.trim()).ok_or_else(|| NameError::BadHex(ty.to_string()))?,
                     )
                 } else {
                     let text = unescape(raw)?;
@@ -189,7 +212,7 @@ fn attr_oid(ty: &str) -> Option<String> {
 }
 
 /// Splits on `sep` outside backslash escapes and quoted strings.
-fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, String> {
+fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, NameError> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars();
@@ -200,7 +223,7 @@ fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, String> {
                 cur.push(c);
                 match chars.next() {
                     Some(n) => cur.push(n),
-                    None => return Err("dangling backslash".into()),
+                    None => return Err(NameError::DanglingBackslash),
                 }
             }
             '"' => {
@@ -212,16 +235,16 @@ fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, String> {
         }
     }
     if quoted {
-        return Err("unterminated quote".into());
+        return Err(NameError::UnterminatedQuote);
     }
     parts.push(cur);
     if parts.iter().any(|p| p.trim().is_empty()) {
-        return Err(format!("empty component around {sep:?}"));
+        return Err(NameError::EmptyComponent(sep));
     }
     Ok(parts)
 }
 
-fn unescape(s: &str) -> Result<String, String> {
+fn unescape(s: &str) -> Result<String, NameError> {
     let s = s.trim_end_matches(' ');
     let s = if s.len() >= 2 && s.starts_with('"') && s.ends_with('"') {
         &s[1..s.len() - 1]
@@ -233,10 +256,10 @@ fn unescape(s: &str) -> Result<String, String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' {
-            let next = *b.get(i + 1).ok_or("dangling backslash")?;
+            let next = *b.get(i + 1).ok_or(NameError::DanglingBackslash)?;
             if next.is_ascii_hexdigit() {
-                let h = s.get(i + 1..i + 3).ok_or("bad hex escape")?;
-                bytes.push(u8::from_str_radix(h, 16).map_err(|_| "bad hex escape")?);
+                let h = s.get(i + 1..i + 3).ok_or(NameError::BadHexEscape)?;
+                bytes.push(u8::from_str_radix(h, 16).map_err(|_| NameError::BadHexEscape)?);
                 i += 3;
             } else {
                 bytes.push(next);
@@ -247,7 +270,7 @@ fn unescape(s: &str) -> Result<String, String> {
             i += 1;
         }
     }
-    String::from_utf8(bytes).map_err(|_| "value is not UTF-8".to_string())
+    String::from_utf8(bytes).map_err(|_| NameError::NotUtf8)
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

@@ -477,7 +477,11 @@ fn alt_names(spec: &CertificateSpec, errors: &mut Vec<FieldError>) -> Vec<IpAddr
     }
     for (i, d) in spec.dns_names.iter().enumerate() {
         if let Err(e) = check_dns_name(d) {
-            errors.push(fe("InvalidDNSName", format!("spec.dnsNames[{i}]"), e));
+            errors.push(fe(
+                "InvalidDNSName",
+                format!("spec.dnsNames[{i}]"),
+                e.to_string(),
+            ));
         }
     }
     let mut ips = Vec::new();
@@ -493,7 +497,7 @@ fn alt_names(spec: &CertificateSpec, errors: &mut Vec<FieldError>) -> Vec<IpAddr
     }
     for (i, u) in spec.uris.iter().enumerate() {
         if let Err(e) = check_uri(u) {
-            errors.push(fe("InvalidURI", format!("spec.uris[{i}]"), e));
+            errors.push(fe("InvalidURI", format!("spec.uris[{i}]"), e.to_string()));
         }
     }
     for (i, m) in spec.email_addresses.iter().enumerate() {
@@ -501,7 +505,7 @@ fn alt_names(spec: &CertificateSpec, errors: &mut Vec<FieldError>) -> Vec<IpAddr
             errors.push(fe(
                 "InvalidEmailAddress",
                 format!("spec.emailAddresses[{i}]"),
-                e,
+                e.to_string(),
             ));
         }
     }
@@ -698,7 +702,7 @@ fn check_name_constraints(spec: &CertificateSpec, errors: &mut Vec<FieldError>) 
                     errors.push(fe(
                         "InvalidNameConstraints",
                         format!("spec.nameConstraints.{side}.dnsDomains[{i}]"),
-                        e,
+                        e.to_string(),
                     ));
                 }
             }
@@ -707,7 +711,7 @@ fn check_name_constraints(spec: &CertificateSpec, errors: &mut Vec<FieldError>) 
                     errors.push(fe(
                         "InvalidNameConstraints",
                         format!("spec.nameConstraints.{side}.ipRanges[{i}]"),
-                        e,
+                        e.to_string(),
                     ));
                 }
             }

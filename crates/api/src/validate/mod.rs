@@ -167,6 +167,48 @@ fn usage(name: &str) -> Option<Usage> {
     })
 }
 
+/// Why a DNS name, IP range, URI or email address in a spec is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("empty DNS name")]
+    EmptyDnsName,
+    #[error("{0:?} is not ASCII (write internationalized names in punycode, xn--…)")]
+    NotAscii(String),
+    #[error("{0:?} is longer than 253 characters")]
+    DnsNameTooLong(String),
+    #[error("{0:?} has an empty label")]
+    EmptyLabel(String),
+    #[error("{0:?} has a label longer than 63 characters")]
+    LabelTooLong(String),
+    #[error(
+        "{name:?} contains {found:?}; a DNS label has letters, digits and hyphens only (RFC 1123)"
+    )]
+    BadCharacter { name: String, found: char },
+    #[error("{0:?} has a label that starts or ends with a hyphen")]
+    HyphenAtEdge(String),
+    #[error("{0:?} is not in CIDR form (e.g. 10.0.0.0/8)")]
+    NotCidr(String),
+    #[error("{0:?} is not an IP address")]
+    NotIp(String),
+    #[error("{0:?} is not a prefix length")]
+    NotPrefix(String),
+    #[error("prefix /{prefix} is longer than {max}")]
+    PrefixTooLong { prefix: u8, max: u8 },
+    #[error("{0:?} is not an absolute URI (it needs a scheme, e.g. spiffe://…)")]
+    NotAbsoluteUri(String),
+    #[error("{0:?} has an invalid scheme")]
+    BadScheme(String),
+    #[error("{0:?} is not a valid URI")]
+    BadUri(String),
+    #[error("{address:?}: domain {domain}")]
+    EmailDomain {
+        address: String,
+        domain: Box<ValueError>,
+    },
+    #[error("{0:?} is not an email address")]
+    NotEmail(String),
+}
+
 /// RFC 1123 subdomain, as Kubernetes object names must be.
 pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty()
@@ -182,79 +224,72 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
 
 /// A DNS name for a certificate: optional leading `*.` wildcard, then labels of letters,
 /// digits, hyphens (and underscores, which real zones use), 63 bytes each, 253 in all.
-pub fn check_dns_name(s: &str) -> Result<(), String> {
+pub fn check_dns_name(s: &str) -> Result<(), ValueError> {
     if s.is_empty() {
-        return Err("empty DNS name".into());
+        return Err(ValueError::EmptyDnsName);
     }
     if !s.is_ascii() {
-        return Err(format!(
-            "{s:?} is not ASCII (write internationalized names in punycode, xn--…)"
-        ));
+        return Err(ValueError::NotAscii(s.into()));
     }
     if s.len() > 253 {
-        return Err(format!("{s:?} is longer than 253 characters"));
+        return Err(ValueError::DnsNameTooLong(s.into()));
     }
     let body = s.strip_prefix("*.").unwrap_or(s);
     for label in body.split('.') {
         if label.is_empty() {
-            return Err(format!("{s:?} has an empty label"));
+            return Err(ValueError::EmptyLabel(s.into()));
         }
         if label.len() > 63 {
-            return Err(format!("{s:?} has a label longer than 63 characters"));
+            return Err(ValueError::LabelTooLong(s.into()));
         }
         if let Some(c) = label
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
         {
-            return Err(format!(
-                "{s:?} contains {c:?}; a DNS label has letters, digits and hyphens only (RFC 1123)"
-            ));
+            return Err(ValueError::BadCharacter {
+                name: s.into(),
+                found: c,
+            });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "{s:?} has a label that starts or ends with a hyphen"
-            ));
+            return Err(ValueError::HyphenAtEdge(s.into()));
         }
     }
     Ok(())
 }
 
-fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), ValueError> {
     let (a, p) = s
         .split_once('/')
-        .ok_or_else(|| format!("{s:?} is not in CIDR form (e.g. 10.0.0.0/8)"))?;
-    let ip: IpAddr = a
-        .parse()
-        .map_err(|_| format!("{a:?} is not an IP address"))?;
-    let p: u8 = p
-        .parse()
-        .map_err(|_| format!("{p:?} is not a prefix length"))?;
+        .ok_or_else(|| ValueError::NotCidr(s.into()))?;
+    let ip: IpAddr = a.parse().map_err(|_| ValueError::NotIp(a.into()))?;
+    let p: u8 = p.parse().map_err(|_| ValueError::NotPrefix(p.into()))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     if p > max {
-        return Err(format!("prefix /{p} is longer than {max}"));
+        return Err(ValueError::PrefixTooLong { prefix: p, max });
     }
     Ok((ip, p))
 }
 
-fn check_uri(s: &str) -> Result<(), String> {
-    let (scheme, rest) = s.split_once(':').ok_or_else(|| {
-        format!("{s:?} is not an absolute URI (it needs a scheme, e.g. spiffe://…)")
-    })?;
+fn check_uri(s: &str) -> Result<(), ValueError> {
+    let (scheme, rest) = s
+        .split_once(':')
+        .ok_or_else(|| ValueError::NotAbsoluteUri(s.into()))?;
     if scheme.is_empty()
         || !scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         || !scheme
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     {
-        return Err(format!("{s:?} has an invalid scheme"));
+        return Err(ValueError::BadScheme(s.into()));
     }
     if rest.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{s:?} is not a valid URI"));
+        return Err(ValueError::BadUri(s.into()));
     }
     Ok(())
 }
 
-fn check_email(s: &str) -> Result<(), String> {
+fn check_email(s: &str) -> Result<(), ValueError> {
     match s.split_once('@') {
         Some((l, d))
             if !l.is_empty()
@@ -262,9 +297,12 @@ fn check_email(s: &str) -> Result<(), String> {
                 && !d.contains('@')
                 && !s.contains(char::is_whitespace) =>
         {
-            check_dns_name(d).map_err(|e| format!("{s:?}: domain {e}"))
+            check_dns_name(d).map_err(|e| ValueError::EmailDomain {
+                address: s.into(),
+                domain: Box::new(e),
+            })
         }
-        _ => Err(format!("{s:?} is not an email address")),
+        _ => Err(ValueError::NotEmail(s.into())),
     }
 }
 
@@ -317,7 +355,7 @@ fn parse_duration_field(
     match duration::parse(s) {
         Ok(d) => Some(d),
         Err(e) => {
-            errors.push(fe("InvalidDuration", field, e));
+            errors.push(fe("InvalidDuration", field, e.to_string()));
             None
         }
     }
