@@ -14,10 +14,13 @@
 
 use crate::context::{Context, Error};
 use crate::lookup::{self, read_secret};
-use crate::resources::{certificate_requests, certificates, event, now, secret_data, typed};
+use crate::resources::{
+    certificate_requests, certificates, event, now, owned_by_certificate, secret_data, typed,
+    AnnotationsPatch, StatusPatch,
+};
 use certwright_api::annotations as ann;
 use certwright_api::validate::{self, CertificateParams};
-use certwright_api::{Certificate, CertificateRequest, CertificateStatus, API_VERSION};
+use certwright_api::{Certificate, CertificateRequest, CertificateStatus};
 use certwright_engine::lifecycle::{self, Effect, Observed, Summary};
 use certwright_engine::render::Metadata;
 use certwright_engine::status::set_condition;
@@ -25,20 +28,25 @@ use certwright_engine::{Failures, Pending, Problem, SecretData, State};
 use certwright_pki::der::{parse_rfc3339, rfc3339};
 use certwright_pki::PrivateKey;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A merge patch that turns `before` into `after`: fields `after` no longer has are
 /// set to null (a merge patch leaves out-of-patch fields as they are).
-fn status_patch(before: &Option<CertificateStatus>, after: &CertificateStatus) -> Value {
-    let mut patch = serde_json::to_value(after).unwrap_or_else(|_| json!({}));
+fn status_patch(
+    before: &Option<CertificateStatus>,
+    after: &CertificateStatus,
+) -> StatusPatch<Value> {
+    let mut patch =
+        serde_json::to_value(after).unwrap_or_else(|_| Value::Object(Default::default()));
     if let (Some(b), Some(p)) = (
         before.as_ref().and_then(|b| serde_json::to_value(b).ok()),
         patch.as_object_mut(),
@@ -47,7 +55,7 @@ fn status_patch(before: &Option<CertificateStatus>, after: &CertificateStatus) -
             p.entry(k.clone()).or_insert(Value::Null);
         }
     }
-    json!({ "status": patch })
+    StatusPatch { status: patch }
 }
 
 async fn patch_status(
@@ -132,15 +140,6 @@ async fn write_secret(
     Ok(())
 }
 
-/// The owner reference that makes an object go with its Certificate.
-fn owned_by(cert: &DynamicObject) -> Value {
-    json!([{
-        "apiVersion": API_VERSION, "kind": "Certificate", "name": cert.name_any(),
-        "uid": cert.metadata.uid.clone().unwrap_or_default(),
-        "controller": true, "blockOwnerDeletion": true,
-    }])
-}
-
 /// Records a request as a CertificateRequest, creating it or updating the one of that
 /// name (a pending request that is now issued or failed), then prunes old ones.
 async fn record_request(
@@ -154,47 +153,42 @@ async fn record_request(
         Api::namespaced_with(ctx.client.clone(), &ns, &certificate_requests());
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let name = request.metadata.name.clone();
-    let mut obj = serde_json::to_value(request).map_err(|e| Error::Other(e.to_string()))?;
-    let status = obj
-        .as_object_mut()
-        .and_then(|o| o.remove("status"))
-        .unwrap_or(Value::Null);
+    let mut dynobj = DynamicObject::new(&name, &certificate_requests()).within(&ns);
     // Owned by the Certificate, so deleting it deletes its requests (garbage collection);
     // labelled with its UID, so its requests can be listed without reading the others.
-    obj["metadata"]["labels"] =
-        json!({ann::MANAGED_BY.0: ann::MANAGED_BY.1, ann::CERTIFICATE_UID: uid});
-    obj["metadata"]["ownerReferences"] = owned_by(cert);
-    let dynobj: DynamicObject =
-        serde_json::from_value(obj.clone()).map_err(|e| Error::Other(e.to_string()))?;
+    dynobj.metadata.labels = Some(BTreeMap::from([
+        (ann::MANAGED_BY.0.to_string(), ann::MANAGED_BY.1.to_string()),
+        (ann::CERTIFICATE_UID.to_string(), uid.clone()),
+    ]));
+    dynobj.metadata.annotations = Some(request.metadata.annotations.clone());
+    dynobj.metadata.owner_references = Some(owned_by_certificate(cert));
+    let spec = serde_json::to_value(&request.spec).map_err(|e| Error::Other(e.to_string()))?;
+    dynobj.data = Value::Object(serde_json::Map::from_iter([("spec".to_string(), spec)]));
     match api.create(&PostParams::default(), &dynobj).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             // The same request, further along: its annotations (issuer state, failed
             // inputs) are replaced whole.
-            let mut annotations: BTreeMap<String, Value> = request
+            let mut annotations: BTreeMap<String, Option<String>> = request
                 .metadata
                 .annotations
                 .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .map(|(k, v)| (k.clone(), Some(v.clone())))
                 .collect();
             for k in [ann::REQUEST_SPEC, ann::ISSUER_STATE, ann::FAILED_INPUTS] {
-                annotations.entry(k.into()).or_insert(Value::Null);
+                annotations.entry(k.into()).or_insert(None);
             }
-            api.patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"metadata": {"annotations": annotations}})),
-            )
-            .await?;
+            let patch = AnnotationsPatch::new(annotations);
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
         }
         Err(e) => return Err(e.into()),
     }
-    api.patch_status(
-        &name,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({ "status": status })),
-    )
-    .await?;
+    let status = StatusPatch {
+        status: &request.status,
+    };
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     let revision = lifecycle::request_revision(&name);
     prune_requests(&api, &uid, revision, limit).await
 }
@@ -243,22 +237,23 @@ async fn store_key(
 ) -> Result<(), Error> {
     let ns = cert.namespace().unwrap_or_default();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let s: Secret = serde_json::from_value(json!({
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": {ann::NEXT_PRIVATE_KEY_LABEL: "true", ann::MANAGED_BY.0: ann::MANAGED_BY.1},
-            "ownerReferences": owned_by(cert),
-        },
-        "type": "Opaque",
-    }))
-    .map_err(|e| Error::Other(e.to_string()))?;
     let s = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(ns.clone()),
+            labels: Some(BTreeMap::from([
+                (ann::NEXT_PRIVATE_KEY_LABEL.to_string(), "true".to_string()),
+                (ann::MANAGED_BY.0.to_string(), ann::MANAGED_BY.1.to_string()),
+            ])),
+            owner_references: Some(owned_by_certificate(cert)),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(
-            "tls.key".to_string(),
+            ann::keys::TLS_KEY.to_string(),
             ByteString(pem.as_bytes().to_vec()),
         )])),
-        ..s
+        ..Default::default()
     };
     api.create(&PostParams::default(), &s).await?;
     Ok(())

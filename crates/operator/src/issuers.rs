@@ -6,7 +6,7 @@
 
 use crate::context::{Context, Error};
 use crate::lookup;
-use crate::resources::{cluster_issuers, event, issuers, now, typed};
+use crate::resources::{cluster_issuers, event, issuers, now, typed, StatusPatch};
 use certwright_api::validate::IssuerKind;
 use certwright_api::{Issuer, IssuerStatus};
 use certwright_engine::resolve;
@@ -18,7 +18,6 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::ResourceExt;
-use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,7 +140,7 @@ pub(crate) async fn reconcile(
         api.patch_status(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": status })),
+            &Patch::Merge(&StatusPatch { status: &status }),
         )
         .await?;
         let was = before.conditions.iter().find(|c| c.type_ == "Ready");

@@ -12,7 +12,7 @@
 
 use crate::context::{Context, Error};
 use crate::lookup::{self, read_secret};
-use crate::resources::{certificate_requests, event, now, typed};
+use crate::resources::{certificate_requests, event, now, typed, StatusPatch};
 use certwright_api::annotations::{self as ann, keys};
 use certwright_api::{validate, CertificateRequest, CertificateRequestStatus, GROUP};
 use certwright_engine::issue::{Outcome, Request};
@@ -24,7 +24,6 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,7 +238,7 @@ impl Job<'_> {
                 .patch_status(
                     &self.obj.name_any(),
                     &PatchParams::default(),
-                    &Patch::Merge(&json!({ "status": status })),
+                    &Patch::Merge(&StatusPatch { status }),
                 )
                 .await?;
         }

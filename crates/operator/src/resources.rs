@@ -79,3 +79,46 @@ pub(crate) async fn event(
         tracing::warn!(error = %e, "cannot record event");
     }
 }
+
+/// A merge patch of an object's status only.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct StatusPatch<T> {
+    pub status: T,
+}
+
+/// A merge patch of an object's annotations only: `None` removes one.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct AnnotationsPatch {
+    metadata: Annotations,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Annotations {
+    annotations: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl AnnotationsPatch {
+    pub(crate) fn new(annotations: std::collections::BTreeMap<String, Option<String>>) -> Self {
+        AnnotationsPatch {
+            metadata: Annotations { annotations },
+        }
+    }
+}
+
+/// The owner reference that makes an object go with its Certificate (deleted with it by
+/// the garbage collector).
+pub(crate) fn owned_by_certificate(
+    cert: &DynamicObject,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    use kube::ResourceExt;
+    vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: API_VERSION.into(),
+            kind: "Certificate".into(),
+            name: cert.name_any(),
+            uid: cert.metadata.uid.clone().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        },
+    ]
+}
