@@ -71,7 +71,8 @@ pub fn local(state: &Path, sel: &Selection<'_>) -> Result<()> {
 
 /// Sets the Issuing condition of Certificates in a cluster, as cmctl does.
 pub fn cluster(sel: &Selection<'_>) -> Result<()> {
-    use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+    use certwright_operator::kinds::CertificateObject;
+    use kube::api::{Api, ListParams, Patch, PatchParams};
     use kube::ResourceExt;
     sel.check()?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -79,19 +80,12 @@ pub fn cluster(sel: &Selection<'_>) -> Result<()> {
         .build()?;
     rt.block_on(async {
         let client = kube::Client::try_default().await?;
-        let ar = kube::api::ApiResource {
-            group: certwright_api::GROUP.into(),
-            version: "v1".into(),
-            api_version: certwright_api::API_VERSION.into(),
-            kind: "Certificate".into(),
-            plural: "certificates".into(),
-        };
-        let api: Api<DynamicObject> = if sel.all_namespaces {
-            Api::all_with(client.clone(), &ar)
+        let api: Api<CertificateObject> = if sel.all_namespaces {
+            Api::all(client.clone())
         } else {
-            Api::namespaced_with(client.clone(), sel.namespace, &ar)
+            Api::namespaced(client.clone(), sel.namespace)
         };
-        let certs: Vec<DynamicObject> = if sel.names.is_empty() {
+        let certs: Vec<CertificateObject> = if sel.names.is_empty() {
             api.list(&ListParams::default()).await?.items
         } else {
             let mut out = Vec::new();
@@ -107,22 +101,42 @@ pub fn cluster(sel: &Selection<'_>) -> Result<()> {
         for c in certs {
             let ns = c.namespace().unwrap_or_default();
             let name = c.name_any();
-            let mut status: CertificateStatus = c
-                .data
-                .get("status")
-                .and_then(|s| serde_json::from_value(s.clone()).ok())
-                .unwrap_or_default();
+            let mut status: CertificateStatus = c.status_or_default();
             request_renewal(&mut status, now());
             if let Some(cond) = status.conditions.iter_mut().find(|c| c.type_ == "Issuing") {
                 cond.observed_generation = c.metadata.generation;
             }
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-            let body = serde_json::json!({"status": {"conditions": status.conditions}});
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
-                .await
-                .with_context(|| format!("setting the Issuing condition of {ns}/{name}"))?;
+            let api: Api<CertificateObject> = Api::namespaced(client.clone(), &ns);
+            api.patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(&ConditionsPatch::of(&status)),
+            )
+            .await
+            .with_context(|| format!("setting the Issuing condition of {ns}/{name}"))?;
             println!("Manually triggered issuance of Certificate {ns}/{name}");
         }
         anyhow::Ok(())
     })
+}
+
+/// A merge patch of a Certificate's status conditions only (what cmctl renew writes).
+#[derive(Debug, serde::Serialize)]
+struct ConditionsPatch<'a> {
+    status: Conditions<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Conditions<'a> {
+    conditions: &'a [certwright_api::Condition],
+}
+
+impl<'a> ConditionsPatch<'a> {
+    fn of(status: &'a CertificateStatus) -> Self {
+        ConditionsPatch {
+            status: Conditions {
+                conditions: &status.conditions,
+            },
+        }
+    }
 }

@@ -13,10 +13,10 @@
 //! issuance would double the writes for nothing.
 
 use crate::context::{Context, Error};
+use crate::kinds::{CertificateObject, RequestObject, Spec};
 use crate::lookup::{self, read_secret};
 use crate::resources::{
-    certificate_requests, certificates, event, now, owned_by_certificate, secret_data, typed,
-    AnnotationsPatch, StatusPatch,
+    event, now, owned_by_certificate, secret_data, AnnotationsPatch, StatusPatch,
 };
 use certwright_api::annotations as ann;
 use certwright_api::validate::{self, CertificateParams};
@@ -30,7 +30,7 @@ use certwright_pki::PrivateKey;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
@@ -91,7 +91,7 @@ async fn patch_status(
     if before.as_ref() == Some(status) {
         return Ok(());
     }
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &certificates());
+    let api: Api<CertificateObject> = Api::namespaced(ctx.client.clone(), ns);
     api.patch_status(
         name,
         &PatchParams::default(),
@@ -144,27 +144,29 @@ async fn write_secret(
 /// name (a pending request that is now issued or failed), then prunes old ones.
 async fn record_request(
     ctx: &Context,
-    cert: &DynamicObject,
+    cert: &CertificateObject,
     request: &CertificateRequest,
     limit: u32,
 ) -> Result<(), Error> {
     let ns = cert.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ns, &certificate_requests());
+    let api: Api<RequestObject> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let name = request.metadata.name.clone();
-    let mut dynobj = DynamicObject::new(&name, &certificate_requests()).within(&ns);
     // Owned by the Certificate, so deleting it deletes its requests (garbage collection);
     // labelled with its UID, so its requests can be listed without reading the others.
-    dynobj.metadata.labels = Some(BTreeMap::from([
-        (ann::MANAGED_BY.0.to_string(), ann::MANAGED_BY.1.to_string()),
-        (ann::CERTIFICATE_UID.to_string(), uid.clone()),
-    ]));
-    dynobj.metadata.annotations = Some(request.metadata.annotations.clone());
-    dynobj.metadata.owner_references = Some(owned_by_certificate(cert));
-    let spec = serde_json::to_value(&request.spec).map_err(|e| Error::Other(e.to_string()))?;
-    dynobj.data = Value::Object(serde_json::Map::from_iter([("spec".to_string(), spec)]));
-    match api.create(&PostParams::default(), &dynobj).await {
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: Some(ns.clone()),
+        labels: Some(BTreeMap::from([
+            (ann::MANAGED_BY.0.to_string(), ann::MANAGED_BY.1.to_string()),
+            (ann::CERTIFICATE_UID.to_string(), uid.clone()),
+        ])),
+        annotations: Some(request.metadata.annotations.clone()),
+        owner_references: Some(owned_by_certificate(cert)),
+        ..Default::default()
+    };
+    let new = RequestObject::new(metadata, request.spec.clone());
+    match api.create(&PostParams::default(), &new).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             // The same request, further along: its annotations (issuer state, failed
@@ -196,7 +198,7 @@ async fn record_request(
 /// Deletes a Certificate's CertificateRequests older than its last `limit` revisions
 /// (`spec.revisionHistoryLimit`).
 async fn prune_requests(
-    api: &Api<DynamicObject>,
+    api: &Api<RequestObject>,
     uid: &str,
     revision: i64,
     limit: u32,
@@ -231,7 +233,7 @@ where
 /// next-private-key Secrets, owned by the Certificate.
 async fn store_key(
     ctx: &Context,
-    cert: &DynamicObject,
+    cert: &CertificateObject,
     name: &str,
     pem: &str,
 ) -> Result<(), Error> {
@@ -286,22 +288,17 @@ fn permanent_write_error(e: &Error) -> Option<String> {
 /// it too and is older than `obj` (by creation time, then name), `obj` must not write it.
 async fn duplicate_of(
     ctx: &Context,
-    obj: &DynamicObject,
+    obj: &CertificateObject,
     writer: &str,
     secret_name: &str,
 ) -> Result<Option<Problem>, Error> {
     let ns = obj.namespace().unwrap_or_default();
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &ns, &certificates());
+    let api: Api<CertificateObject> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(other) = api.get_opt(writer).await? else {
         return Ok(None);
     };
-    let same = other
-        .data
-        .get("spec")
-        .and_then(|s| s.get("secretName"))
-        .and_then(Value::as_str)
-        == Some(secret_name);
-    let order = |o: &DynamicObject| {
+    let same = matches!(&other.spec, Spec::Read(s) if s.secret_name == secret_name);
+    let order = |o: &CertificateObject| {
         (
             o.metadata.creation_timestamp.clone().map(|t| t.0),
             o.name_any(),
@@ -352,11 +349,10 @@ async fn load_state(
     };
     let mut key = None;
     if attempts > 0 || issuing || status.next_private_key_secret_name.is_some() {
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), ns, &certificate_requests());
+        let api: Api<RequestObject> = Api::namespaced(ctx.client.clone(), ns);
         let request = format!("{name}-{}", status.revision.unwrap_or(0) + 1);
         if let Some(cr) = api.get_opt(&request).await? {
-            if let Ok(cr) = typed::<CertificateRequest>(&cr) {
+            if let Ok(cr) = cr.object() {
                 if let Some(inputs) = lifecycle::failed_inputs(&cr) {
                     state.failures.inputs = inputs.into();
                 }
@@ -410,7 +406,7 @@ impl Observation {
 /// turn.
 async fn apply(
     ctx: &Context,
-    obj: &DynamicObject,
+    obj: &CertificateObject,
     params: &CertificateParams,
     current: Option<&Secret>,
     mut step: lifecycle::Step,
@@ -450,7 +446,7 @@ async fn apply(
                 } else {
                     EventType::Normal
                 };
-                event(ctx, obj, &certificates(), type_, reason, &message, "Issue").await
+                event(ctx, obj, type_, reason, &message, "Issue").await
             }
         }
     }
@@ -464,15 +460,15 @@ async fn read_certificate(
     ns: &str,
     name: &str,
     t: i64,
-) -> Result<Option<(DynamicObject, Certificate, CertificateParams)>, Error> {
+) -> Result<Option<(CertificateObject, Certificate, CertificateParams)>, Error> {
     // The watch cache can lag behind this controller's own status writes: read the
     // Certificate fresh, so status is never written back from a stale copy.
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &certificates());
+    let api: Api<CertificateObject> = Api::namespaced(ctx.client.clone(), ns);
     let Some(obj) = api.get_opt(name).await? else {
         ctx.forget(ns, name);
         return Ok(None);
     };
-    let (problem, before) = match typed::<Certificate>(&obj) {
+    let (problem, before) = match obj.object() {
         Ok(cert) => match validate::certificate(&cert) {
             Ok(p) => return Ok(Some((obj, cert, p))),
             Err(errs) => (
@@ -480,12 +476,7 @@ async fn read_certificate(
                 cert.status,
             ),
         },
-        Err(e) => (
-            Problem::new("InvalidManifest", e),
-            obj.data
-                .get("status")
-                .and_then(|s| serde_json::from_value(s.clone()).ok()),
-        ),
+        Err(e) => (Problem::new("InvalidManifest", e), obj.status.clone()),
     };
     let mut status: CertificateStatus = before.clone().unwrap_or_default();
     set_condition(
@@ -502,7 +493,7 @@ async fn read_certificate(
 
 /// Reconciles one Certificate, timed.
 pub(crate) async fn reconcile(
-    cached: Arc<DynamicObject>,
+    cached: Arc<CertificateObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = std::time::Instant::now();
@@ -519,7 +510,7 @@ pub(crate) async fn reconcile(
 /// alternate). True when this Certificate is the one that waits (its status then says so).
 async fn blocked_by_duplicate(
     ctx: &Context,
-    obj: &DynamicObject,
+    obj: &CertificateObject,
     current: Option<&SecretData>,
     secret_name: &str,
     before: &Option<CertificateStatus>,
@@ -545,7 +536,7 @@ async fn blocked_by_duplicate(
 }
 
 async fn reconcile_certificate(
-    cached: &DynamicObject,
+    cached: &CertificateObject,
     ctx: &Context,
     started: std::time::Instant,
 ) -> Result<Action, Error> {

@@ -1,8 +1,7 @@
 //! What the controllers share: settings, the context, errors and how they are retried.
 
-use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,12 +117,8 @@ impl Retries {
 }
 
 /// How an object is named in logs: its kind, and namespace/name (or name).
-fn object_id(obj: &DynamicObject) -> (&str, String) {
-    let kind = obj
-        .types
-        .as_ref()
-        .map(|t| t.kind.as_str())
-        .unwrap_or("object");
+fn object_id<K: Resource<DynamicType = ()>>(obj: &K) -> (String, String) {
+    let kind = K::kind(&()).into_owned();
     let id = match obj.namespace() {
         Some(ns) => format!("{ns}/{}", obj.name_any()),
         None => obj.name_any(),
@@ -132,22 +127,23 @@ fn object_id(obj: &DynamicObject) -> (&str, String) {
 }
 
 /// An object's key in [`Retries`].
-fn object_key(obj: &DynamicObject) -> String {
+fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     let (kind, id) = object_id(obj);
     format!("{kind} {id}")
 }
 
 /// Runs one reconcile and, when it succeeds, forgets the object's earlier failures.
-pub(crate) async fn tracked<F, Fut>(
+pub(crate) async fn tracked<K, F, Fut>(
     reconcile: F,
-    obj: Arc<DynamicObject>,
+    obj: Arc<K>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error>
 where
-    F: FnOnce(Arc<DynamicObject>, Arc<Context>) -> Fut,
+    K: Resource<DynamicType = ()>,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
     Fut: std::future::Future<Output = Result<Action, Error>>,
 {
-    let key = object_key(&obj);
+    let key = object_key(obj.as_ref());
     let result = reconcile(obj, ctx.clone()).await;
     if result.is_ok() {
         ctx.retries.succeeded(&key);
@@ -159,15 +155,19 @@ where
 /// since it was read) is retried at once from a fresh read, as every reconcile reads
 /// before it writes; other errors are retried after a pause that doubles with each
 /// failure of that object (1 s, 2 s, 4 s … 5 min), reset by its next success.
-pub(crate) fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
-    let (kind, id) = object_id(&obj);
+pub(crate) fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let (kind, id) = object_id(obj.as_ref());
     if is_conflict(err) {
         ctx.metrics.conflicts.inc();
         tracing::info!(kind = %kind, object = %id, "write conflict, retrying from a fresh read");
         return Action::requeue(Duration::from_millis(100));
     }
     ctx.metrics.reconcile_errors.inc();
-    let pause = ctx.retries.failed(&object_key(&obj));
+    let pause = ctx.retries.failed(&object_key(obj.as_ref()));
     tracing::warn!(kind = %kind, object = %id, error = %err, retry_in_s = pause.as_secs(), "reconcile failed, retrying");
     Action::requeue(pause)
 }

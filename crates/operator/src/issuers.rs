@@ -5,14 +5,15 @@
 //! check their issuer themselves when they issue); it is there for people and tools.
 
 use crate::context::{Context, Error};
+use crate::kinds::{IssuerKinds, Spec, Typed};
 use crate::lookup;
-use crate::resources::{cluster_issuers, event, issuers, now, typed, StatusPatch};
+use crate::resources::{event, now, StatusPatch};
 use certwright_api::validate::IssuerKind;
-use certwright_api::{Issuer, IssuerStatus};
+use certwright_api::IssuerStatus;
 use certwright_engine::resolve;
 use certwright_engine::status::set_condition;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
@@ -57,74 +58,56 @@ impl CaIndex {
 const RECHECK_READY: Duration = Duration::from_secs(600);
 const RECHECK_NOT_READY: Duration = Duration::from_secs(30);
 
-/// A controller for Issuers (`resource` = issuers()) or ClusterIssuers, woken by changes
-/// to the managed Secrets their CA key pairs live in.
-pub(crate) fn controller(
-    api: Api<DynamicObject>,
-    resource: ApiResource,
+/// A controller for Issuers or ClusterIssuers, woken by changes to the managed Secrets
+/// their CA key pairs live in.
+pub(crate) fn controller<K: IssuerKinds>(
+    api: Api<Typed<K>>,
     secrets: Api<Secret>,
     managed: watcher::Config,
     ctx: Arc<Context>,
-) -> Controller<DynamicObject> {
-    let cluster = resource.kind == "ClusterIssuer";
-    Controller::new_with(api, watcher::Config::default(), resource).watches(
-        secrets,
-        managed,
-        move |s: Secret| {
-            let key = (s.namespace().unwrap_or_default(), s.name_any());
-            ctx.ca_index
-                .users(&key)
-                .into_iter()
-                .filter(|(ns, _)| ns.is_none() == cluster)
-                .map(|(ns, name)| match ns {
-                    None => ObjectRef::new_with(&name, cluster_issuers()),
-                    Some(ns) => ObjectRef::new_with(&name, issuers()).within(&ns),
-                })
-                .collect::<Vec<_>>()
-        },
-    )
+) -> Controller<Typed<K>> {
+    let cluster = K::KIND_REF == IssuerKind::ClusterIssuer;
+    Controller::new(api, watcher::Config::default()).watches(secrets, managed, move |s: Secret| {
+        let key = (s.namespace().unwrap_or_default(), s.name_any());
+        ctx.ca_index
+            .users(&key)
+            .into_iter()
+            .filter(|(ns, _)| ns.is_none() == cluster)
+            .map(|(ns, name)| match ns {
+                None => ObjectRef::new(&name),
+                Some(ns) => ObjectRef::new(&name).within(&ns),
+            })
+            .collect::<Vec<_>>()
+    })
 }
 
 /// Reconciles one Issuer or ClusterIssuer.
-pub(crate) async fn reconcile(
-    cached: Arc<DynamicObject>,
+pub(crate) async fn reconcile<K: IssuerKinds>(
+    cached: Arc<Typed<K>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let ns = cached.namespace();
     let name = cached.name_any();
     let t = now();
-    let (resource, api, secret_ns) = match &ns {
-        None => (
-            cluster_issuers(),
-            Api::all_with(ctx.client.clone(), &cluster_issuers()),
-            ctx.config.cluster_resource_namespace.clone(),
-        ),
-        Some(ns) => (
-            issuers(),
-            Api::namespaced_with(ctx.client.clone(), ns, &issuers()),
-            ns.clone(),
-        ),
+    let api = K::api(&ctx.client, ns.as_deref().unwrap_or_default());
+    let secret_ns = match &ns {
+        None => ctx.config.cluster_resource_namespace.clone(),
+        Some(ns) => ns.clone(),
     };
     let key: IssuerKey = (ns.clone(), name.clone());
     let Some(obj) = api.get_opt(&name).await? else {
         ctx.ca_index.set(&key, None);
         return Ok(Action::await_change());
     };
-    let ca_secret = typed::<Issuer>(&obj)
-        .ok()
-        .and_then(|i| i.spec.ca)
-        .map(|ca| (secret_ns.clone(), ca.secret_name));
+    let ca_secret = match &obj.spec {
+        Spec::Read(spec) => spec.ca.as_ref(),
+        _ => None,
+    }
+    .map(|ca| (secret_ns.clone(), ca.secret_name.clone()));
     ctx.ca_index.set(&key, ca_secret);
-    let before: IssuerStatus = obj
-        .data
-        .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
+    let before: IssuerStatus = obj.status_or_default();
     let mut status = before.clone();
-    let desc = match &ns {
-        Some(ns) => resolve::describe(IssuerKind::Issuer, &name, ns),
-        None => resolve::describe(IssuerKind::ClusterIssuer, &name, ""),
-    };
+    let desc = resolve::describe(K::KIND_REF, &name, ns.as_deref().unwrap_or_default());
     let checked = lookup::issuer_object(&ctx, &obj, desc, secret_ns.clone())
         .await?
         .check(t);
@@ -155,11 +138,11 @@ pub(crate) async fn reconcile(
                 (EventType::Warning, format!("{reason}: {message}"))
             };
             if ready {
-                tracing::info!(kind = %resource.kind, issuer = %id, reason = %reason, "issuer ready");
+                tracing::info!(kind = %K::KIND, issuer = %id, reason = %reason, "issuer ready");
             } else {
-                tracing::warn!(kind = %resource.kind, issuer = %id, reason = %reason, message = %message, "issuer not ready");
+                tracing::warn!(kind = %K::KIND, issuer = %id, reason = %reason, message = %message, "issuer not ready");
             }
-            event(&ctx, &obj, &resource, type_, &reason, &note, "Check").await;
+            event(&ctx, &obj, type_, &reason, &note, "Check").await;
         }
     }
     Ok(Action::requeue(if ready {

@@ -16,6 +16,7 @@
 mod certificates;
 mod context;
 mod issuers;
+pub mod kinds;
 pub mod leader;
 mod lookup;
 pub mod observe;
@@ -25,13 +26,12 @@ mod watches;
 
 pub use certwright_api::annotations::LAST_ISSUANCE;
 pub use context::{Config, Context, Error};
-pub use resources::{certificate_requests, certificates, cluster_issuers, issuers};
 
 use context::{error_policy, tracked};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use kube::Client;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -132,10 +132,13 @@ async fn leadership(
 }
 
 /// One API handle per watched resource: the namespace's, or all namespaces'.
-fn api(client: &Client, namespace: Option<&str>, resource: &ApiResource) -> Api<DynamicObject> {
+fn api<K: kinds::Kind<Scope = kube::core::NamespaceResourceScope>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<kinds::Typed<K>> {
     match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
-        None => Api::all_with(client.clone(), resource),
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 
@@ -147,61 +150,60 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let issuers_api = api(client, ns, &issuers());
-    let certificates_done = watches::certificates_controller(
-        ctx,
-        api(client, ns, &certificates()),
-        secrets.clone(),
-        &issuers_api,
-    )
-    .graceful_shutdown_on(stopped.clone())
-    .run(
-        |o, c| tracked(certificates::reconcile, o, c),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()));
-    let issuer_controller = |api: Api<DynamicObject>, resource: ApiResource| {
-        issuers::controller(
-            api,
-            resource,
-            secrets.clone(),
-            watches::managed_secrets(),
-            ctx.clone(),
-        )
-        .with_config(watches::limits(ctx))
-        .graceful_shutdown_on(stopped.clone())
-        .run(
-            |o, c| tracked(issuers::reconcile, o, c),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()))
-    };
-    let issuers_done = issuer_controller(issuers_api.clone(), issuers());
-    // Watching one namespace, ClusterIssuers are not watched (see `watches`).
-    let cluster_issuers_done = async {
-        if ns.is_none() {
-            issuer_controller(
-                Api::all_with(client.clone(), &cluster_issuers()),
-                cluster_issuers(),
-            )
-            .await;
-        }
-    };
-    let requests_done =
-        watches::requests_controller(ctx, api(client, ns, &certificate_requests()), &issuers_api)
+    let issuers_api = api::<kinds::Issuers>(client, ns);
+    let certificates_done =
+        watches::certificates_controller(ctx, api(client, ns), secrets.clone(), &issuers_api)
             .graceful_shutdown_on(stopped.clone())
             .run(
-                |o, c| tracked(requests::reconcile, o, c),
+                |o, c| tracked(certificates::reconcile, o, c),
                 error_policy,
                 ctx.clone(),
             )
             .for_each(|_| futures::future::ready(()));
+    let issuers_done = issuer_controller(ctx, issuers_api.clone(), &secrets, &stopped);
+    // Watching one namespace, ClusterIssuers are not watched (see `watches`).
+    let cluster_issuers_done = async {
+        if ns.is_none() {
+            let all = Api::<kinds::ClusterIssuerObject>::all(client.clone());
+            issuer_controller(ctx, all, &secrets, &stopped).await;
+        }
+    };
+    let requests_done = watches::requests_controller(ctx, api(client, ns), &issuers_api)
+        .graceful_shutdown_on(stopped.clone())
+        .run(
+            |o, c| tracked(requests::reconcile, o, c),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()));
     futures::join!(
         certificates_done,
         issuers_done,
         cluster_issuers_done,
         requests_done
     );
+}
+
+/// The Issuer or ClusterIssuer controller, run until `stopped`.
+async fn issuer_controller<K: kinds::IssuerKinds>(
+    ctx: &Arc<Context>,
+    api: Api<kinds::Typed<K>>,
+    secrets: &Api<Secret>,
+    stopped: &Shared<BoxFuture<'static, ()>>,
+) {
+    issuers::controller(
+        api,
+        secrets.clone(),
+        watches::managed_secrets(),
+        ctx.clone(),
+    )
+    .with_config(watches::limits(ctx))
+    .graceful_shutdown_on(stopped.clone())
+    .run(
+        |o, c| tracked(issuers::reconcile, o, c),
+        error_policy,
+        ctx.clone(),
+    )
+    .for_each(|_| futures::future::ready(()))
+    .await
 }

@@ -2,14 +2,14 @@
 //! the Secrets a Certificate depends on. The engine decides; this module only reads.
 
 use crate::context::{Context, Error};
-use crate::resources::{cluster_issuers, issuers, secret_data, typed};
+use crate::kinds::{ClusterIssuers, IssuerKinds, Issuers, Typed};
+use crate::resources::secret_data;
 use certwright_api::annotations as ann;
 use certwright_api::validate::{self, IssuerKind, IssuerType};
-use certwright_api::Issuer;
 use certwright_engine::resolve::{self, Found, Ready};
 use certwright_engine::{Problem, Resolved, SecretData};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
 use kube::Client;
 
 pub(crate) async fn read_secret(
@@ -59,13 +59,13 @@ impl IssuerFound {
 }
 
 /// Reads an issuer object's spec, and its CA Secret if it names one.
-pub(crate) async fn issuer_object(
+pub(crate) async fn issuer_object<K: IssuerKinds>(
     ctx: &Context,
-    obj: &DynamicObject,
+    obj: &Typed<K>,
     desc: String,
     secret_ns: String,
 ) -> Result<IssuerFound, Error> {
-    let spec = match typed::<Issuer>(obj) {
+    let spec = match obj.object() {
         Err(e) => Err(Problem::new("InvalidIssuer", format!("invalid: {e}"))),
         Ok(i) => validate::issuer(&i).map_err(|e| Problem::new(e[0].reason, validate::join(&e))),
     };
@@ -96,18 +96,23 @@ pub(crate) async fn issuer(
     name: &str,
     kind: IssuerKind,
 ) -> Result<IssuerFound, Error> {
-    let desc = resolve::describe(kind, name, ns);
-    let (api, secret_ns): (Api<DynamicObject>, String) = match kind {
-        IssuerKind::ClusterIssuer => (
-            Api::all_with(ctx.client.clone(), &cluster_issuers()),
-            ctx.config.cluster_resource_namespace.clone(),
-        ),
-        IssuerKind::Issuer => (
-            Api::namespaced_with(ctx.client.clone(), ns, &issuers()),
-            ns.to_string(),
-        ),
-    };
-    match api.get_opt(name).await? {
+    match kind {
+        IssuerKind::ClusterIssuer => {
+            let secret_ns = ctx.config.cluster_resource_namespace.clone();
+            issuer_of::<ClusterIssuers>(ctx, ns, name, secret_ns).await
+        }
+        IssuerKind::Issuer => issuer_of::<Issuers>(ctx, ns, name, ns.to_string()).await,
+    }
+}
+
+async fn issuer_of<K: IssuerKinds>(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    secret_ns: String,
+) -> Result<IssuerFound, Error> {
+    let desc = resolve::describe(K::KIND_REF, name, ns);
+    match K::api(&ctx.client, ns).get_opt(name).await? {
         Some(obj) => issuer_object(ctx, &obj, desc, secret_ns).await,
         None => Ok(IssuerFound {
             desc,

@@ -11,8 +11,9 @@
 //! `app.kubernetes.io/managed-by: certwright`) are complete when written and skipped.
 
 use crate::context::{Context, Error};
+use crate::kinds::{RequestObject, Spec};
 use crate::lookup::{self, read_secret};
-use crate::resources::{certificate_requests, event, now, typed, StatusPatch};
+use crate::resources::{event, now, StatusPatch};
 use certwright_api::annotations::{self as ann, keys};
 use certwright_api::{validate, CertificateRequest, CertificateRequestStatus, GROUP};
 use certwright_engine::issue::{Outcome, Request};
@@ -20,7 +21,7 @@ use certwright_engine::status::set_condition;
 use certwright_engine::{Problem, Resolved};
 use certwright_pki::der::rfc3339;
 use certwright_pki::PrivateKey;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::ResourceExt;
@@ -40,7 +41,7 @@ fn base64_pem(ders: &[Vec<u8>]) -> String {
 
 /// Reconciles one CertificateRequest.
 pub(crate) async fn reconcile(
-    cached: Arc<DynamicObject>,
+    cached: Arc<RequestObject>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     if cached.labels().get(ann::MANAGED_BY.0).map(String::as_str) == Some(ann::MANAGED_BY.1) {
@@ -48,16 +49,11 @@ pub(crate) async fn reconcile(
     }
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &ns, &certificate_requests());
+    let api: Api<RequestObject> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(obj) = api.get_opt(&name).await? else {
         return Ok(Action::await_change());
     };
-    let before: CertificateRequestStatus = obj
-        .data
-        .get("status")
-        .and_then(|s| serde_json::from_value(s.clone()).ok())
-        .unwrap_or_default();
+    let before: CertificateRequestStatus = obj.status_or_default();
     if finished(&before) || !for_our_issuers(&obj) {
         return Ok(Action::await_change());
     }
@@ -136,17 +132,18 @@ fn finished(status: &CertificateRequestStatus) -> bool {
 
 /// Requests for issuers of other groups belong to their own signers (checked before
 /// parsing: their specs are theirs to define).
-fn for_our_issuers(obj: &DynamicObject) -> bool {
-    let group = obj.data["spec"]["issuerRef"]["group"]
-        .as_str()
-        .filter(|g| !g.is_empty())
-        .unwrap_or(GROUP);
-    group == GROUP
+fn for_our_issuers(obj: &RequestObject) -> bool {
+    let group = match &obj.spec {
+        Spec::Read(spec) => spec.issuer_ref.group.as_deref(),
+        Spec::Unreadable { issuer_group, .. } => issuer_group.as_deref(),
+        Spec::NotKept => None,
+    };
+    group.filter(|g| !g.is_empty()).unwrap_or(GROUP) == GROUP
 }
 
 /// Reads and validates the request, and approves it unless an approver denied it.
 fn admit(
-    obj: &DynamicObject,
+    obj: &RequestObject,
     status: &mut CertificateRequestStatus,
     t: i64,
 ) -> Result<(CertificateRequest, validate::RequestParams), Problem> {
@@ -154,7 +151,7 @@ fn admit(
         reason: "Failed".into(),
         message: format!("The CertificateRequest is invalid: {e}"),
     };
-    let cr: CertificateRequest = typed(obj).map_err(invalid)?;
+    let cr: CertificateRequest = obj.object().map_err(invalid)?;
     let denied = status
         .conditions
         .iter()
@@ -222,8 +219,8 @@ async fn self_signed_key(
 /// One request being reconciled: what each way of ending it needs.
 struct Job<'a> {
     ctx: &'a Context,
-    api: &'a Api<DynamicObject>,
-    obj: &'a DynamicObject,
+    api: &'a Api<RequestObject>,
+    obj: &'a RequestObject,
     /// `namespace/name`, for logs.
     id: String,
     ns: &'a str,
@@ -246,8 +243,7 @@ impl Job<'_> {
     }
 
     async fn event(&self, type_: EventType, reason: &str, note: &str) {
-        let resource = certificate_requests();
-        event(self.ctx, self.obj, &resource, type_, reason, note, "Sign").await;
+        event(self.ctx, self.obj, type_, reason, note, "Sign").await;
     }
 
     /// Signed: the chain and CA in the status, Ready=True `Issued`.

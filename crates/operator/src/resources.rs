@@ -1,47 +1,19 @@
 //! The cert-manager.io resources as kube sees them, and the small conversions between
 //! kube's objects and certwright's types that every controller uses.
 
-use certwright_api::{API_VERSION, GROUP};
+use certwright_api::API_VERSION;
 use certwright_engine::SecretData;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::events::{Event, EventType};
 
 use crate::context::Context;
-
-pub(crate) fn ar(kind: &str, plural: &str) -> ApiResource {
-    ApiResource {
-        group: GROUP.into(),
-        version: "v1".into(),
-        api_version: API_VERSION.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
-pub fn certificates() -> ApiResource {
-    ar("Certificate", "certificates")
-}
-pub fn certificate_requests() -> ApiResource {
-    ar("CertificateRequest", "certificaterequests")
-}
-pub fn issuers() -> ApiResource {
-    ar("Issuer", "issuers")
-}
-pub fn cluster_issuers() -> ApiResource {
-    ar("ClusterIssuer", "clusterissuers")
-}
+use crate::kinds::CertificateObject;
 
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default()
-}
-
-pub(crate) fn typed<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, String> {
-    let v = serde_json::to_value(obj).map_err(|e| e.to_string())?;
-    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 pub(crate) fn secret_data(s: &Secret) -> SecretData {
@@ -58,16 +30,15 @@ pub(crate) fn secret_data(s: &Secret) -> SecretData {
 }
 
 /// Records a Kubernetes Event on an object; failing to record one is logged, not fatal.
-pub(crate) async fn event(
+pub(crate) async fn event<K: kube::Resource<DynamicType = ()>>(
     ctx: &Context,
-    obj: &DynamicObject,
-    resource: &ApiResource,
+    obj: &K,
     type_: EventType,
     reason: &str,
     note: &str,
     action: &str,
 ) {
-    let reference = kube::Resource::object_ref(obj, resource);
+    let reference = obj.object_ref(&());
     let ev = Event {
         type_,
         reason: reason.into(),
@@ -108,7 +79,7 @@ impl AnnotationsPatch {
 /// The owner reference that makes an object go with its Certificate (deleted with it by
 /// the garbage collector).
 pub(crate) fn owned_by_certificate(
-    cert: &DynamicObject,
+    cert: &CertificateObject,
 ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
     use kube::ResourceExt;
     vec![

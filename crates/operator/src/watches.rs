@@ -4,7 +4,7 @@
 use certwright_api::annotations as ann;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -13,7 +13,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::context::Context;
-use crate::resources::{certificate_requests, certificates, cluster_issuers, issuers};
+use crate::kinds::{
+    CertificateObject, ClusterIssuerObject, IssuerObject, Kind, RequestObject, Typed,
+};
 
 /// Only certwright's own Secrets are watched (by label), so memory does not grow with
 /// unrelated Secrets; a change to one re-reconciles its Certificate.
@@ -27,18 +29,18 @@ pub(crate) fn managed_secrets() -> watcher::Config {
 /// and any issuer or managed Secret change wakes the Certificates waiting for an issuer.
 pub(crate) fn certificates_controller(
     ctx: &Arc<Context>,
-    certs: Api<DynamicObject>,
+    certs: Api<CertificateObject>,
     secrets: Api<Secret>,
-    issuers_api: &Api<DynamicObject>,
-) -> Controller<DynamicObject> {
-    let writer = kube::runtime::reflector::store::Writer::new(certificates());
+    issuers_api: &Api<IssuerObject>,
+) -> Controller<CertificateObject> {
+    let writer = kube::runtime::reflector::store::Writer::new(());
     let reader = writer.as_reader();
     let forget_ctx = ctx.clone();
     let spec_changes = watcher(certs, watcher::Config::default())
         .default_backoff()
         .modify(|c| {
             note_manual_trigger(c);
-            metadata_only(c)
+            c.keep_metadata_only()
         })
         .reflect(writer)
         // A deleted Certificate leaves no metrics or bookkeeping behind.
@@ -51,7 +53,7 @@ pub(crate) fn certificates_controller(
         .predicate_filter(spec_or_renewal, Default::default());
     let own_writes = ctx.own_writes.clone();
     let waiting = ctx.waiting.clone();
-    let controller = Controller::for_stream_with(spec_changes, reader, certificates())
+    let controller = Controller::for_stream_with(spec_changes, reader, ())
         .with_config(limits(ctx))
         .watches(secrets, managed_secrets(), move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
@@ -63,17 +65,17 @@ pub(crate) fn certificates_controller(
                     .lock()
                     .is_ok_and(|mut w| w.get(&key) == Some(rv) && w.remove(&key).is_some())
             });
-            let mut refs: Vec<ObjectRef<DynamicObject>> = s
+            let mut refs: Vec<ObjectRef<CertificateObject>> = s
                 .annotations()
                 .get(ann::CERT_NAME)
                 .filter(|_| !own)
-                .map(|name| ObjectRef::new_with(name, certificates()).within(&ns))
+                .map(|name| ObjectRef::new(name).within(&ns))
                 .into_iter()
                 .collect();
-            refs.extend(waiting_refs(&waiting, &certificates()));
+            refs.extend(waiting_refs(&waiting));
             refs
         });
-    wake_on_issuers(controller, ctx, issuers_api, &ctx.waiting, certificates())
+    wake_on_issuers(controller, ctx, issuers_api, &ctx.waiting)
 }
 
 /// The controller of CertificateRequests that others create. Requests that certwright
@@ -81,10 +83,10 @@ pub(crate) fn certificates_controller(
 /// metadata is kept (each reconcile reads its request).
 pub(crate) fn requests_controller(
     ctx: &Arc<Context>,
-    requests_api: Api<DynamicObject>,
-    issuers_api: &Api<DynamicObject>,
-) -> Controller<DynamicObject> {
-    let writer = kube::runtime::reflector::store::Writer::new(certificate_requests());
+    requests_api: Api<RequestObject>,
+    issuers_api: &Api<IssuerObject>,
+) -> Controller<RequestObject> {
+    let writer = kube::runtime::reflector::store::Writer::new(());
     let reader = writer.as_reader();
     let (label, value) = ann::MANAGED_BY;
     let others = watcher(
@@ -92,18 +94,11 @@ pub(crate) fn requests_controller(
         watcher::Config::default().labels(&format!("{label}!={value}")),
     )
     .default_backoff()
-    .modify(metadata_only)
+    .modify(Typed::keep_metadata_only)
     .reflect(writer)
     .applied_objects();
-    let controller = Controller::for_stream_with(others, reader, certificate_requests())
-        .with_config(limits(ctx));
-    wake_on_issuers(
-        controller,
-        ctx,
-        issuers_api,
-        &ctx.pending_requests,
-        certificate_requests(),
-    )
+    let controller = Controller::for_stream_with(others, reader, ()).with_config(limits(ctx));
+    wake_on_issuers(controller, ctx, issuers_api, &ctx.pending_requests)
 }
 
 /// Reconciles in flight per controller.
@@ -112,33 +107,20 @@ pub(crate) fn limits(ctx: &Context) -> kube::runtime::controller::Config {
         .concurrency(ctx.config.max_concurrent_reconciles.max(1))
 }
 
-/// What the watch caches keep of a Certificate or CertificateRequest: name, namespace,
-/// UID, generation, labels and annotations. Every reconcile reads its object fresh, so
-/// the spec, status and managedFields would only take memory (a CertificateRequest holds
-/// a CSR and a certificate chain).
-pub(crate) fn metadata_only(obj: &mut DynamicObject) {
-    obj.data = serde_json::Value::Null;
-    obj.metadata.managed_fields = None;
-}
-
 /// Keeps, in the cached copy of a Certificate, when `cmctl renew` (or `certwright renew`)
 /// set its Issuing condition to ManuallyTriggered, before the status is dropped from the
-/// cache: that change is a status change, which the spec filter would otherwise ignore.
-fn note_manual_trigger(obj: &mut DynamicObject) {
-    let manual = obj.data["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| {
-            c["type"] == "Issuing"
-                && c["status"] == "True"
-                && c["reason"] == ann::MANUALLY_TRIGGERED
-        })
+/// cache (see [`Typed::keep_metadata_only`]): that change is a status change, which the
+/// spec filter would otherwise ignore.
+fn note_manual_trigger(obj: &mut CertificateObject) {
+    let manual = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("Issuing"))
+        .filter(|c| c.status == "True" && c.reason == ann::MANUALLY_TRIGGERED)
         .map(|c| {
-            c["lastTransitionTime"]
-                .as_str()
-                .unwrap_or("set")
-                .to_string()
+            c.last_transition_time
+                .clone()
+                .unwrap_or_else(|| "set".into())
         });
     if let Some(at) = manual {
         obj.metadata
@@ -149,7 +131,7 @@ fn note_manual_trigger(obj: &mut DynamicObject) {
 }
 
 /// What wakes a Certificate: a new generation (spec change) or a new manual renewal.
-fn spec_or_renewal(obj: &DynamicObject) -> Option<u64> {
+fn spec_or_renewal(obj: &CertificateObject) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     obj.metadata.generation.hash(&mut h);
@@ -166,44 +148,38 @@ fn spec_or_renewal(obj: &DynamicObject) -> Option<u64> {
 /// say) wakes the objects in `waiting`. Watching one namespace, ClusterIssuers are not
 /// watched (a namespaced installation may not be allowed to list them; objects still use
 /// them by name, and retry).
-pub(crate) fn wake_on_issuers(
-    controller: Controller<DynamicObject>,
+pub(crate) fn wake_on_issuers<K: Kind>(
+    controller: Controller<Typed<K>>,
     ctx: &Context,
-    issuers_api: &Api<DynamicObject>,
+    issuers_api: &Api<IssuerObject>,
     waiting: &Arc<Mutex<HashSet<(String, String)>>>,
-    target: ApiResource,
-) -> Controller<DynamicObject> {
-    let mapper = |waiting: Arc<Mutex<HashSet<(String, String)>>>, target: ApiResource| {
-        move |_: DynamicObject| waiting_refs(&waiting, &target)
-    };
-    let c = controller.watches_with(
+) -> Controller<Typed<K>> {
+    let (w1, w2) = (waiting.clone(), waiting.clone());
+    let c = controller.watches(
         issuers_api.clone(),
-        issuers(),
         watcher::Config::default(),
-        mapper(waiting.clone(), target.clone()),
+        move |_: IssuerObject| waiting_refs(&w1),
     );
     if ctx.config.namespace.is_some() {
         return c;
     }
-    c.watches_with(
-        Api::all_with(ctx.client.clone(), &cluster_issuers()),
-        cluster_issuers(),
+    c.watches(
+        Api::<ClusterIssuerObject>::all(ctx.client.clone()),
         watcher::Config::default(),
-        mapper(waiting.clone(), target),
+        move |_: ClusterIssuerObject| waiting_refs(&w2),
     )
 }
 
 /// Objects (Certificates or CertificateRequests) waiting for their issuer, to be woken
 /// by an issuer or Secret change.
-pub(crate) fn waiting_refs(
+pub(crate) fn waiting_refs<K: Kind>(
     waiting: &Mutex<HashSet<(String, String)>>,
-    resource: &ApiResource,
-) -> Vec<ObjectRef<DynamicObject>> {
+) -> Vec<ObjectRef<Typed<K>>> {
     waiting
         .lock()
         .map(|w| {
             w.iter()
-                .map(|(ns, name)| ObjectRef::new_with(name, resource.clone()).within(ns))
+                .map(|(ns, name)| ObjectRef::new(name).within(ns))
                 .collect()
         })
         .unwrap_or_default()
