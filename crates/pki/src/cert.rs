@@ -1,5 +1,7 @@
 //! Certificate requests (PKCS#10, RFC 2986) and certificates (RFC 5280): building,
-//! parsing requests, and signing them, self-signed or by a CA.
+//! parsing requests, and signing them, self-signed or by a CA. What goes into them is
+//! decided here; the `x509` module has rcgen write them, and the DER writer here writes
+//! what rcgen cannot (the same bytes for what both can).
 //!
 //! Guarantee: a certificate carries only the extensions the request asked for (subject
 //! alternative names, key usage, extended key usage, name constraints) plus basic
@@ -266,16 +268,31 @@ fn basic_constraints(is_ca: bool) -> Extension {
     }
 }
 
-/// Builds a DER PKCS#10 request for `profile`, signed by `key`.
+/// Builds a DER PKCS#10 request for `profile`, signed by `key`: by rcgen where it can
+/// write it (see the `x509` module), otherwise by the DER writer.
 pub fn build_csr(profile: &Profile, key: &PrivateKey) -> Result<Vec<u8>, CertError> {
-    let exts: Vec<Vec<u8>> = profile.extensions().iter().map(Extension::to_der).collect();
+    let subject = profile.subject.to_der();
+    let extensions = profile.extensions();
+    match crate::x509::request(&subject, &extensions, key) {
+        Some(csr) => Ok(csr),
+        None => write_csr(&subject, &extensions, key),
+    }
+}
+
+/// The DER writer's request.
+pub(crate) fn write_csr(
+    subject: &[u8],
+    extensions: &[Extension],
+    key: &PrivateKey,
+) -> Result<Vec<u8>, CertError> {
+    let exts: Vec<Vec<u8>> = extensions.iter().map(Extension::to_der).collect();
     let ext_req = der::seq(&[
         &der::oid(OID_EXTENSION_REQUEST),
         &der::set_of(vec![der::tlv(der::SEQUENCE, &exts.concat())]),
     ]);
     let info = der::seq(&[
         &der::small_uint(0),
-        &profile.subject.to_der(),
+        subject,
         key.spki_der(),
         &der::tlv(der::ctx(0), &ext_req),
     ]);
@@ -391,7 +408,9 @@ pub struct Validity {
 const COPIED: [&str; 4] = [OID_SAN, OID_KU, OID_EKU, OID_NC];
 
 /// Signs a parsed request. Basic constraints come from `is_ca` (the CertificateRequest's
-/// field, which wins over the CSR), identifiers are computed.
+/// field, which wins over the CSR), identifiers are computed. rcgen writes the
+/// certificate where it can (see the `x509` module), otherwise the DER writer does; the
+/// two write the same bytes.
 ///
 /// With `usages`, key usage and extended key usage come from them instead of the request.
 pub fn sign_csr(
@@ -402,7 +421,7 @@ pub fn sign_csr(
     signer: &Signer<'_>,
     usages: Option<&Usages<'_>>,
 ) -> Result<Vec<u8>, CertError> {
-    let (issuer_name, key, aki) = match signer {
+    let (issuer, key, authority_key_id) = match signer {
         Signer::SelfSigned(k) => (csr.subject_der.as_slice(), *k, None),
         Signer::Ca {
             name_der,
@@ -410,50 +429,73 @@ pub fn sign_csr(
             key,
         } => (*name_der, *key, *key_id),
     };
-    let mut exts: Vec<Extension> = match usages {
+    let mut extensions: Vec<Extension> = match usages {
         Some(u) => usage_extensions(u.key, u.ext),
         None => Vec::new(),
     };
-    exts.extend(
+    extensions.extend(
         csr.extensions
             .iter()
             .filter(|e| COPIED.contains(&e.oid.as_str()))
             .filter(|e| usages.is_none() || (e.oid != OID_KU && e.oid != OID_EKU))
             .cloned(),
     );
-    exts.push(basic_constraints(is_ca));
-    exts.push(Extension {
-        oid: OID_SKI.into(),
-        critical: false,
-        value: der::octets(&key_identifier(&csr.spki_der)?),
-    });
-    if let Some(id) = aki {
+    let mut serial = *serial;
+    serial[0] &= 0x7f; // positive INTEGER, RFC 5280 §4.1.2.2
+    let tbs = crate::x509::Tbs {
+        subject: &csr.subject_der,
+        spki: &csr.spki_der,
+        issuer,
+        serial: &serial,
+        not_before: validity.not_before,
+        not_after: validity.not_after,
+        is_ca,
+        subject_key_id: key_identifier(&csr.spki_der)?,
+        authority_key_id,
+        extensions: &extensions,
+    };
+    match crate::x509::certificate(&tbs, key) {
+        Some(cert) => Ok(cert),
+        None => write_certificate(&tbs, key),
+    }
+}
+
+/// The DER writer's certificate, with the extensions in rcgen's order: authority and
+/// subject key identifiers, basic constraints, then the rest.
+pub(crate) fn write_certificate(
+    tbs: &crate::x509::Tbs<'_>,
+    key: &PrivateKey,
+) -> Result<Vec<u8>, CertError> {
+    let mut exts = Vec::new();
+    if let Some(id) = tbs.authority_key_id {
         exts.push(Extension {
             oid: OID_AKI.into(),
             critical: false,
             value: der::seq(&[&der::tlv(der::ctx_prim(0), id)]),
         });
     }
-    let mut serial = *serial;
-    serial[0] &= 0x7f; // positive INTEGER, RFC 5280 §4.1.2.2
+    exts.push(Extension {
+        oid: OID_SKI.into(),
+        critical: false,
+        value: der::octets(&tbs.subject_key_id),
+    });
+    exts.push(basic_constraints(tbs.is_ca));
+    exts.extend(tbs.extensions.iter().cloned());
     let alg = key.signature_algorithm();
     let ext_der: Vec<Vec<u8>> = exts.iter().map(Extension::to_der).collect();
-    let tbs = der::seq(&[
+    let tbs_der = der::seq(&[
         &der::tlv(der::ctx(0), &der::small_uint(2)),
-        &der::uint(&serial),
+        &der::uint(tbs.serial),
         &alg.algorithm_identifier(),
-        issuer_name,
-        &der::seq(&[
-            &der::time(validity.not_before),
-            &der::time(validity.not_after),
-        ]),
-        &csr.subject_der,
-        &csr.spki_der,
+        tbs.issuer,
+        &der::seq(&[&der::time(tbs.not_before), &der::time(tbs.not_after)]),
+        tbs.subject,
+        tbs.spki,
         &der::tlv(der::ctx(3), &der::tlv(der::SEQUENCE, &ext_der.concat())),
     ]);
-    let sig = key.sign(&tbs)?;
+    let sig = key.sign(&tbs_der)?;
     Ok(der::seq(&[
-        &tbs,
+        &tbs_der,
         &alg.algorithm_identifier(),
         &der::bits(&sig),
     ]))
