@@ -84,11 +84,25 @@ fn one_replica_leads_and_a_standby_takes_over() {
     } else {
         (&mut b, &mut a, &lb, &la)
     };
-    let slog = std::fs::read_to_string(standby_log).unwrap_or_default();
-    assert!(
-        slog.contains("waiting for leadership") && !slog.contains("became leader"),
-        "standby: {slog}"
-    );
+    // The standby may start logging later than the leader issued (a busy machine): wait
+    // for its first line, then check that it only waits.
+    let slog = cp
+        .wait_for(
+            "the standby to wait for leadership",
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(standby_log)
+                    .ok()
+                    .filter(|l| l.contains("waiting for leadership"))
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}",
+                std::fs::read_to_string(standby_log).unwrap_or_default()
+            )
+        });
+    assert!(!slog.contains("became leader"), "standby: {slog}");
     assert!(
         !slog.contains("certificate issued"),
         "the standby reconciled: {slog}"

@@ -356,7 +356,28 @@ impl Local {
 
     fn start(&mut self) {
         self.rt = None;
-        let rt = certwright_local::Runtime::new(certwright_local::Options {
+        // Dropping the runtime releases its state lock at once, but a child process that
+        // another test thread is spawning right then holds a copy of the lock's descriptor
+        // until it execs (close-on-exec): on a busy machine that can take a moment, so a
+        // restart waits for the lock instead of failing at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let rt = loop {
+            match self.new_runtime() {
+                Err(certwright_local::runtime::RuntimeError::Locked(_))
+                    if Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                other => break other.expect("runtime"),
+            }
+        };
+        self.rt = Some(rt);
+    }
+
+    fn new_runtime(
+        &self,
+    ) -> Result<certwright_local::Runtime, certwright_local::runtime::RuntimeError> {
+        certwright_local::Runtime::new(certwright_local::Options {
             paths: vec![self.manifests()],
             recursive: true,
             state: self.state(),
@@ -368,8 +389,6 @@ impl Local {
             test_issuers: true,
             clock: certwright_local::Clock::set_by(self.clock.clone()),
         })
-        .expect("runtime");
-        self.rt = Some(rt);
     }
 
     fn store(&self) -> certwright_local::store::SecretStore {
