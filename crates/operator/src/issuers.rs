@@ -89,11 +89,9 @@ pub(crate) async fn reconcile<K: IssuerKinds>(
     let ns = cached.namespace();
     let name = cached.name_any();
     let t = now();
-    let api = K::api(&ctx.client, ns.as_deref().unwrap_or_default());
-    let secret_ns = match &ns {
-        None => ctx.config.cluster_resource_namespace.clone(),
-        Some(ns) => ns.clone(),
-    };
+    let in_ns = ns.as_deref().unwrap_or_default();
+    let api = K::api(&ctx.client, in_ns);
+    let secret_ns = K::secret_namespace(&ctx.config.cluster_resource_namespace, in_ns);
     let key: IssuerKey = (ns.clone(), name.clone());
     let Some(obj) = api.get_opt(&name).await? else {
         ctx.ca_index.set(&key, None);
@@ -107,7 +105,7 @@ pub(crate) async fn reconcile<K: IssuerKinds>(
     ctx.ca_index.set(&key, ca_secret);
     let before: IssuerStatus = obj.status_or_default();
     let mut status = before.clone();
-    let desc = resolve::describe(K::KIND_REF, &name, ns.as_deref().unwrap_or_default());
+    let desc = resolve::describe(K::KIND_REF, &name, in_ns);
     let checked = lookup::issuer_object(&ctx, &obj, desc, secret_ns.clone())
         .await?
         .check(t);

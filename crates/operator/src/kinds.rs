@@ -86,6 +86,9 @@ pub trait IssuerKinds: Kind<Spec = IssuerSpec, Status = IssuerStatus> {
     /// Where the issuer `name` is read from, for a resource in namespace `ns` (a
     /// ClusterIssuer: all namespaces).
     fn api(client: &kube::Client, ns: &str) -> kube::Api<Typed<Self>>;
+    /// Where the issuer's Secrets (its CA key pair) are read: an Issuer's own namespace
+    /// `ns`, a ClusterIssuer's cluster resource namespace.
+    fn secret_namespace(cluster_resource_namespace: &str, ns: &str) -> String;
 }
 
 impl IssuerKinds for Issuers {
@@ -93,12 +96,18 @@ impl IssuerKinds for Issuers {
     fn api(client: &kube::Client, ns: &str) -> kube::Api<Typed<Self>> {
         kube::Api::namespaced(client.clone(), ns)
     }
+    fn secret_namespace(_: &str, ns: &str) -> String {
+        ns.to_string()
+    }
 }
 
 impl IssuerKinds for ClusterIssuers {
     const KIND_REF: IssuerKind = IssuerKind::ClusterIssuer;
     fn api(client: &kube::Client, _: &str) -> kube::Api<Typed<Self>> {
         kube::Api::all(client.clone())
+    }
+    fn secret_namespace(cluster_resource_namespace: &str, _: &str) -> String {
+        cluster_resource_namespace.to_string()
     }
 }
 

@@ -97,11 +97,8 @@ pub(crate) async fn issuer(
     kind: IssuerKind,
 ) -> Result<IssuerFound, Error> {
     match kind {
-        IssuerKind::ClusterIssuer => {
-            let secret_ns = ctx.config.cluster_resource_namespace.clone();
-            issuer_of::<ClusterIssuers>(ctx, ns, name, secret_ns).await
-        }
-        IssuerKind::Issuer => issuer_of::<Issuers>(ctx, ns, name, ns.to_string()).await,
+        IssuerKind::ClusterIssuer => issuer_of::<ClusterIssuers>(ctx, ns, name).await,
+        IssuerKind::Issuer => issuer_of::<Issuers>(ctx, ns, name).await,
     }
 }
 
@@ -109,9 +106,9 @@ async fn issuer_of<K: IssuerKinds>(
     ctx: &Context,
     ns: &str,
     name: &str,
-    secret_ns: String,
 ) -> Result<IssuerFound, Error> {
     let desc = resolve::describe(K::KIND_REF, name, ns);
+    let secret_ns = K::secret_namespace(&ctx.config.cluster_resource_namespace, ns);
     match K::api(&ctx.client, ns).get_opt(name).await? {
         Some(obj) => issuer_object(ctx, &obj, desc, secret_ns).await,
         None => Ok(IssuerFound {
