@@ -145,28 +145,25 @@ fn name(name_der: &[u8]) -> Option<DistinguishedName> {
             der::IA5_STRING => DnValue::Ia5String(text.try_into().ok()?),
             _ => return None,
         };
-        let arcs: Vec<u64> = oid
-            .split('.')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()?;
-        dn.push(DnType::from_oid(&arcs), value);
+        dn.push(DnType::from_oid(&arcs(&oid)?), value);
         types.push(oid);
     }
     Some(dn)
+}
+
+/// A dotted OID as rcgen takes it.
+fn arcs(oid: &str) -> Option<Vec<u64>> {
+    oid.split('.')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()
 }
 
 fn custom(extensions: &[Extension]) -> Option<Vec<CustomExtension>> {
     extensions
         .iter()
         .map(|e| {
-            let arcs: Vec<u64> = e
-                .oid
-                .split('.')
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .ok()?;
-            let mut c = CustomExtension::from_oid_content(&arcs, e.value.clone());
+            let mut c = CustomExtension::from_oid_content(&arcs(&e.oid)?, e.value.clone());
             c.set_criticality(e.critical);
             Some(c)
         })
@@ -356,12 +353,18 @@ mod tests {
                 let csr = parse_csr(&theirs).expect("rcgen's request verifies");
                 let usages_key = [KeyUsage::DigitalSignature];
                 let usages_ext = [eku::SERVER_AUTH.to_string()];
-                for aki in [None, Some(&[7u8; 20][..])] {
+                // A serial with its top bit set after a leading byte, and one with
+                // leading zero bytes (both writers must drop them).
+                let serials: [&[u8]; 2] = [
+                    &[0x01, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+                    &[0, 0, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
+                ];
+                for (aki, serial) in [None, Some(&[7u8; 20][..])].into_iter().zip(serials) {
                     let tbs = Tbs {
                         subject: &csr.subject_der,
                         spki: &csr.spki_der,
                         issuer: &ca_subject,
-                        serial: &[0x01, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+                        serial,
                         not_before: 1_700_000_000,
                         not_after: 2_600_000_000, // after 2049: GeneralizedTime
                         is_ca: profile.is_ca,
