@@ -63,10 +63,10 @@ const RECHECK_NOT_READY: Duration = Duration::from_secs(30);
 pub(crate) fn controller<K: IssuerKinds>(
     api: Api<Typed<K>>,
     secrets: Api<Secret>,
-    managed: watcher::Config,
     ctx: Arc<Context>,
 ) -> Controller<Typed<K>> {
     let cluster = K::KIND_REF == IssuerKind::ClusterIssuer;
+    let managed = crate::watches::managed_secrets();
     Controller::new(api, watcher::Config::default()).watches(secrets, managed, move |s: Secret| {
         let key = (s.namespace().unwrap_or_default(), s.name_any());
         ctx.ca_index

@@ -151,31 +151,21 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         None => Api::all(client.clone()),
     };
     let issuers_api = api::<kinds::Issuers>(client, ns);
-    let certificates_done =
-        watches::certificates_controller(ctx, api(client, ns), secrets.clone(), &issuers_api)
-            .graceful_shutdown_on(stopped.clone())
-            .run(
-                |o, c| tracked(certificates::reconcile, o, c),
-                error_policy,
-                ctx.clone(),
-            )
-            .for_each(|_| futures::future::ready(()));
-    let issuers_done = issuer_controller(ctx, issuers_api.clone(), &secrets, &stopped);
+    let certificates =
+        watches::certificates_controller(ctx, api(client, ns), secrets.clone(), &issuers_api);
+    let certificates_done = drive(certificates, certificates::reconcile, ctx, &stopped);
+    let issuers = issuers::controller(issuers_api.clone(), secrets.clone(), ctx.clone());
+    let issuers_done = drive(issuers, issuers::reconcile, ctx, &stopped);
     // Watching one namespace, ClusterIssuers are not watched (see `watches`).
     let cluster_issuers_done = async {
         if ns.is_none() {
             let all = Api::<kinds::ClusterIssuerObject>::all(client.clone());
-            issuer_controller(ctx, all, &secrets, &stopped).await;
+            let controller = issuers::controller(all, secrets.clone(), ctx.clone());
+            drive(controller, issuers::reconcile, ctx, &stopped).await;
         }
     };
-    let requests_done = watches::requests_controller(ctx, api(client, ns), &issuers_api)
-        .graceful_shutdown_on(stopped.clone())
-        .run(
-            |o, c| tracked(requests::reconcile, o, c),
-            error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| futures::future::ready(()));
+    let requests = watches::requests_controller(ctx, api(client, ns), &issuers_api);
+    let requests_done = drive(requests, requests::reconcile, ctx, &stopped);
     futures::join!(
         certificates_done,
         issuers_done,
@@ -184,26 +174,32 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
     );
 }
 
-/// The Issuer or ClusterIssuer controller, run until `stopped`.
-async fn issuer_controller<K: kinds::IssuerKinds>(
+/// Runs a controller until `stopped`, with at most `--max-concurrent-reconciles` in
+/// flight, each reconcile tracked for the backoff and failures handled by
+/// [`error_policy`].
+async fn drive<K, F, Fut>(
+    controller: kube::runtime::Controller<kinds::Typed<K>>,
+    reconcile: F,
     ctx: &Arc<Context>,
-    api: Api<kinds::Typed<K>>,
-    secrets: &Api<Secret>,
     stopped: &Shared<BoxFuture<'static, ()>>,
-) {
-    issuers::controller(
-        api,
-        secrets.clone(),
-        watches::managed_secrets(),
-        ctx.clone(),
-    )
-    .with_config(watches::limits(ctx))
-    .graceful_shutdown_on(stopped.clone())
-    .run(
-        |o, c| tracked(issuers::reconcile, o, c),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(|_| futures::future::ready(()))
-    .await
+) where
+    K: kinds::Kind,
+    F: Fn(Arc<kinds::Typed<K>>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, Error>>
+        + Send
+        + 'static,
+{
+    controller
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(ctx.config.max_concurrent_reconciles.max(1)),
+        )
+        .graceful_shutdown_on(stopped.clone())
+        .run(
+            move |o, c| tracked(reconcile, o, c),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()))
+        .await
 }

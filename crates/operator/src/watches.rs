@@ -53,9 +53,10 @@ pub(crate) fn certificates_controller(
         .predicate_filter(spec_or_renewal, Default::default());
     let own_writes = ctx.own_writes.clone();
     let waiting = ctx.waiting.clone();
-    let controller = Controller::for_stream_with(spec_changes, reader, ())
-        .with_config(limits(ctx))
-        .watches(secrets, managed_secrets(), move |s: Secret| {
+    let controller = Controller::for_stream_with(spec_changes, reader, ()).watches(
+        secrets,
+        managed_secrets(),
+        move |s: Secret| {
             let ns = s.namespace().unwrap_or_default();
             // A Secret as this controller just wrote it needs no second look at its
             // Certificate; any other change to it (an edit, a deletion) does.
@@ -74,7 +75,8 @@ pub(crate) fn certificates_controller(
                 .collect();
             refs.extend(waiting_refs(&waiting));
             refs
-        });
+        },
+    );
     wake_on_issuers(controller, ctx, issuers_api, &ctx.waiting)
 }
 
@@ -97,14 +99,8 @@ pub(crate) fn requests_controller(
     .modify(Typed::keep_metadata_only)
     .reflect(writer)
     .applied_objects();
-    let controller = Controller::for_stream_with(others, reader, ()).with_config(limits(ctx));
+    let controller = Controller::for_stream_with(others, reader, ());
     wake_on_issuers(controller, ctx, issuers_api, &ctx.pending_requests)
-}
-
-/// Reconciles in flight per controller.
-pub(crate) fn limits(ctx: &Context) -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default()
-        .concurrency(ctx.config.max_concurrent_reconciles.max(1))
 }
 
 /// Keeps, in the cached copy of a Certificate, when `cmctl renew` (or `certwright renew`)
