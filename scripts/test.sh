@@ -7,6 +7,9 @@ bash scripts/setup.sh
 # A real Kubernetes control plane for the operator tests (built once, then cached).
 CERTWRIGHT_KUBE_BIN_DIR="$(bash scripts/kube-bin.sh)"
 export CERTWRIGHT_KUBE_BIN_DIR
+# Pebble and pebble-challtestsrv for the ACME tests (built once, then cached).
+CERTWRIGHT_PEBBLE_DIR="$(bash scripts/pebble-bin.sh)"
+export CERTWRIGHT_PEBBLE_DIR
 # Helm, to render the chart in deploy/helm (built once, then cached).
 CERTWRIGHT_HELM="$(bash scripts/helm-bin.sh)"
 export CERTWRIGHT_HELM

@@ -209,6 +209,8 @@ fn ca_pair() -> (String, String) {
         .expect("time")
         .as_secs() as i64;
     let Outcome::Issued(i) = issue::SelfSigned.process(&Request {
+        subject: "demo/test",
+        labels: &Default::default(),
         csr_pem: &csr,
         spec: &p.issuance,
         key: Some(&key),
@@ -388,6 +390,8 @@ impl Local {
             no_command_hooks: true,
             test_issuers: true,
             clock: certwright_local::Clock::set_by(self.clock.clone()),
+            acme: Default::default(),
+            once_timeout: std::time::Duration::from_secs(60),
         })
     }
 

@@ -2,6 +2,7 @@
 //! names and defaults, the legacy `certmanager.k8s.io/v1alpha1` API, validation, and the
 //! annotation names certwright honours.
 
+pub mod acme;
 pub mod annotations;
 pub mod crds;
 pub mod duration;

@@ -323,9 +323,8 @@ pub struct IssuerSpec {
     pub self_signed: Option<SelfSignedIssuer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaIssuer>,
-    /// ACME issuers are kept as written; the ACME issuer reads them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acme: Option<serde_json::Value>,
+    pub acme: Option<crate::acme::AcmeIssuer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vault: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,6 +336,9 @@ pub struct IssuerSpec {
 pub struct IssuerStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The ACME account, for an ACME issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<crate::acme::AcmeIssuerStatus>,
 }
 
 pub type Issuer = Object<IssuerSpec, IssuerStatus>;

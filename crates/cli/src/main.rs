@@ -117,6 +117,21 @@ struct LocalRunArgs {
     /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
     #[arg(long, hide = true)]
     allow_test_issuers: bool,
+    /// Serve ACME HTTP-01 challenge tokens on this address (HOST:PORT); the CA must reach
+    /// it as port 80 of every name it validates.
+    #[arg(long, value_name = "HOST:PORT")]
+    acme_http01_address: Option<std::net::SocketAddr>,
+    /// With --once: how long to wait for ACME orders to finish (Go duration).
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    timeout: std::time::Duration,
+    /// New ACME orders per Certificate per hour, at most.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    acme_max_orders_per_hour: u32,
+}
+
+/// A Go duration flag value (`90s`, `5m`, `1h30m`).
+fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    certwright_api::duration::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -210,6 +225,9 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         log_level,
         log_format,
         allow_test_issuers,
+        acme_http01_address,
+        timeout,
+        acme_max_orders_per_hour,
     } = args;
     logging::init(&log_level, &log_format)?;
     let workers = workers.unwrap_or_else(|| {
@@ -228,6 +246,11 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         no_command_hooks,
         test_issuers: allow_test_issuers,
         clock: Default::default(),
+        acme: certwright_local::acme::AcmeOptions {
+            http01_address: acme_http01_address,
+            max_orders_per_hour: acme_max_orders_per_hour,
+        },
+        once_timeout: timeout,
     })?;
     let stop = certwright_local::runtime::stop_flag();
     let summary = rt.run(&stop);

@@ -102,6 +102,9 @@ fn print_notes(o: &Overview) {
                 clean(&c.name),
                 clean(&r.message)
             );
+            if let Some(p) = &c.pending {
+                print_order(&p.state);
+            }
         }
     }
     let bad_issuers: Vec<_> = o
@@ -161,5 +164,37 @@ fn print_notes(o: &Overview) {
                 clean(&r.message)
             );
         }
+    }
+}
+
+/// A pending ACME order and its challenges, indented under its Certificate.
+fn print_order(state: &serde_json::Value) {
+    let rec = certwright_acme::OrderRecord::from_state(state);
+    let Some(url) = &rec.url else {
+        return;
+    };
+    println!(
+        "  order {}: {} ({} ACME requests)",
+        clean(url),
+        rec.state.as_str(),
+        rec.requests
+    );
+    for ch in &rec.challenges {
+        let kind = ch.kind.map(|k| k.acme_type()).unwrap_or("-");
+        let name = if ch.wildcard {
+            format!("*.{}", ch.dns_name)
+        } else {
+            ch.dns_name.clone()
+        };
+        println!(
+            "  challenge {kind} {}: {}{}",
+            clean(&name),
+            clean(&ch.state),
+            if ch.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", clean(&ch.reason))
+            }
+        );
     }
 }

@@ -132,6 +132,11 @@ pub enum Outcome {
 
 /// A request being processed.
 pub struct Request<'a> {
+    /// Who asks: `namespace/name` of the Certificate (or CertificateRequest), for an
+    /// issuer that reports progress later (ACME).
+    pub subject: &'a str,
+    /// The Certificate's labels (ACME solver selectors match them).
+    pub labels: &'a std::collections::BTreeMap<String, String>,
     /// PEM CSR.
     pub csr_pem: &'a str,
     pub spec: &'a IssuanceSpec,

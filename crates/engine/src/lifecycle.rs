@@ -117,6 +117,8 @@ pub struct State {
 pub struct Observed<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
+    /// The Certificate's labels.
+    pub labels: &'a BTreeMap<String, String>,
     pub params: &'a CertificateParams,
     /// The Secret `spec.secretName` as it is now.
     pub secret: Option<&'a SecretData>,
@@ -672,7 +674,10 @@ fn issue_certificate(
             }
         },
     };
+    let subject = key_str(obs);
     let outcome = issuer.process(&Request {
+        subject: &subject,
+        labels: obs.labels,
         csr_pem: &csr_pem,
         spec: &params.issuance,
         key: Some(&key),
@@ -1119,6 +1124,7 @@ mod tests {
                 &Observed {
                     namespace: "demo",
                     name: "web",
+                    labels: &BTreeMap::new(),
                     params: p,
                     secret: self.secret.as_ref(),
                     secret_base: None,

@@ -55,6 +55,9 @@ pub struct Found<'a> {
     /// The CA Secret, read by the shell when [`IssuerType::ca_secret`] named one:
     /// `Ok(None)` when it does not exist, `Err` with why it could not be read.
     pub ca_secret: Option<Result<Option<&'a SecretData>, &'a Problem>>,
+    /// For an ACME issuer, what the shell's ACME service answered (its account checked
+    /// and registered); None when the shell runs no ACME service.
+    pub acme: Option<&'a Result<Ready, Problem>>,
     /// The value of the test-issuer annotation, when the shell allows test issuers
     /// (see [`crate::testing`]); never set in production.
     pub test_issuer: Option<&'a str>,
@@ -113,10 +116,13 @@ pub fn check(found: &Found<'_>) -> Result<Ready, Problem> {
                 message: "Signing CA verified",
             })
         }
-        IssuerType::Acme(_) => Err(Problem::new(
-            "NotSupported",
-            "ACME issuers are not supported by this build of certwright yet",
-        )),
+        IssuerType::Acme(_) => match found.acme {
+            Some(r) => r.clone(),
+            None => Err(Problem::new(
+                "NotSupported",
+                "ACME issuers are not served by this runtime",
+            )),
+        },
     }
 }
 
@@ -147,6 +153,7 @@ mod tests {
             spec,
             secret_ns: "demo",
             ca_secret: ca,
+            acme: None,
             test_issuer: None,
             now: 1_800_000_000,
         };

@@ -43,6 +43,8 @@ fn issue_with(
     let key = key.unwrap_or_else(|| PrivateKey::generate(p.issuance.key()).expect("key"));
     let csr = issue::build_request(&p.issuance, &key).expect("csr");
     let out = issuer.process(&Request {
+        subject: "demo/test",
+        labels: &Default::default(),
         csr_pem: &csr,
         spec: &p.issuance,
         key: Some(&key),
@@ -165,6 +167,8 @@ fn issued_certificates_are_checked_against_the_request_key() {
     let key = PrivateKey::generate(p.issuance.key()).expect("key");
     let csr = issue::build_request(&p.issuance, &key).expect("csr");
     let out = SelfSigned.process(&Request {
+        subject: "demo/test",
+        labels: &Default::default(),
         csr_pem: &csr,
         spec: &p.issuance,
         key: Some(&key),
@@ -199,6 +203,8 @@ fn issued_certificates_are_checked_against_the_request_key() {
     // A duration whose notAfter would pass 9999-12-31 fails, it is not encoded wrongly.
     let far = params(&format!("{BASIC}\nduration: 100000000h"));
     let out = SelfSigned.process(&Request {
+        subject: "demo/test",
+        labels: &Default::default(),
         csr_pem: &issue::build_request(&far.issuance, &key).expect("csr"),
         spec: &far.issuance,
         key: Some(&key),

@@ -2,6 +2,7 @@
 //! is a directory laid out as the kubelet mounts one; status is kept in the state
 //! directory for `certwright status`; host services can be reloaded by hooks.
 
+pub mod acme;
 pub mod fsroot;
 pub mod hooks;
 pub mod model;

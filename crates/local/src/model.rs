@@ -30,6 +30,8 @@ pub struct CertEntry {
     pub source: String,
     /// Validated parameters, or why the Certificate is unusable.
     pub params: Result<Box<CertificateParams>, Problem>,
+    /// The Certificate's labels (ACME solver selectors match them).
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +212,7 @@ impl Model {
                             CertEntry {
                                 source,
                                 params: Err(problem),
+                                labels: BTreeMap::new(),
                             },
                         );
                     }
@@ -259,7 +262,8 @@ impl Model {
                 let params = validate::certificate(&c)
                     .map(Box::new)
                     .map_err(|e| from_fields(&e));
-                self.insert_cert((ns, id.name), CertEntry { source, params });
+                let labels = std::mem::take(&mut c.metadata.labels);
+                self.insert_cert((ns, id.name), CertEntry { source, params, labels });
             }
             Resource::Issuer(mut i) => {
                 let ns = ns_or_default(&id.namespace);

@@ -5,8 +5,10 @@ use crate::model::{Key, Model, Problem};
 use crate::records::CertRecord;
 use crate::records::StateDir;
 use crate::store::SecretStore;
+use certwright_acme::IssuerInputs;
+use certwright_api::acme::{AcmeIssuer, AcmeIssuerStatus};
 use certwright_api::annotations::{self as ann, keys};
-use certwright_api::validate::IssuerKind;
+use certwright_api::validate::{IssuerKind, IssuerType};
 use certwright_api::CertificateRequest;
 use certwright_engine::lifecycle::{self, Effect, Observed};
 use certwright_engine::render::{self, Material, Metadata, Passwords};
@@ -27,6 +29,8 @@ pub struct Ctx<'a> {
     pub batch: Option<&'a std::sync::Mutex<Batch>>,
     /// Honour Issuers' test-issuer annotation (tests only).
     pub test_issuers: bool,
+    /// The ACME service, once an ACME issuer has been seen.
+    pub acme: Option<&'a certwright_acme::Service>,
 }
 
 /// Writes staged in a pass, made visible by the caller after one flush.
@@ -89,7 +93,7 @@ impl Ctx<'_> {
         ns: &str,
         issuer_name: &str,
         kind: IssuerKind,
-        f: impl FnOnce(Option<&Found<'_>>, &str) -> R,
+        f: impl FnOnce(Option<&Found<'_>>, &str, Option<AcmeIssuerStatus>) -> R,
     ) -> R {
         let (entry, secret_ns) = match kind {
             IssuerKind::ClusterIssuer => {
@@ -104,7 +108,7 @@ impl Ctx<'_> {
         };
         let desc = resolve::describe(kind, issuer_name, ns);
         let Some(entry) = entry else {
-            return f(None, &desc);
+            return f(None, &desc, None);
         };
         let ca = entry
             .kind
@@ -118,35 +122,96 @@ impl Ctx<'_> {
             .filter(|_| self.test_issuers)
             .and_then(|i| i.metadata.annotations.get(ann::TEST_ISSUER))
             .map(String::as_str);
+        let acme = match entry.kind.as_ref() {
+            Ok(IssuerType::Acme(spec)) => Some(self.acme_check(spec, secret_ns, &desc, true)),
+            _ => None,
+        };
         let found = Found {
             desc: &desc,
             spec: entry.kind.as_ref(),
             secret_ns,
             ca_secret: ca.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
+            acme: acme.as_ref().map(|(r, _)| r),
             test_issuer,
             now: self.now,
         };
-        f(Some(&found), &desc)
+        let status = acme.as_ref().and_then(|(_, s)| s.clone());
+        f(Some(&found), &desc, status)
+    }
+
+    /// Checks an ACME issuer with the service: its account key (generated into the
+    /// store when missing and allowed) and its registration.
+    fn acme_check(
+        &self,
+        spec: &AcmeIssuer,
+        secret_ns: &str,
+        desc: &str,
+        may_generate: bool,
+    ) -> (Result<resolve::Ready, Problem>, Option<AcmeIssuerStatus>) {
+        let Some(svc) = self.acme else {
+            return (
+                Err(Problem::new(
+                    "NotSupported",
+                    "the ACME service is not running",
+                )),
+                None,
+            );
+        };
+        let account = self.secret(secret_ns, &spec.private_key_secret_ref.name);
+        let eab = spec
+            .external_account_binding
+            .as_ref()
+            .map(|b| self.secret(secret_ns, &b.key_secret_ref.name));
+        let check = svc.check_issuer(&IssuerInputs {
+            id: desc,
+            spec,
+            account_secret: account.as_ref().map(Option::as_ref),
+            eab_secret: eab.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
+            now: self.now,
+        });
+        match check.generated_key {
+            Some(g) if may_generate => {
+                let mut data = SecretData::default();
+                data.data.insert(g.key, g.pem.0.into_bytes());
+                if let Err(e) = self.store.write(secret_ns, &g.secret, &data) {
+                    let p = Problem::new(
+                        "ErrGenerateAccountKey",
+                        format!(
+                            "cannot store the account key in Secret {secret_ns}/{}: {e}",
+                            g.secret
+                        ),
+                    );
+                    return (Err(p), None);
+                }
+                tracing::info!(secret = %format!("{secret_ns}/{}", g.secret), "generated an ACME account key");
+                self.acme_check(spec, secret_ns, desc, false)
+            }
+            _ => (check.result, check.status),
+        }
     }
 
     /// Resolves a Certificate's issuer.
     pub fn resolve(&self, cert_ns: &str, issuer_name: &str, kind: IssuerKind) -> Resolved {
-        self.with_issuer(cert_ns, issuer_name, kind, resolve::resolve)
+        self.with_issuer(cert_ns, issuer_name, kind, |found, desc, _| {
+            resolve::resolve(found, desc)
+        })
     }
 
-    /// An issuer's own Ready condition: (ready, reason, message).
+    /// An issuer's own Ready condition (ready, reason, message) and, for an ACME issuer,
+    /// its account.
     pub fn issuer_ready(
         &self,
         ns: &str,
         issuer_name: &str,
         kind: IssuerKind,
-    ) -> (bool, String, String) {
-        self.with_issuer(ns, issuer_name, kind, |found, desc| {
-            match found.map(resolve::check) {
+    ) -> ((bool, String, String), Option<AcmeIssuerStatus>) {
+        self.with_issuer(ns, issuer_name, kind, |found, desc, acme| {
+            let cond = match found.map(resolve::check) {
                 Some(Ok(r)) => (true, r.reason.to_string(), r.message.to_string()),
                 Some(Err(p)) => (false, p.reason, p.message),
                 None => (false, "NotFound".into(), format!("{desc} not found")),
-            }
+            };
+            (cond, acme)
         })
     }
 
@@ -243,6 +308,7 @@ pub fn certificate(
     let obs = Observed {
         namespace: ns,
         name,
+        labels: &entry.labels,
         params,
         secret: current.as_ref(),
         secret_base: base,
@@ -456,6 +522,7 @@ mod tests {
             now,
             batch: None,
             test_issuers: false,
+            acme: None,
         };
         let t0 = 1_800_000_000;
 

@@ -34,6 +34,9 @@ pub struct Options {
     /// Honour Issuers' `certwright.io/test-issuer` annotation (tests only; not a flag).
     pub test_issuers: bool,
     pub clock: Clock,
+    pub acme: crate::acme::AcmeOptions,
+    /// With `once`: how long to wait for ACME orders to finish before exiting.
+    pub once_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,8 @@ pub enum RuntimeError {
     Locked(String),
     #[error("--cluster-resource-namespace: {0}")]
     ClusterNamespace(String),
+    #[error("--acme-http01-address: {0}")]
+    Http01(std::io::Error),
 }
 
 /// The result of a run: every Certificate's readiness and the problems found.
@@ -200,6 +205,9 @@ pub struct Runtime {
     state_errors: Mutex<Option<String>>,
     /// The health file (see [`crate::records::Health`]), when it could be prepared.
     health: Mutex<Option<crate::records::Health>>,
+    /// The ACME service: started with the runtime when an HTTP-01 address is given, else
+    /// when the manifests first name an ACME issuer.
+    acme: Option<crate::acme::LocalAcme>,
     _lock: std::fs::File,
 }
 
@@ -230,6 +238,13 @@ impl Runtime {
         }
         let records = state.load_records();
         state.migrate(&records).map_err(serr)?;
+        let acme = match opts.acme.http01_address {
+            Some(_) => Some(
+                crate::acme::LocalAcme::start(&opts.acme, in_flight(&records))
+                    .map_err(RuntimeError::Http01)?,
+            ),
+            None => None,
+        };
         let health = state
             .open_health()
             .map_err(|e| tracing::warn!(error = %e, "cannot prepare the health file"))
@@ -244,6 +259,7 @@ impl Runtime {
             unsaved_requests: Vec::new(),
             state_errors: Default::default(),
             health: Mutex::new(health),
+            acme,
             state,
             store,
             opts,
@@ -259,6 +275,16 @@ impl Runtime {
     /// Makes a newly loaded model current.
     fn install(&mut self, model: Model) {
         self.model = model;
+        let names_acme = |e: &crate::model::IssuerEntry| matches!(e.kind, Ok(IssuerType::Acme(_)));
+        if self.acme.is_none()
+            && (self.model.issuers.values().any(names_acme)
+                || self.model.cluster_issuers.values().any(names_acme))
+        {
+            match crate::acme::LocalAcme::start(&self.opts.acme, in_flight(&self.records)) {
+                Ok(a) => self.acme = Some(a),
+                Err(e) => tracing::error!(error = %e, "cannot start the ACME service"),
+            }
+        }
         // Forget records of Certificates that are gone.
         let gone: Vec<Key> = self
             .records
@@ -390,6 +416,7 @@ impl Runtime {
             now: t,
             batch,
             test_issuers: self.opts.test_issuers,
+            acme: self.acme.as_ref().map(|a| &a.service),
         }
     }
 
@@ -608,7 +635,8 @@ impl Runtime {
                 name: name.clone(),
                 ..Default::default()
             };
-            let (ok, reason, message) = ctx.issuer_ready(&ns, &name, kind);
+            let ((ok, reason, message), acme) = ctx.issuer_ready(&ns, &name, kind);
+            rec.status.acme = acme;
             set_condition(
                 &mut rec.status.conditions,
                 "Ready",
@@ -720,6 +748,7 @@ impl Runtime {
         self.load();
         self.pass(None);
         let Some(loader) = loader else {
+            self.wait_for_acme(stop);
             self.hooks.run_due(&self.model, true);
             self.hooks.wait();
             if self.hooks.take_results().is_some() {
@@ -761,6 +790,7 @@ impl Runtime {
                     last_versions = Instant::now();
                 }
                 due.extend(self.take_renewals(t));
+                due.extend(self.acme_wakes());
                 if last_full.elapsed() > Duration::from_secs(60) {
                     // A periodic full pass catches anything missed (cheap when up to date).
                     due.extend(self.model.certificates.keys().cloned());
@@ -794,6 +824,82 @@ impl Runtime {
         }
         self.stopped_cleanly();
         self.summary()
+    }
+}
+
+/// The issuer states of the pending requests in `records`.
+fn in_flight(records: &BTreeMap<Key, CertRecord>) -> impl Iterator<Item = &serde_json::Value> {
+    records
+        .values()
+        .filter_map(|r| r.pending.as_ref().map(|p| &p.state))
+}
+
+impl Runtime {
+    /// Certificates that ACME orders and registrations asked to look at again: those
+    /// named, and every Certificate not Ready when an issuer's registration finished.
+    fn acme_wakes(&mut self) -> BTreeSet<Key> {
+        let Some(a) = &self.acme else {
+            return BTreeSet::new();
+        };
+        let w = a.take_wakes();
+        let mut due: BTreeSet<Key> = w
+            .certificates
+            .into_iter()
+            .filter(|k| self.model.certificates.contains_key(k))
+            .collect();
+        if w.issuers {
+            due.extend(
+                self.model
+                    .certificates
+                    .keys()
+                    .filter(|k| self.records.get(*k).is_none_or(|r| !r.ready()))
+                    .cloned(),
+            );
+            self.save_runtime_status();
+        }
+        due
+    }
+
+    /// With `--once`: keeps reconciling what ACME orders report until none is in
+    /// flight, bounded by the timeout.
+    fn wait_for_acme(&mut self, stop: &AtomicBool) {
+        if self.acme.is_none() {
+            return;
+        }
+        let deadline = Instant::now() + self.opts.once_timeout;
+        loop {
+            // Wake-ups first: a registration that just finished is no longer "busy", but
+            // the Certificates waiting for it have yet to be stepped.
+            let t = self.opts.clock.now();
+            let mut due = self.acme_wakes();
+            due.extend(
+                self.records
+                    .iter()
+                    .filter(|(_, r)| r.next_check.is_some_and(|n| n <= t))
+                    .map(|(k, _)| k.clone()),
+            );
+            let late = Instant::now() > deadline;
+            if !due.is_empty() && !late {
+                self.pass(Some(&due));
+                continue;
+            }
+            let busy = self.acme.as_ref().is_some_and(|a| a.busy());
+            let pending = self
+                .records
+                .values()
+                .any(|r| r.pending.is_some() && !r.ready());
+            if !(busy || pending) || stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if late {
+                tracing::warn!(
+                    timeout_s = self.opts.once_timeout.as_secs(),
+                    "ACME orders still pending at the timeout"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

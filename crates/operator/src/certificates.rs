@@ -376,6 +376,7 @@ struct Observation {
     resolved: certwright_engine::Resolved,
     passwords: Result<certwright_engine::render::Passwords, Problem>,
     pending_key: Option<PrivateKey>,
+    labels: std::collections::BTreeMap<String, String>,
     t: i64,
 }
 
@@ -387,6 +388,7 @@ impl Observation {
             &Observed {
                 namespace: &self.ns,
                 name: &self.name,
+                labels: &self.labels,
                 params: &self.params,
                 secret: self.current.as_ref(),
                 secret_base: None,
@@ -584,6 +586,7 @@ async fn reconcile_certificate(
         resolved,
         passwords,
         pending_key,
+        labels: obj.labels().clone(),
         t,
     };
     // Key generation and signing are CPU work: off the async threads.

@@ -39,6 +39,7 @@ impl IssuerFound {
             spec: spec.as_ref(),
             secret_ns: &self.secret_ns,
             ca_secret: self.ca.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
+            acme: None,
             test_issuer: self.test_issuer.as_deref(),
             now,
         })

@@ -91,8 +91,11 @@ pub(crate) async fn reconcile(
     };
     let issuer = resolved.issuer.clone();
     let (spec, csr_pem, t) = (params.issuance.clone(), params.csr_pem.clone(), job.t);
+    let (subject, labels) = (job.id.clone(), obj.labels().clone());
     let outcome = tokio::task::spawn_blocking(move || {
         issuer.process(&Request {
+            subject: &subject,
+            labels: &labels,
             csr_pem: &csr_pem,
             spec: &spec,
             key: key.as_ref(),

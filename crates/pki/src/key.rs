@@ -284,6 +284,25 @@ impl PrivateKey {
     }
 }
 
+impl PrivateKey {
+    /// Signs `msg` with RSASSA-PKCS1-v1_5 and SHA-256 whatever the key size (JWS `RS256`);
+    /// fails for other keys.
+    pub fn sign_rsa_sha256(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let Inner::Rsa(k) = &self.inner else {
+            return Err(KeyError::Sign);
+        };
+        let mut sig = vec![0u8; k.public_modulus_len()];
+        k.sign(
+            &signature::RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            msg,
+            &mut sig,
+        )
+        .map_err(|_| KeyError::Sign)?;
+        Ok(sig)
+    }
+}
+
 fn spki_der<K: AsDer<PublicKeyX509Der<'static>>>(k: &K) -> Result<Vec<u8>, KeyError> {
     k.as_der()
         .map(|d| d.as_ref().to_vec())

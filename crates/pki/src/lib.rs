@@ -14,6 +14,7 @@ pub mod cert;
 pub mod der;
 pub mod inspect;
 pub mod jks;
+pub mod jose;
 pub mod key;
 pub mod name;
 pub mod pem;

@@ -289,7 +289,7 @@ fn check_uri(s: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
-fn check_email(s: &str) -> Result<(), ValueError> {
+pub(crate) fn check_email(s: &str) -> Result<(), ValueError> {
     match s.split_once('@') {
         Some((l, d))
             if !l.is_empty()

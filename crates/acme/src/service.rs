@@ -1,0 +1,680 @@
+//! The ACME service both runtimes hold: accounts (registered once per server, key, email
+//! and binding), orders running in the background, and the HTTP-01 tokens being served.
+//!
+//! The engine asks an ACME issuer to process a request and must not wait: [`AcmeIssuer`]
+//! answers at once from what the order's background run last reported (Pending, with the
+//! order record as the issuer state the engine persists), and starts or resumes the run
+//! when none is going. Each change wakes the shell ([`Wake`]), which steps the
+//! Certificate again. Issuers are checked the same way: registration runs in the
+//! background and the issuer's condition says so meanwhile.
+
+use crate::client::{self, AcmeError, Client, Identifier, Signer};
+use crate::http::{Recorder, Transport, Trust};
+use crate::order::{End, OrderJob};
+use crate::record::OrderRecord;
+use crate::solve::Tokens;
+use certwright_api::acme::{AcmeIssuer, AcmeIssuerStatus, ACCOUNT_KEY};
+use certwright_engine::issue::{Issued, Issuer, Outcome, Request};
+use certwright_engine::lifecycle::{Problem, Redacted};
+use certwright_engine::resolve::Ready;
+use certwright_engine::{BackoffPolicy, SecretData};
+use certwright_pki::{jose, Curve, KeyAlgorithm, KeyEncoding, PrivateKey};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A failed ACME request backs off from two minutes, doubling to eight hours: a CA is
+/// never hammered, and a fixed problem is retried within minutes, not hours.
+pub const ACME_BACKOFF: BackoffPolicy = BackoffPolicy {
+    base: Duration::from_secs(120),
+    cap: Duration::from_secs(8 * 3600),
+};
+
+/// What the shell is asked to look at again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// An issuer, by the id the shell gave [`Service::check_issuer`].
+    Issuer(String),
+    /// A Certificate, by the subject the engine gave (`namespace/name`).
+    Certificate(String),
+}
+
+pub type Waker = Arc<dyn Fn(Wake) + Send + Sync>;
+
+/// Settings shared by every ACME issuer.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// New orders per Certificate per hour, at most.
+    pub max_orders_per_hour: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_orders_per_hour: 6,
+        }
+    }
+}
+
+/// The ACME service. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rt: tokio::runtime::Handle,
+    config: Config,
+    tokens: Tokens,
+    waker: Waker,
+    recorder: Option<Recorder>,
+    accounts: Mutex<HashMap<String, AccountSlot>>,
+    /// Registrations that ended and that no check has seen yet (the service is busy
+    /// until one has: a shell waiting for work to finish must step their Certificates).
+    unseen: Mutex<std::collections::HashSet<String>>,
+    jobs: Mutex<HashMap<String, JobSlot>>,
+    /// When each Certificate's recent orders were created (Unix seconds).
+    orders: Mutex<HashMap<String, VecDeque<i64>>>,
+}
+
+enum AccountSlot {
+    Registering,
+    Registered(Arc<Account>),
+    Failed { problem: Problem, retry_at: i64 },
+}
+
+struct Account {
+    client: Arc<Client>,
+    signer: Signer,
+    thumbprint: String,
+    uri: String,
+}
+
+enum JobSlot {
+    Running(OrderRecord),
+    Done(End, OrderRecord),
+}
+
+/// What the shell found for an ACME issuer.
+pub struct IssuerInputs<'a> {
+    /// Identifies the issuer in [`Wake::Issuer`].
+    pub id: &'a str,
+    pub spec: &'a AcmeIssuer,
+    /// The `privateKeySecretRef` Secret: `Ok(None)` when it does not exist.
+    pub account_secret: Result<Option<&'a SecretData>, &'a Problem>,
+    /// The external account binding's key Secret, when the spec has one.
+    pub eab_secret: Option<Result<Option<&'a SecretData>, &'a Problem>>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// An ACME issuer's check: ready to sign or why not, its status, and an account key the
+/// shell must store (then check again).
+pub struct IssuerCheck {
+    pub result: Result<Ready, Problem>,
+    pub status: Option<AcmeIssuerStatus>,
+    pub generated_key: Option<GeneratedKey>,
+}
+
+/// A new account key for the `privateKeySecretRef` Secret.
+pub struct GeneratedKey {
+    pub secret: String,
+    pub key: String,
+    pub pem: Redacted,
+}
+
+fn trust(spec: &AcmeIssuer) -> Result<Trust, Problem> {
+    if spec.skip_tls_verify {
+        return Ok(Trust::Insecure);
+    }
+    let Some(b) = &spec.ca_bundle else {
+        return Ok(Trust::System);
+    };
+    use base64::Engine;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(b.trim())
+        .map_err(|e| Problem::new("InvalidIssuer", format!("spec.acme.caBundle: {e}")))?;
+    let certs = certwright_pki::inspect::pem_certificates(&pem)
+        .map_err(|e| Problem::new("InvalidIssuer", format!("spec.acme.caBundle: {e}")))?;
+    Ok(Trust::Bundle(certs))
+}
+
+fn digest_hex(b: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn secret_value<'a>(s: &'a SecretData, key: &str) -> Option<&'a [u8]> {
+    s.get(key)
+}
+
+impl Service {
+    /// A service on `rt`; `waker` is called from the runtime's threads.
+    pub fn new(
+        rt: tokio::runtime::Handle,
+        config: Config,
+        waker: Waker,
+        recorder: Option<Recorder>,
+    ) -> Service {
+        Service {
+            inner: Arc::new(Inner {
+                rt,
+                config,
+                tokens: Tokens::default(),
+                waker,
+                recorder,
+                accounts: Mutex::new(HashMap::new()),
+                unseen: Mutex::default(),
+                jobs: Mutex::new(HashMap::new()),
+                orders: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The HTTP-01 tokens this service's orders present.
+    pub fn tokens(&self) -> Tokens {
+        self.inner.tokens.clone()
+    }
+
+    /// Checks an ACME issuer: its account key, and its registration with the server.
+    pub fn check_issuer(&self, i: &IssuerInputs<'_>) -> IssuerCheck {
+        let fail = |p: Problem| IssuerCheck {
+            result: Err(p),
+            status: None,
+            generated_key: None,
+        };
+        let spec = i.spec;
+        let key_name = spec
+            .private_key_secret_ref
+            .key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(|| ACCOUNT_KEY.to_string());
+        let secret_desc = format!("account key Secret {:?}", spec.private_key_secret_ref.name);
+        let account_key = match i.account_secret {
+            Err(p) => {
+                return fail(Problem::new(
+                    "ErrGetAccountKey",
+                    format!("{secret_desc}: {}", p.message),
+                ))
+            }
+            Ok(Some(s)) => match secret_value(s, &key_name) {
+                Some(pem) => match PrivateKey::from_pem(pem) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        return fail(Problem::new(
+                            "ErrInvalidAccountKey",
+                            format!("{secret_desc}, key {key_name:?}: not a private key: {e}"),
+                        ))
+                    }
+                },
+                None => {
+                    return fail(Problem::new(
+                        "ErrInvalidAccountKey",
+                        format!("{secret_desc} has no {key_name:?}"),
+                    ))
+                }
+            },
+            Ok(None) if spec.disable_account_key_generation => {
+                return fail(Problem::new(
+                    "ErrGetAccountKey",
+                    format!("{secret_desc} not found, and disableAccountKeyGeneration is set"),
+                ))
+            }
+            Ok(None) => {
+                return match PrivateKey::generate(KeyAlgorithm::Ecdsa(Curve::P256))
+                    .and_then(|k| k.to_pem(KeyEncoding::Pkcs8))
+                {
+                    Ok(pem) => IssuerCheck {
+                        result: Err(Problem::new(
+                            "GeneratingAccountKey",
+                            format!("generated a new account key into {secret_desc}"),
+                        )),
+                        status: None,
+                        generated_key: Some(GeneratedKey {
+                            secret: spec.private_key_secret_ref.name.clone(),
+                            key: key_name,
+                            pem: Redacted(pem),
+                        }),
+                    },
+                    Err(e) => fail(Problem::new("ErrGenerateAccountKey", e.to_string())),
+                };
+            }
+        };
+        if matches!(account_key.algorithm(), KeyAlgorithm::Ed25519) {
+            return fail(Problem::new(
+                "ErrInvalidAccountKey",
+                format!("{secret_desc}: ACME account keys are RSA or ECDSA, not Ed25519"),
+            ));
+        }
+        let eab = match eab(spec, i.eab_secret) {
+            Ok(e) => e,
+            Err(p) => return fail(p),
+        };
+        let trust = match trust(spec) {
+            Ok(t) => t,
+            Err(p) => return fail(p),
+        };
+        let email = spec.email.clone().filter(|e| !e.is_empty());
+        let slot_key = format!(
+            "{}|{}|{}|{}|{:?}",
+            spec.server,
+            digest_hex(account_key.spki_der()),
+            email.clone().unwrap_or_default(),
+            eab.as_ref().map(|e| e.0.as_str()).unwrap_or_default(),
+            trust
+        );
+        let mut accounts = match self.inner.accounts.lock() {
+            Ok(a) => a,
+            Err(_) => return fail(Problem::new("Internal", "account table poisoned")),
+        };
+        if !matches!(
+            accounts.get(&slot_key),
+            Some(AccountSlot::Registering) | None
+        ) {
+            if let Ok(mut u) = self.inner.unseen.lock() {
+                u.remove(&slot_key);
+            }
+        }
+        match accounts.get(&slot_key) {
+            Some(AccountSlot::Registered(acct)) => {
+                let status = AcmeIssuerStatus {
+                    uri: Some(acct.uri.clone()),
+                    last_registered_email: email,
+                    last_private_key_hash: Some(digest_hex(account_key.spki_der())),
+                };
+                let handle = AcmeHandle {
+                    service: self.clone(),
+                    account: acct.clone(),
+                    spec: Arc::new(spec.clone()),
+                };
+                return IssuerCheck {
+                    result: Ok(Ready {
+                        issuer: Arc::new(handle),
+                        policy: ACME_BACKOFF,
+                        digest: format!("acme:{}", acct.uri),
+                        reason: "ACMEAccountRegistered",
+                        message: "The ACME account was registered with the ACME server",
+                    }),
+                    status: Some(status),
+                    generated_key: None,
+                };
+            }
+            Some(AccountSlot::Registering) => {
+                return fail(Problem::new(
+                    "ACMEAccountRegistering",
+                    format!("registering the ACME account with {}", spec.server),
+                ))
+            }
+            Some(AccountSlot::Failed { problem, retry_at }) if *retry_at > i.now => {
+                return fail(problem.clone())
+            }
+            _ => {}
+        }
+        accounts.insert(slot_key.clone(), AccountSlot::Registering);
+        drop(accounts);
+        tracing::debug!(issuer = %i.id, server = %spec.server, "registering the ACME account");
+        let inner = self.inner.clone();
+        let id = i.id.to_string();
+        let server = spec.server.clone();
+        let now = i.now;
+        self.inner.rt.spawn(async move {
+            let slot = match register(&inner, &server, trust, account_key, email, eab).await {
+                Ok(acct) => {
+                    tracing::info!(issuer = %id, account = %acct.uri, "ACME account registered");
+                    AccountSlot::Registered(Arc::new(acct))
+                }
+                Err(problem) => {
+                    tracing::warn!(issuer = %id, reason = %problem.reason, message = %problem.message, "ACME account registration failed");
+                    AccountSlot::Failed {
+                        problem,
+                        retry_at: now + 60,
+                    }
+                }
+            };
+            if let Ok(mut u) = inner.unseen.lock() {
+                u.insert(slot_key.clone());
+            }
+            if let Ok(mut a) = inner.accounts.lock() {
+                a.insert(slot_key, slot);
+            }
+            (inner.waker)(Wake::Issuer(id));
+        });
+        fail(Problem::new(
+            "ACMEAccountRegistering",
+            format!("registering the ACME account with {}", spec.server),
+        ))
+    }
+
+    /// Whether an account registration or an order run is going, or an order's end is
+    /// not yet collected.
+    pub fn busy(&self) -> bool {
+        let registering = self
+            .inner
+            .accounts
+            .lock()
+            .map(|a| a.values().any(|s| matches!(s, AccountSlot::Registering)))
+            .unwrap_or(false);
+        let unseen = self
+            .inner
+            .unseen
+            .lock()
+            .map(|u| !u.is_empty())
+            .unwrap_or(false);
+        registering
+            || unseen
+            || self
+                .inner
+                .jobs
+                .lock()
+                .map(|j| !j.is_empty())
+                .unwrap_or(false)
+    }
+}
+
+/// The binding's key id, HMAC key and algorithm, when the spec has one.
+fn eab(
+    spec: &AcmeIssuer,
+    secret: Option<Result<Option<&SecretData>, &Problem>>,
+) -> Result<Option<(String, Vec<u8>, String)>, Problem> {
+    let Some(b) = &spec.external_account_binding else {
+        return Ok(None);
+    };
+    let key = b
+        .key_secret_ref
+        .key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| "secret".into());
+    let desc = format!(
+        "external account binding Secret {:?}",
+        b.key_secret_ref.name
+    );
+    let s = match secret {
+        None | Some(Ok(None)) => {
+            return Err(Problem::new("ErrGetEABKey", format!("{desc} not found")))
+        }
+        Some(Err(p)) => {
+            return Err(Problem::new(
+                "ErrGetEABKey",
+                format!("{desc}: {}", p.message),
+            ))
+        }
+        Some(Ok(Some(s))) => s,
+    };
+    let raw = secret_value(s, &key)
+        .ok_or_else(|| Problem::new("ErrGetEABKey", format!("{desc} has no {key:?}")))?;
+    use base64::Engine;
+    let text = String::from_utf8_lossy(raw);
+    let hmac = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .map_err(|_| {
+            Problem::new(
+                "ErrGetEABKey",
+                format!("{desc}, key {key:?}: not base64url"),
+            )
+        })?;
+    let alg = b
+        .key_algorithm
+        .clone()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "HS256".into());
+    Ok(Some((b.key_id.clone(), hmac, alg)))
+}
+
+async fn register(
+    inner: &Inner,
+    server: &str,
+    trust: Trust,
+    key: PrivateKey,
+    email: Option<String>,
+    eab: Option<(String, Vec<u8>, String)>,
+) -> Result<Account, Problem> {
+    let failed = |e: AcmeError| {
+        let reason = if e.problem_kind() == Some("externalAccountRequired") {
+            "ErrExternalAccountRequired"
+        } else {
+            "ErrRegisterACMEAccount"
+        };
+        Problem::new(reason, format!("Failed to register ACME account: {e}"))
+    };
+    let transport = Transport::new(&trust, inner.recorder.clone())
+        .map_err(|m| Problem::new("ErrRegisterACMEAccount", m))?;
+    let client = Client::connect(transport, server).await.map_err(|e| {
+        Problem::new(
+            "ErrRegisterACMEAccount",
+            format!("Failed to read the ACME directory: {e}"),
+        )
+    })?;
+    if client.directory.meta.external_account_required && eab.is_none() {
+        return Err(Problem::new(
+            "ErrExternalAccountRequired",
+            format!(
+                "{server} requires an external account binding (spec.acme.externalAccountBinding)"
+            ),
+        ));
+    }
+    let key = Arc::new(key);
+    let thumbprint =
+        jose::thumbprint(&key).map_err(|e| Problem::new("ErrInvalidAccountKey", e.to_string()))?;
+    let mut payload = serde_json::json!({ "termsOfServiceAgreed": true });
+    if let Some(e) = &email {
+        payload["contact"] = serde_json::json!([format!("mailto:{e}")]);
+    }
+    if let Some((kid, hmac, alg)) = &eab {
+        let b =
+            client::external_account_binding(&key, kid, hmac, alg, &client.directory.new_account)
+                .map_err(|m| Problem::new("ErrGetEABKey", m))?;
+        payload["externalAccountBinding"] = b;
+    }
+    let signer = Signer {
+        key: key.clone(),
+        kid: None,
+    };
+    let url = client.directory.new_account.clone();
+    let rsp = client
+        .post(&signer, &url, Some(&payload))
+        .await
+        .map_err(failed)?;
+    let uri = rsp
+        .header("location")
+        .ok_or_else(|| {
+            Problem::new(
+                "ErrRegisterACMEAccount",
+                "the ACME server gave no account URL",
+            )
+        })?
+        .to_string();
+    // An existing account keeps its old contact: bring it up to date.
+    if let Some(e) = &email {
+        let signer = Signer {
+            key: key.clone(),
+            kid: Some(uri.clone()),
+        };
+        let _ = client
+            .post(
+                &signer,
+                &uri,
+                Some(&serde_json::json!({ "contact": [format!("mailto:{e}")] })),
+            )
+            .await;
+    }
+    Ok(Account {
+        client: Arc::new(client),
+        signer: Signer {
+            key,
+            kid: Some(uri.clone()),
+        },
+        thumbprint,
+        uri,
+    })
+}
+
+/// The engine's view of an ACME issuer with a registered account.
+struct AcmeHandle {
+    service: Service,
+    account: Arc<Account>,
+    spec: Arc<AcmeIssuer>,
+}
+
+fn pending(message: String, after: Duration, state: serde_json::Value) -> Outcome {
+    Outcome::Pending {
+        reason: "Pending".into(),
+        message,
+        retry_after: after,
+        state,
+    }
+}
+
+impl AcmeHandle {
+    /// Whether one more order may be created for `subject` now; when not, how long until
+    /// it may.
+    fn may_order(&self, subject: &str, now: i64) -> Result<(), i64> {
+        let max = self.service.inner.config.max_orders_per_hour.max(1) as usize;
+        let Ok(mut orders) = self.service.inner.orders.lock() else {
+            return Ok(());
+        };
+        let q = orders.entry(subject.to_string()).or_default();
+        while q.front().is_some_and(|t| *t <= now - 3600) {
+            q.pop_front();
+        }
+        if q.len() >= max {
+            return Err(q.front().copied().unwrap_or(now) + 3600 - now);
+        }
+        q.push_back(now);
+        Ok(())
+    }
+
+    fn start(&self, key: String, req: &Request<'_>, mut rec: OrderRecord) -> Result<(), String> {
+        let csr_der = certwright_pki::pem::decode_all(req.csr_pem.as_bytes())
+            .ok()
+            .and_then(|b| {
+                b.into_iter()
+                    .find(|b| b.label.contains("CERTIFICATE REQUEST"))
+            })
+            .map(|b| b.der)
+            .ok_or("the request holds no CSR")?;
+        let mut identifiers: Vec<Identifier> = req
+            .spec
+            .dns_names
+            .iter()
+            .map(|d| Identifier {
+                type_: "dns".into(),
+                value: d.clone(),
+            })
+            .collect();
+        identifiers.extend(req.spec.ip_addresses.iter().map(|ip| Identifier {
+            type_: "ip".into(),
+            value: ip.to_string(),
+        }));
+        if identifiers.is_empty() {
+            return Err("an ACME certificate needs at least one DNS name or IP address".into());
+        }
+        let inner = self.service.inner.clone();
+        let subject = req.subject.to_string();
+        let progress_inner = inner.clone();
+        let progress_key = key.clone();
+        let progress_subject = subject.clone();
+        let job = OrderJob {
+            client: self.account.client.clone(),
+            signer: self.account.signer.clone(),
+            issuer: self.spec.clone(),
+            csr_der,
+            identifiers,
+            labels: req.labels.clone(),
+            tokens: inner.tokens.clone(),
+            thumbprint: self.account.thumbprint.clone(),
+            progress: Arc::new(move |r: &OrderRecord| {
+                if let Ok(mut j) = progress_inner.jobs.lock() {
+                    j.insert(progress_key.clone(), JobSlot::Running(r.clone()));
+                }
+                (progress_inner.waker)(Wake::Certificate(progress_subject.clone()));
+            }),
+            now: unix_now,
+        };
+        rec.account = self.account.uri.clone();
+        if rec.created == 0 {
+            rec.created = req.now;
+        }
+        if let Ok(mut j) = inner.jobs.lock() {
+            j.insert(key.clone(), JobSlot::Running(rec.clone()));
+        }
+        tracing::debug!(certificate = %subject, order = rec.url.as_deref().unwrap_or("(new)"), "ACME order run starts");
+        self.service.inner.rt.spawn(async move {
+            let end = job.run(&mut rec).await;
+            if let Ok(mut j) = inner.jobs.lock() {
+                j.insert(key, JobSlot::Done(end, rec));
+            }
+            (inner.waker)(Wake::Certificate(subject));
+        });
+        Ok(())
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Issuer for AcmeHandle {
+    fn process(&self, req: &Request<'_>) -> Outcome {
+        let key = digest_hex(req.csr_pem.as_bytes());
+        let slot = {
+            let Ok(mut jobs) = self.service.inner.jobs.lock() else {
+                return pending("waiting".into(), Duration::from_secs(5), req.state.clone());
+            };
+            match jobs.get(&key) {
+                Some(JobSlot::Running(rec)) => {
+                    return pending(rec.summary(), Duration::from_secs(60), rec.to_state())
+                }
+                Some(JobSlot::Done(..)) => jobs.remove(&key),
+                None => None,
+            }
+        };
+        if let Some(JobSlot::Done(end, rec)) = slot {
+            return match end {
+                End::Issued(chain) => Outcome::Issued(Issued { chain, ca: vec![] }),
+                End::Failed { reason, message } => Outcome::Failed { reason, message },
+                End::Retry { after } => pending(rec.summary(), after, rec.to_state()),
+            };
+        }
+        let rec = OrderRecord::from_state(req.state);
+        if rec.not_before > req.now {
+            let after = Duration::from_secs((rec.not_before - req.now) as u64);
+            return pending(rec.summary(), after, req.state.clone());
+        }
+        if rec.url.is_none() {
+            if let Err(wait) = self.may_order(req.subject, req.now) {
+                let mut rec = rec;
+                rec.not_before = req.now + wait;
+                rec.reason = format!(
+                    "{} new orders in the last hour for this Certificate (the most allowed): the next in {wait}s",
+                    self.service.inner.config.max_orders_per_hour
+                );
+                return pending(
+                    rec.summary(),
+                    Duration::from_secs(wait as u64),
+                    rec.to_state(),
+                );
+            }
+        }
+        match self.start(key, req, rec.clone()) {
+            Ok(()) => pending(rec.summary(), Duration::from_secs(60), rec.to_state()),
+            Err(m) => Outcome::Failed {
+                reason: "InvalidRequest".into(),
+                message: m,
+            },
+        }
+    }
+}
+
+/// The labels of a request, for selectors: kept for callers that have none.
+pub fn no_labels() -> &'static BTreeMap<String, String> {
+    static EMPTY: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(BTreeMap::new)
+}

@@ -1,0 +1,220 @@
+//! Pebble (Let's Encrypt's ACME test server) and pebble-challtestsrv for the ACME tests,
+//! on loopback ports, stopped on drop. The binaries come from `CERTWRIGHT_PEBBLE_DIR`
+//! (set by scripts/test.sh from scripts/pebble-bin.sh), else from that script's cache.
+//! Pebble resolves every name through challtestsrv's DNS server on 127.0.0.1, which
+//! answers 127.0.0.1 for any name (and no AAAA), so no query leaves the machine.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Pebble {
+    pub dir: PathBuf,
+    children: Vec<Child>,
+    pub directory_url: String,
+    pub management_url: String,
+    /// Pebble's HTTPS root, PEM (the issuer's caBundle).
+    pub tls_root_pem: String,
+    pub log: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn bin_dir() -> Option<PathBuf> {
+    let dir = std::env::var("CERTWRIGHT_PEBBLE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/certwright-pebble/v2.10.3"));
+    if dir.join("pebble").is_file() && dir.join("pebble-challtestsrv").is_file() {
+        return Some(dir);
+    }
+    let why = format!(
+        "Pebble is not built ({}); run scripts/pebble-bin.sh or set CERTWRIGHT_PEBBLE_DIR",
+        dir.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why} (required in CI: scripts/test.sh builds it)");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Options for one Pebble.
+#[derive(Clone)]
+pub struct PebbleOptions {
+    /// The port Pebble validates HTTP-01 on (certwright's listener).
+    pub http_port: u16,
+    /// Extra environment (PEBBLE_WFE_NONCEREJECT, ...). PEBBLE_VA_NOSLEEP=1 unless
+    /// `validation_sleeps`.
+    pub env: Vec<(String, String)>,
+    pub validation_sleeps: bool,
+    /// A DNS server Pebble asks instead of challtestsrv's (BIND, for DNS-01).
+    pub dns_server: Option<String>,
+}
+
+impl PebbleOptions {
+    pub fn http(http_port: u16) -> PebbleOptions {
+        PebbleOptions {
+            http_port,
+            env: vec![],
+            validation_sleeps: false,
+            dns_server: None,
+        }
+    }
+}
+
+impl Pebble {
+    /// Starts challtestsrv and Pebble; None (test skipped) when they are not built.
+    pub fn start(o: &PebbleOptions) -> Option<Pebble> {
+        let bins = bin_dir()?;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dns_port = free_port();
+        let dns = format!("127.0.0.1:{dns_port}");
+        let log = tmp.path().join("pebble.log");
+        let logf = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .expect("log")
+        };
+        let chall = Command::new(bins.join("pebble-challtestsrv"))
+            .args([
+                "-dnsserver",
+                &dns,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-doh",
+                "",
+                "-management",
+                &format!("127.0.0.1:{}", free_port()),
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ])
+            .stdout(logf())
+            .stderr(logf())
+            .spawn()
+            .expect("starts pebble-challtestsrv");
+        let (listen, mgmt) = (free_port(), free_port());
+        let certs = bins.join("certs");
+        let config = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{listen}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt}"),
+            "certificate": certs.join("localhost/cert.pem"),
+            "privateKey": certs.join("localhost/key.pem"),
+            "httpPort": o.http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "retryAfter": {"authz": 1, "order": 1},
+            "profiles": {
+                "default": {"description": "90 days", "validityPeriod": 7776000},
+                "shortlived": {"description": "6 days", "validityPeriod": 518400}
+            }
+        }});
+        let cfg = tmp.path().join("pebble.json");
+        std::fs::write(&cfg, config.to_string()).expect("config");
+        let mut cmd = Command::new(bins.join("pebble"));
+        cmd.arg("-config")
+            .arg(&cfg)
+            .arg("-dnsserver")
+            .arg(o.dns_server.clone().unwrap_or(dns));
+        if !o.validation_sleeps {
+            cmd.env("PEBBLE_VA_NOSLEEP", "1");
+        }
+        for (k, v) in &o.env {
+            cmd.env(k, v);
+        }
+        let pebble = cmd
+            .stdout(logf())
+            .stderr(logf())
+            .spawn()
+            .expect("starts pebble");
+        let tls_root_pem =
+            std::fs::read_to_string(certs.join("pebble.minica.pem")).expect("minica");
+        let p = Pebble {
+            dir: bins,
+            children: vec![chall, pebble],
+            directory_url: format!("https://127.0.0.1:{listen}/dir"),
+            management_url: format!("https://127.0.0.1:{mgmt}"),
+            tls_root_pem,
+            log,
+            _tmp: tmp,
+        };
+        p.wait_up(listen);
+        Some(p)
+    }
+
+    fn wait_up(&self, port: u16) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "Pebble did not start: {}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// The caBundle value for Pebble's HTTPS root.
+    pub fn ca_bundle(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(&self.tls_root_pem)
+    }
+
+    /// A GET on the management interface (with curl, trusting Pebble's root).
+    pub fn management(&self, path: &str) -> String {
+        let root = self._tmp.path().join("minica.pem");
+        std::fs::write(&root, &self.tls_root_pem).expect("root");
+        let out = Command::new("curl")
+            .args(["-sS", "--fail", "--cacert"])
+            .arg(&root)
+            .arg(format!("{}{path}", self.management_url))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET {path} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The root Pebble issues under (new at every start).
+    pub fn issuing_root(&self) -> String {
+        self.management("/roots/0")
+    }
+
+    pub fn tmp(&self) -> &Path {
+        self._tmp.path()
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
