@@ -10,6 +10,9 @@ export CERTWRIGHT_KUBE_BIN_DIR
 # Pebble and pebble-challtestsrv for the ACME tests (built once, then cached).
 CERTWRIGHT_PEBBLE_DIR="$(bash scripts/pebble-bin.sh)"
 export CERTWRIGHT_PEBBLE_DIR
+# BIND and moto's server for DNS-01 (installed once).
+CERTWRIGHT_MOTO_SERVER="$(bash scripts/dns-bin.sh)"
+export CERTWRIGHT_MOTO_SERVER
 # Helm, to render the chart in deploy/helm (built once, then cached).
 CERTWRIGHT_HELM="$(bash scripts/helm-bin.sh)"
 export CERTWRIGHT_HELM

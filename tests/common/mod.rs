@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod bind;
+pub mod moto;
 pub mod pebble;
 
 use std::path::{Path, PathBuf};

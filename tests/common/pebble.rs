@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Pebble {
+    /// BIND, when the options asked for it (dropped after Pebble).
+    pub bind: Option<super::bind::Bind>,
     pub dir: PathBuf,
     children: Vec<Child>,
     pub directory_url: String,
@@ -56,8 +58,9 @@ pub struct PebbleOptions {
     /// `validation_sleeps`.
     pub env: Vec<(String, String)>,
     pub validation_sleeps: bool,
-    /// A DNS server Pebble asks instead of challtestsrv's (BIND, for DNS-01).
-    pub dns_server: Option<String>,
+    /// Put BIND between Pebble and challtestsrv (for DNS-01): Pebble asks BIND, which
+    /// is authoritative for the test zone and forwards other names to challtestsrv.
+    pub bind: bool,
 }
 
 impl PebbleOptions {
@@ -66,7 +69,7 @@ impl PebbleOptions {
             http_port,
             env: vec![],
             validation_sleeps: false,
-            dns_server: None,
+            bind: false,
         }
     }
 }
@@ -86,7 +89,7 @@ impl Pebble {
                 .open(&log)
                 .expect("log")
         };
-        let chall = Command::new(bins.join("pebble-challtestsrv"))
+        let mut chall = Command::new(bins.join("pebble-challtestsrv"))
             .args([
                 "-dnsserver",
                 &dns,
@@ -109,6 +112,19 @@ impl Pebble {
             .stderr(logf())
             .spawn()
             .expect("starts pebble-challtestsrv");
+        let bind = match o.bind.then(|| super::bind::Bind::start(&dns)) {
+            None => None,
+            Some(Some(b)) => Some(b),
+            Some(None) => {
+                let _ = chall.kill();
+                let _ = chall.wait();
+                return None;
+            }
+        };
+        let pebble_dns = bind
+            .as_ref()
+            .map(|b| b.address())
+            .unwrap_or_else(|| dns.clone());
         let (listen, mgmt) = (free_port(), free_port());
         let certs = bins.join("certs");
         let config = serde_json::json!({"pebble": {
@@ -132,7 +148,7 @@ impl Pebble {
         cmd.arg("-config")
             .arg(&cfg)
             .arg("-dnsserver")
-            .arg(o.dns_server.clone().unwrap_or(dns));
+            .arg(pebble_dns);
         if !o.validation_sleeps {
             cmd.env("PEBBLE_VA_NOSLEEP", "1");
         }
@@ -147,6 +163,7 @@ impl Pebble {
         let tls_root_pem =
             std::fs::read_to_string(certs.join("pebble.minica.pem")).expect("minica");
         let p = Pebble {
+            bind,
             dir: bins,
             children: vec![chall, pebble],
             directory_url: format!("https://127.0.0.1:{listen}/dir"),

@@ -11,9 +11,11 @@
 //! [`certwright_pki`], nonces, problem documents, and the order state machine.
 
 pub mod client;
+pub mod dns;
 pub mod http;
 pub mod order;
 pub mod record;
+pub mod route53;
 pub mod service;
 pub mod solve;
 

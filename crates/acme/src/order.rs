@@ -26,6 +26,15 @@ const RUN_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// Transient failures in a row after which the request fails (and the Certificate
 /// backs off).
 const MAX_TRANSIENT: u32 = 6;
+/// How long DNS-01 records may take to be served by the zone's servers.
+const PROPAGATION_LIMIT: Duration = Duration::from_secs(300);
+
+/// The DNS-01 TXT value for a key authorization: base64url(SHA-256).
+pub fn dns01_value(key_authorization: &str) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key_authorization.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
 
 /// How a run ended.
 #[derive(Debug)]
@@ -48,6 +57,8 @@ pub struct OrderJob {
     /// The Certificate's labels, for solver selectors.
     pub labels: BTreeMap<String, String>,
     pub tokens: Tokens,
+    /// DNS-01 solvers and the nameservers to check propagation with.
+    pub dns: Arc<crate::solve::DnsSolvers>,
     pub thumbprint: String,
     /// Called with the record after every change.
     pub progress: Arc<dyn Fn(&OrderRecord) + Send + Sync>,
@@ -158,7 +169,13 @@ impl OrderJob {
     /// Runs the order from `rec` as far as it goes.
     pub async fn run(&self, rec: &mut OrderRecord) -> End {
         let result = self.drive(rec).await;
-        self.cleanup(rec);
+        // What was presented stays while the order goes on later (the server may be
+        // validating it); it goes when the order ends.
+        if !matches!(result, Err(Stop::Retry(_)))
+            && !matches!(&result, Err(Stop::Acme(e)) if e.is_transient() && rec.transient_failures < MAX_TRANSIENT)
+        {
+            self.cleanup(rec).await;
+        }
         match result {
             Ok(chain) => {
                 rec.transient_failures = 0;
@@ -324,118 +341,137 @@ impl OrderJob {
         }
     }
 
-    /// Brings every authorization forward: solved, presented, accepted; polls while one
-    /// is still pending.
+    /// Brings every authorization forward: a challenge chosen and presented for each
+    /// pending one, DNS-01 records seen by the zone's servers, then every challenge
+    /// accepted, then polled until the server has validated them all.
     async fn authorize(&self, rec: &mut OrderRecord) -> Result<(), Stop> {
+        let mut pending = Vec::new();
+        for i in 0..rec.challenges.len() {
+            let url = rec.challenges[i].authorization_url.clone();
+            let (body, _): (AuthzBody, _) = self.client.post_json(&self.signer, &url, None).await?;
+            match body.status.as_str() {
+                "valid" => self.mark(rec, i, "valid", ""),
+                "pending" => {
+                    self.choose(rec, i, &body)?;
+                    self.present(rec, i).await?;
+                    let st = body
+                        .challenges
+                        .iter()
+                        .find(|c| c.url == rec.challenges[i].url)
+                        .map(|c| c.status.clone())
+                        .unwrap_or_default();
+                    pending.push((i, st));
+                }
+                other => return Err(self.invalid(rec, i, &body, other)),
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.await_propagation(rec, &pending).await?;
+        for (i, st) in &pending {
+            let c = &rec.challenges[*i];
+            if !c.accepted && st == "pending" {
+                let url = c.url.clone();
+                self.client
+                    .post(&self.signer, &url, Some(&serde_json::json!({})))
+                    .await?;
+                let c = &mut rec.challenges[*i];
+                c.accepted = true;
+                c.state = "processing".into();
+                c.reason = "waiting for the ACME server to validate".into();
+                self.report(rec);
+            }
+        }
         let mut poll = Poll::new();
-        loop {
-            let mut waiting = false;
-            for i in 0..rec.challenges.len() {
+        let mut left: Vec<usize> = pending.into_iter().map(|(i, _)| i).collect();
+        while !left.is_empty() {
+            poll.wait(None).await?;
+            let mut still = Vec::new();
+            for i in left {
                 let url = rec.challenges[i].authorization_url.clone();
                 let (body, rsp): (AuthzBody, _) =
                     self.client.post_json(&self.signer, &url, None).await?;
-                let ra = retry_after_of(&rsp);
                 match body.status.as_str() {
-                    "valid" => {
-                        let c = &mut rec.challenges[i];
-                        if c.state != "valid" {
-                            c.state = "valid".into();
-                            c.reason.clear();
-                            self.report(rec);
-                        }
-                    }
+                    "valid" => self.mark(rec, i, "valid", ""),
                     "pending" => {
-                        self.advance(rec, i, &body).await?;
-                        waiting = true;
-                        if ra.is_some() {
-                            poll.wait(ra).await?;
+                        still.push(i);
+                        if let Some(ra) = retry_after_of(&rsp) {
+                            poll.wait(Some(ra)).await?;
                         }
                     }
-                    other => {
-                        let (reason, msg) = authz_failure(&body, other);
-                        let c = &mut rec.challenges[i];
-                        c.state = "invalid".into();
-                        c.reason = msg.clone();
-                        self.report(rec);
-                        return Err(Stop::Failed(reason, msg));
-                    }
+                    other => return Err(self.invalid(rec, i, &body, other)),
                 }
             }
-            if !waiting {
-                return Ok(());
-            }
-            poll.wait(None).await?;
+            left = still;
+        }
+        Ok(())
+    }
+
+    fn mark(&self, rec: &mut OrderRecord, i: usize, state: &str, reason: &str) {
+        let c = &mut rec.challenges[i];
+        if c.state != state || c.reason != reason {
+            c.state = state.into();
+            c.reason = reason.into();
+            self.report(rec);
         }
     }
 
-    /// One pending authorization: pick the challenge, present it, accept it once.
-    async fn advance(&self, rec: &mut OrderRecord, i: usize, body: &AuthzBody) -> Result<(), Stop> {
+    fn invalid(&self, rec: &mut OrderRecord, i: usize, body: &AuthzBody, status: &str) -> Stop {
+        let (reason, msg) = authz_failure(body, status);
+        self.mark(rec, i, "invalid", &msg);
+        Stop::Failed(reason, msg)
+    }
+
+    /// Picks the solver and challenge of a pending authorization (once).
+    fn choose(&self, rec: &mut OrderRecord, i: usize, body: &AuthzBody) -> Result<(), Stop> {
+        if !rec.challenges[i].url.is_empty() {
+            return Ok(());
+        }
         let name = if body.wildcard {
             format!("*.{}", body.identifier.value)
         } else {
             body.identifier.value.clone()
         };
-        if rec.challenges[i].url.is_empty() {
-            let offered: Vec<ChallengeKind> = body
-                .challenges
-                .iter()
-                .filter_map(|c| match c.type_.as_str() {
-                    "http-01" => Some(ChallengeKind::Http01),
-                    "dns-01" => Some(ChallengeKind::Dns01),
-                    _ => None,
-                })
-                .collect();
-            let Some((solver, kind)) =
-                pick_solver(&self.issuer.solvers, &name, &offered, &self.labels)
-            else {
-                let msg = format!(
-                    "no configured challenge solver can be used for {name:?} (the server offers {})",
-                    body.challenges.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>().join(", ")
-                );
-                rec.challenges[i].reason = msg.clone();
-                return Err(Stop::Failed("NoMatchingSolver".into(), msg));
-            };
-            let Some(ch) = body.challenges.iter().find(|c| c.type_ == kind.acme_type()) else {
-                return Err(Stop::Failed(
-                    "NoMatchingSolver".into(),
-                    format!("{name}: no {} challenge", kind.acme_type()),
-                ));
-            };
-            let c = &mut rec.challenges[i];
-            c.dns_name = body.identifier.value.clone();
-            c.wildcard = body.wildcard;
-            c.kind = Some(kind);
-            c.url = ch.url.clone();
-            c.token = ch.token.clone();
-            c.key = match kind {
-                ChallengeKind::Http01 => self.key_authorization(&ch.token),
-                ChallengeKind::Dns01 => String::new(),
-            };
-            c.solver = solver;
-        }
-        let chal_state = body
+        let offered: Vec<ChallengeKind> = body
             .challenges
             .iter()
-            .find(|c| c.url == rec.challenges[i].url)
-            .map(|c| c.status.clone())
-            .unwrap_or_default();
-        self.present(&rec.challenges[i])?;
+            .filter_map(|c| match c.type_.as_str() {
+                "http-01" => Some(ChallengeKind::Http01),
+                "dns-01" => Some(ChallengeKind::Dns01),
+                _ => None,
+            })
+            .collect();
+        let picked = pick_solver(&self.issuer.solvers, &name, &offered, &self.labels).and_then(
+            |(solver, kind)| {
+                let ch = body
+                    .challenges
+                    .iter()
+                    .find(|c| c.type_ == kind.acme_type())?;
+                Some((solver, kind, ch))
+            },
+        );
+        let Some((solver, kind, ch)) = picked else {
+            let offered: Vec<&str> = body.challenges.iter().map(|c| c.type_.as_str()).collect();
+            let msg = format!(
+                "no configured challenge solver can be used for {name:?} (the server offers {})",
+                offered.join(", ")
+            );
+            rec.challenges[i].reason = msg.clone();
+            return Err(Stop::Failed("NoMatchingSolver".into(), msg));
+        };
         let c = &mut rec.challenges[i];
-        c.presented = true;
-        if !c.accepted && chal_state == "pending" {
-            let url = c.url.clone();
-            self.client
-                .post(&self.signer, &url, Some(&serde_json::json!({})))
-                .await?;
-            let c = &mut rec.challenges[i];
-            c.accepted = true;
-            c.state = "processing".into();
-            c.reason = "waiting for the ACME server to validate".into();
-            self.report(rec);
-        } else if c.state != chal_state && !chal_state.is_empty() {
-            c.state = chal_state;
-            self.report(rec);
-        }
+        c.dns_name = body.identifier.value.clone();
+        c.wildcard = body.wildcard;
+        c.kind = Some(kind);
+        c.url = ch.url.clone();
+        c.token = ch.token.clone();
+        c.solver = solver;
+        let ka = self.key_authorization(&ch.token);
+        c.key = match kind {
+            ChallengeKind::Http01 => ka,
+            ChallengeKind::Dns01 => dns01_value(&ka),
+        };
         Ok(())
     }
 
@@ -443,25 +479,133 @@ impl OrderJob {
         format!("{token}.{}", self.thumbprint)
     }
 
-    fn present(&self, c: &ChallengeRecord) -> Result<(), Stop> {
+    /// Serves the token, or writes the TXT record (where `_acme-challenge.NAME` points,
+    /// with cnameStrategy Follow).
+    async fn present(&self, rec: &mut OrderRecord, i: usize) -> Result<(), Stop> {
+        let c = rec.challenges[i].clone();
         match c.kind {
-            Some(ChallengeKind::Http01) => {
-                self.tokens
-                    .insert(&c.token, &self.key_authorization(&c.token));
-                Ok(())
+            Some(ChallengeKind::Http01) => self.tokens.insert(&c.token, &c.key),
+            Some(ChallengeKind::Dns01) => {
+                let solver = self.dns01_solver(c.solver)?;
+                let name = self.record_name(solver, &c).await?;
+                solver
+                    .present(&self.dns, &name, &c.key)
+                    .await
+                    .map_err(|m| {
+                        Stop::Failed("DNS01PresentFailed".into(), format!("{}: {m}", c.dns_name))
+                    })?;
             }
-            Some(ChallengeKind::Dns01) => Err(Stop::Failed(
-                "NotSupported".into(),
-                "DNS-01 solving is not in this build yet".into(),
+            None => return Ok(()),
+        }
+        if !rec.challenges[i].presented {
+            rec.challenges[i].presented = true;
+            self.report(rec);
+        }
+        Ok(())
+    }
+
+    fn dns01_solver(&self, index: usize) -> Result<&crate::solve::Dns01, Stop> {
+        match self.dns.solvers.get(index).and_then(Option::as_ref) {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(m)) => Err(Stop::Failed("DNS01SolverInvalid".into(), m.clone())),
+            None => Err(Stop::Failed(
+                "DNS01SolverInvalid".into(),
+                format!("spec.acme.solvers[{index}] is not a DNS-01 solver"),
             )),
-            None => Ok(()),
         }
     }
 
-    fn cleanup(&self, rec: &OrderRecord) {
-        for c in &rec.challenges {
-            if c.presented && c.kind == Some(ChallengeKind::Http01) {
-                self.tokens.remove(&c.token);
+    async fn record_name(
+        &self,
+        solver: &crate::solve::Dns01,
+        c: &ChallengeRecord,
+    ) -> Result<String, Stop> {
+        let name = format!("_acme-challenge.{}", c.dns_name);
+        if !solver.follow_cname {
+            return Ok(name);
+        }
+        let n = crate::dns::fqdn(&name)
+            .map_err(|e| Stop::Failed("DNS01PresentFailed".into(), e.to_string()))?;
+        crate::dns::follow_cname(&self.dns.nameservers, &n)
+            .await
+            .map(|t| t.to_string())
+            .map_err(|e| {
+                Stop::Failed(
+                    "DNS01PresentFailed".into(),
+                    format!("following the CNAME at {name}: {e}"),
+                )
+            })
+    }
+
+    /// Waits until the zone's authoritative servers (or the recursive ones, with
+    /// --dns01-recursive-nameservers-only) serve every DNS-01 record not yet accepted;
+    /// bounded by [`PROPAGATION_LIMIT`].
+    async fn await_propagation(
+        &self,
+        rec: &mut OrderRecord,
+        pending: &[(usize, String)],
+    ) -> Result<(), Stop> {
+        let started = Instant::now();
+        let mut delay = Duration::from_secs(1);
+        for (i, _) in pending {
+            let c = rec.challenges[*i].clone();
+            if c.kind != Some(ChallengeKind::Dns01) || c.accepted {
+                continue;
+            }
+            let solver = self.dns01_solver(c.solver)?;
+            let name = self.record_name(solver, &c).await?;
+            let fq = crate::dns::fqdn(&name)
+                .map_err(|e| Stop::Failed("DNS01PresentFailed".into(), e.to_string()))?;
+            loop {
+                let why = match crate::dns::propagated(&self.dns.nameservers, &fq, &c.key).await {
+                    Ok(Ok(())) => break,
+                    Ok(Err(why)) => why,
+                    Err(e) => e.to_string(),
+                };
+                if started.elapsed() > PROPAGATION_LIMIT {
+                    let msg = format!(
+                        "the DNS-01 record {name} was not seen within {}s: {why}",
+                        PROPAGATION_LIMIT.as_secs()
+                    );
+                    self.mark(rec, *i, "pending", &msg);
+                    return Err(Stop::Failed("DNS01PropagationTimeout".into(), msg));
+                }
+                self.mark(
+                    rec,
+                    *i,
+                    "pending",
+                    &format!("waiting for DNS-01 propagation: {why}"),
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 3 / 2).min(Duration::from_secs(10));
+            }
+            self.mark(
+                rec,
+                *i,
+                "pending",
+                "the DNS-01 record is served by every authoritative server",
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes what was presented: tokens, TXT records (failures are logged, not fatal).
+    async fn cleanup(&self, rec: &OrderRecord) {
+        for c in rec.challenges.iter().filter(|c| c.presented) {
+            match c.kind {
+                Some(ChallengeKind::Http01) => self.tokens.remove(&c.token),
+                Some(ChallengeKind::Dns01) => {
+                    let Ok(solver) = self.dns01_solver(c.solver) else {
+                        continue;
+                    };
+                    let Ok(name) = self.record_name(solver, c).await else {
+                        continue;
+                    };
+                    if let Err(m) = solver.cleanup(&self.dns, &name, &c.key).await {
+                        tracing::warn!(record = %name, error = %m, "cannot remove the DNS-01 record");
+                    }
+                }
+                None => {}
             }
         }
     }

@@ -161,6 +161,12 @@ impl OrderRecord {
         if !self.reason.is_empty() {
             s.push_str(": ");
             s.push_str(&self.reason);
+        } else if let Some(c) = self
+            .challenges
+            .iter()
+            .find(|c| c.state != "valid" && !c.reason.is_empty())
+        {
+            s.push_str(&format!(": {}: {}", c.dns_name, c.reason));
         }
         s
     }

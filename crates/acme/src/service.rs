@@ -46,12 +46,18 @@ pub type Waker = Arc<dyn Fn(Wake) + Send + Sync>;
 pub struct Config {
     /// New orders per Certificate per hour, at most.
     pub max_orders_per_hour: u32,
+    /// Where DNS-01 finds zones and checks propagation.
+    pub nameservers: crate::dns::Nameservers,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             max_orders_per_hour: 6,
+            nameservers: crate::dns::Nameservers {
+                recursive: crate::dns::Nameservers::system(),
+                recursive_only: false,
+            },
         }
     }
 }
@@ -75,6 +81,8 @@ struct Inner {
     jobs: Mutex<HashMap<String, JobSlot>>,
     /// When each Certificate's recent orders were created (Unix seconds).
     orders: Mutex<HashMap<String, VecDeque<i64>>>,
+    /// The HTTPS client for Route 53, made on first use.
+    route53: std::sync::OnceLock<Option<Transport>>,
 }
 
 enum AccountSlot {
@@ -100,10 +108,8 @@ pub struct IssuerInputs<'a> {
     /// Identifies the issuer in [`Wake::Issuer`].
     pub id: &'a str,
     pub spec: &'a AcmeIssuer,
-    /// The `privateKeySecretRef` Secret: `Ok(None)` when it does not exist.
-    pub account_secret: Result<Option<&'a SecretData>, &'a Problem>,
-    /// The external account binding's key Secret, when the spec has one.
-    pub eab_secret: Option<Result<Option<&'a SecretData>, &'a Problem>>,
+    /// Reads a Secret of the issuer's Secret namespace (`Ok(None)`: it does not exist).
+    pub read_secret: &'a dyn Fn(&str) -> Result<Option<SecretData>, Problem>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -170,6 +176,7 @@ impl Service {
                 unseen: Mutex::default(),
                 jobs: Mutex::new(HashMap::new()),
                 orders: Mutex::new(HashMap::new()),
+                route53: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -194,7 +201,8 @@ impl Service {
             .filter(|k| !k.is_empty())
             .unwrap_or_else(|| ACCOUNT_KEY.to_string());
         let secret_desc = format!("account key Secret {:?}", spec.private_key_secret_ref.name);
-        let account_key = match i.account_secret {
+        let account_secret = (i.read_secret)(&spec.private_key_secret_ref.name);
+        let account_key = match &account_secret {
             Err(p) => {
                 return fail(Problem::new(
                     "ErrGetAccountKey",
@@ -250,7 +258,14 @@ impl Service {
                 format!("{secret_desc}: ACME account keys are RSA or ECDSA, not Ed25519"),
             ));
         }
-        let eab = match eab(spec, i.eab_secret) {
+        let eab_secret = spec
+            .external_account_binding
+            .as_ref()
+            .map(|b| (i.read_secret)(&b.key_secret_ref.name));
+        let eab = match eab(
+            spec,
+            eab_secret.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
+        ) {
             Ok(e) => e,
             Err(p) => return fail(p),
         };
@@ -290,6 +305,7 @@ impl Service {
                     service: self.clone(),
                     account: acct.clone(),
                     spec: Arc::new(spec.clone()),
+                    dns: Arc::new(self.dns_solvers(spec, i.read_secret)),
                 };
                 return IssuerCheck {
                     result: Ok(Ready {
@@ -347,6 +363,47 @@ impl Service {
             "ACMEAccountRegistering",
             format!("registering the ACME account with {}", spec.server),
         ))
+    }
+
+    /// The issuer's DNS-01 solvers, their Secrets read.
+    fn dns_solvers(
+        &self,
+        spec: &AcmeIssuer,
+        read_secret: &dyn Fn(&str) -> Result<Option<SecretData>, Problem>,
+    ) -> crate::solve::DnsSolvers {
+        let read = |name: &str, key: &str| -> Result<Vec<u8>, String> {
+            if key.is_empty() {
+                return Err(format!("the reference to Secret {name:?} names no key"));
+            }
+            match read_secret(name) {
+                Ok(Some(s)) => s
+                    .get(key)
+                    .map(<[u8]>::to_vec)
+                    .ok_or_else(|| format!("Secret {name:?} has no key {key:?}")),
+                Ok(None) => Err(format!("Secret {name:?} not found")),
+                Err(p) => Err(format!("Secret {name:?}: {}", p.message)),
+            }
+        };
+        let solvers = spec
+            .solvers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.dns01.as_ref().map(|d| {
+                    crate::solve::Dns01::build(d, &read)
+                        .map_err(|m| format!("spec.acme.solvers[{i}].dns01: {m}"))
+                })
+            })
+            .collect();
+        crate::solve::DnsSolvers {
+            solvers,
+            nameservers: self.inner.config.nameservers.clone(),
+            transport: self
+                .inner
+                .route53
+                .get_or_init(|| Transport::new(&Trust::System, self.inner.recorder.clone()).ok())
+                .clone(),
+        }
     }
 
     /// Whether an account registration or an order run is going, or an order's end is
@@ -518,6 +575,7 @@ struct AcmeHandle {
     service: Service,
     account: Arc<Account>,
     spec: Arc<AcmeIssuer>,
+    dns: Arc<crate::solve::DnsSolvers>,
 }
 
 fn pending(message: String, after: Duration, state: serde_json::Value) -> Outcome {
@@ -586,6 +644,7 @@ impl AcmeHandle {
             identifiers,
             labels: req.labels.clone(),
             tokens: inner.tokens.clone(),
+            dns: self.dns.clone(),
             thumbprint: self.account.thumbprint.clone(),
             progress: Arc::new(move |r: &OrderRecord| {
                 if let Ok(mut j) = progress_inner.jobs.lock() {

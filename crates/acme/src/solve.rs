@@ -92,6 +92,156 @@ pub fn bind_http01(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(l)
 }
 
+/// One DNS-01 provider, with its credentials read.
+pub enum Dns01Provider {
+    Rfc2136 {
+        server: SocketAddr,
+        tsig: Option<crate::dns::Tsig>,
+    },
+    Route53(crate::route53::Route53),
+}
+
+/// A DNS-01 solver of an issuer.
+pub struct Dns01 {
+    pub provider: Dns01Provider,
+    /// cnameStrategy Follow.
+    pub follow_cname: bool,
+}
+
+/// The DNS-01 solvers of an issuer, by solver index (`None` for HTTP-01 ones; `Err` when
+/// its Secrets could not be read), and the nameservers DNS-01 uses.
+pub struct DnsSolvers {
+    pub solvers: Vec<Option<Result<Dns01, String>>>,
+    pub nameservers: crate::dns::Nameservers,
+    /// For Route 53's API.
+    pub transport: Option<crate::http::Transport>,
+}
+
+/// Reads a Secret's key (for a solver), as text.
+pub type SecretReader<'a> = &'a dyn Fn(&str, &str) -> Result<Vec<u8>, String>;
+
+impl Dns01 {
+    /// Builds a solver from its spec, reading its Secrets through `read(name, key)`.
+    pub fn build(
+        spec: &certwright_api::acme::Dns01Solver,
+        read: SecretReader<'_>,
+    ) -> Result<Dns01, String> {
+        let provider = if let Some(r) = &spec.rfc2136 {
+            let server =
+                certwright_api::acme::parse_nameserver(&r.nameserver).ok_or_else(|| {
+                    format!("rfc2136.nameserver {:?} is not an address", r.nameserver)
+                })?;
+            let tsig = match r.tsig_key_name.as_deref().filter(|k| !k.is_empty()) {
+                None => None,
+                Some(name) => {
+                    let sel = r
+                        .tsig_secret_secret_ref
+                        .as_ref()
+                        .ok_or("rfc2136.tsigSecretSecretRef: required with tsigKeyName")?;
+                    let raw = read(&sel.name, sel.key.as_deref().unwrap_or(""))?;
+                    use base64::Engine;
+                    let secret = base64::engine::general_purpose::STANDARD
+                        .decode(String::from_utf8_lossy(&raw).trim())
+                        .map_err(|_| {
+                            format!("the TSIG secret in Secret {:?} is not base64", sel.name)
+                        })?;
+                    let algorithm = certwright_api::acme::TsigAlgorithm::parse(
+                        r.tsig_algorithm.as_deref().unwrap_or(""),
+                    )
+                    .ok_or("rfc2136.tsigAlgorithm: unknown algorithm")?;
+                    Some(crate::dns::Tsig {
+                        name: name.to_string(),
+                        algorithm,
+                        secret,
+                    })
+                }
+            };
+            Dns01Provider::Rfc2136 { server, tsig }
+        } else if let Some(r) = &spec.route53 {
+            let text = |raw: Vec<u8>| String::from_utf8_lossy(&raw).trim().to_string();
+            let access_key_id = match (&r.access_key_id, &r.access_key_id_secret_ref) {
+                (Some(id), _) => id.trim().to_string(),
+                (None, Some(sel)) => text(read(&sel.name, sel.key.as_deref().unwrap_or(""))?),
+                (None, None) => {
+                    return Err("route53: accessKeyID or accessKeyIDSecretRef is required".into())
+                }
+            };
+            let sel = r
+                .secret_access_key_secret_ref
+                .as_ref()
+                .ok_or("route53.secretAccessKeySecretRef: required")?;
+            let secret_access_key = text(read(&sel.name, sel.key.as_deref().unwrap_or(""))?);
+            Dns01Provider::Route53(crate::route53::Route53 {
+                endpoint: crate::route53::endpoint_from_env(),
+                region: r
+                    .region
+                    .clone()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "us-east-1".into()),
+                hosted_zone_id: r.hosted_zone_id.clone(),
+                credentials: crate::route53::AwsCredentials {
+                    access_key_id,
+                    secret_access_key,
+                },
+            })
+        } else {
+            return Err("this DNS-01 provider is not supported by certwright".into());
+        };
+        Ok(Dns01 {
+            provider,
+            follow_cname: spec.cname_strategy.as_deref() == Some("Follow"),
+        })
+    }
+
+    /// Writes `value` at `name` (a TXT record).
+    pub async fn present(&self, env: &DnsSolvers, name: &str, value: &str) -> Result<(), String> {
+        self.change(env, name, value, true).await
+    }
+
+    /// Removes `value` at `name`.
+    pub async fn cleanup(&self, env: &DnsSolvers, name: &str, value: &str) -> Result<(), String> {
+        self.change(env, name, value, false).await
+    }
+
+    async fn change(
+        &self,
+        env: &DnsSolvers,
+        name: &str,
+        value: &str,
+        add: bool,
+    ) -> Result<(), String> {
+        let fq = crate::dns::fqdn(name).map_err(|e| e.to_string())?;
+        match &self.provider {
+            Dns01Provider::Rfc2136 { server, tsig } => {
+                let zone = crate::dns::find_zone(&env.nameservers, &fq)
+                    .await
+                    .map_err(|e| format!("finding the zone of {name}: {e}"))?;
+                crate::dns::update_txt(*server, &zone, &fq, value, add, tsig.as_ref())
+                    .await
+                    .map_err(|e| format!("RFC 2136 update: {e}"))
+            }
+            Dns01Provider::Route53(r) => {
+                let t = env
+                    .transport
+                    .as_ref()
+                    .ok_or("no HTTPS transport for Route 53")?;
+                let dns_zone = crate::dns::find_zone(&env.nameservers, &fq).await.ok();
+                let zone = r
+                    .zone_for(t, name, dns_zone.as_ref().map(|z| z.to_string()).as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let fq = fq.to_string();
+                let result = if add {
+                    r.add(t, &zone, &fq, value).await
+                } else {
+                    r.remove(t, &zone, &fq, value).await
+                };
+                result.map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

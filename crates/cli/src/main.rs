@@ -127,6 +127,29 @@ struct LocalRunArgs {
     /// New ACME orders per Certificate per hour, at most.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     acme_max_orders_per_hour: u32,
+    #[command(flatten)]
+    dns01: Dns01Args,
+}
+
+/// DNS-01 flags, cert-manager's names, the same for both runtimes.
+#[derive(clap::Args, Clone)]
+struct Dns01Args {
+    /// Recursive nameservers (HOST:PORT,...) that DNS-01 finds zones and their
+    /// authoritative servers with (default: those of /etc/resolv.conf).
+    #[arg(long, value_name = "HOST:PORT,...", value_parser = nameserver_list)]
+    dns01_recursive_nameservers: Option<Nameservers>,
+    /// Check DNS-01 propagation with the recursive nameservers only, not the zone's
+    /// authoritative servers.
+    #[arg(long)]
+    dns01_recursive_nameservers_only: bool,
+}
+
+/// A parsed `--dns01-recursive-nameservers` (one value holding the list).
+#[derive(Clone, Debug)]
+struct Nameservers(Vec<std::net::SocketAddr>);
+
+fn nameserver_list(s: &str) -> Result<Nameservers, String> {
+    certwright_acme::dns::Nameservers::parse_list(s).map(Nameservers)
 }
 
 /// A Go duration flag value (`90s`, `5m`, `1h30m`).
@@ -228,6 +251,7 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         acme_http01_address,
         timeout,
         acme_max_orders_per_hour,
+        dns01,
     } = args;
     logging::init(&log_level, &log_format)?;
     let workers = workers.unwrap_or_else(|| {
@@ -249,6 +273,8 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         acme: certwright_local::acme::AcmeOptions {
             http01_address: acme_http01_address,
             max_orders_per_hour: acme_max_orders_per_hour,
+            dns01_recursive_nameservers: dns01.dns01_recursive_nameservers.map(|n| n.0),
+            dns01_recursive_nameservers_only: dns01.dns01_recursive_nameservers_only,
         },
         once_timeout: timeout,
     })?;

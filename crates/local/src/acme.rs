@@ -15,6 +15,10 @@ pub struct AcmeOptions {
     pub http01_address: Option<SocketAddr>,
     /// New orders per Certificate per hour, at most (0: the default).
     pub max_orders_per_hour: u32,
+    /// `--dns01-recursive-nameservers` (None: the system's, from /etc/resolv.conf).
+    pub dns01_recursive_nameservers: Option<Vec<SocketAddr>>,
+    /// `--dns01-recursive-nameservers-only`.
+    pub dns01_recursive_nameservers_only: bool,
 }
 
 /// What orders and registrations asked to look at again.
@@ -68,6 +72,10 @@ impl LocalAcme {
         if opts.max_orders_per_hour > 0 {
             config.max_orders_per_hour = opts.max_orders_per_hour;
         }
+        if let Some(ns) = &opts.dns01_recursive_nameservers {
+            config.nameservers.recursive = ns.clone();
+        }
+        config.nameservers.recursive_only = opts.dns01_recursive_nameservers_only;
         let service = Service::new(rt.handle().clone(), config, waker, None);
         let tokens = service.tokens();
         for state in in_flight {

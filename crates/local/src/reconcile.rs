@@ -157,16 +157,11 @@ impl Ctx<'_> {
                 None,
             );
         };
-        let account = self.secret(secret_ns, &spec.private_key_secret_ref.name);
-        let eab = spec
-            .external_account_binding
-            .as_ref()
-            .map(|b| self.secret(secret_ns, &b.key_secret_ref.name));
+        let read = |name: &str| self.secret(secret_ns, name);
         let check = svc.check_issuer(&IssuerInputs {
             id: desc,
             spec,
-            account_secret: account.as_ref().map(Option::as_ref),
-            eab_secret: eab.as_ref().map(|r| r.as_ref().map(Option::as_ref)),
+            read_secret: &read,
             now: self.now,
         });
         match check.generated_key {
