@@ -45,16 +45,30 @@ spec:
     )
 }
 
-fn local_once(m: &Path, state: &Path, port: u16) -> std::process::Output {
+/// A `--once` run serving HTTP-01 on `port`, waiting at most `timeout` for orders, with
+/// the DNS server Pebble uses as the only resolver (for the CAA pre-check).
+fn http01_run(
+    p: &Pebble,
+    m: &Path,
+    state: &Path,
+    port: u16,
+    timeout: &str,
+) -> std::process::Output {
     Command::new(common::bin())
-        .args(["local", "run", "--once", "--timeout", "2m", "-f"])
+        .args(["local", "run", "--once", "--timeout", timeout, "-f"])
         .arg(m)
         .arg("--state")
         .arg(state)
         .arg("--acme-http01-address")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--dns01-recursive-nameservers")
+        .arg(&p.dns_address)
         .output()
         .expect("runs certwright")
+}
+
+fn local_once(p: &Pebble, m: &Path, state: &Path, port: u16) -> std::process::Output {
+    http01_run(p, m, state, port, "2m")
 }
 
 /// A Pebble and a fresh state directory; None (skipped) when Pebble is not built.
@@ -71,10 +85,21 @@ fn setup(o: &PebbleOptions) -> Option<Setup> {
     Some(Setup { pebble, dir, state })
 }
 
-/// A Pebble behind BIND (for DNS-01), its address, and a fresh state directory.
-fn setup_dns() -> Option<(Setup, String)> {
+/// A Pebble validating HTTP-01 on a free port, that port, and a fresh state directory;
+/// None (skipped) without Pebble, openssl or curl.
+fn setup_http() -> Option<(Setup, u16)> {
+    if !common::require("openssl") || !common::require("curl") {
+        return None;
+    }
+    let port = free_port();
+    Some((setup(&PebbleOptions::http(port))?, port))
+}
+
+/// A Pebble behind BIND authoritative for `zone` (for DNS-01), BIND's address, and a
+/// fresh state directory.
+fn setup_dns(zone: &str) -> Option<(Setup, String)> {
     let mut o = PebbleOptions::http(free_port());
-    o.bind = true;
+    o.bind = Some(zone.to_string());
     let s = setup(&o)?;
     let bind = s.pebble.bind.as_ref().expect("bind").address();
     Some((s, bind))
@@ -82,7 +107,7 @@ fn setup_dns() -> Option<(Setup, String)> {
 
 /// A `--once` run that must succeed (Pebble's log shown when it does not).
 fn issue(pebble: &Pebble, m: &Path, state: &Path, port: u16) {
-    let out = local_once(m, state, port);
+    let out = local_once(pebble, m, state, port);
     assert!(
         out.status.success(),
         "{}\npebble log:\n{}",
@@ -121,11 +146,7 @@ fn issuer_status(state: &Path, name: &str) -> serde_json::Value {
 
 #[test]
 fn http01_issues_and_reuses_the_account() {
-    if !common::require("openssl") || !common::require("curl") {
-        return;
-    }
-    let port = free_port();
-    let Some(Setup { pebble, dir, state }) = setup(&PebbleOptions::http(port)) else {
+    let Some((Setup { pebble, dir, state }, port)) = setup_http() else {
         return;
     };
     let m = common::write(
@@ -229,15 +250,7 @@ fn an_order_in_flight_survives_a_restart() {
             &["a.example.test", "b.example.test", "c.example.test"],
         ),
     );
-    let first = Command::new(common::bin())
-        .args(["local", "run", "--once", "--timeout", "1s", "-f"])
-        .arg(&m)
-        .arg("--state")
-        .arg(&state)
-        .arg("--acme-http01-address")
-        .arg(format!("127.0.0.1:{port}"))
-        .output()
-        .expect("runs");
+    let first = http01_run(&pebble, &m, &state, port, "1s");
     let status = common::status_json(&state);
     let cert = status["certificates"]
         .as_array()
@@ -337,6 +350,16 @@ spec:
 }
 
 fn dns01_once(m: &Path, state: &Path, bind: &str) -> std::process::Output {
+    dns01_once_env(m, state, bind, &[])
+}
+
+/// A `--once` run for DNS-01 with BIND as the recursive nameserver and `env` set.
+fn dns01_once_env(
+    m: &Path,
+    state: &Path,
+    bind: &str,
+    env: &[(&str, &str)],
+) -> std::process::Output {
     Command::new(common::bin())
         .args(["local", "run", "--once", "--timeout", "3m", "-f"])
         .arg(m)
@@ -344,6 +367,7 @@ fn dns01_once(m: &Path, state: &Path, bind: &str) -> std::process::Output {
         .arg(state)
         .arg("--dns01-recursive-nameservers")
         .arg(bind)
+        .envs(env.iter().copied())
         .output()
         .expect("runs certwright")
 }
@@ -363,7 +387,7 @@ fn dns01_rfc2136_with_tsig_issues_a_wildcard() {
     if !common::require("openssl") || !common::require("curl") || !common::require("dig") {
         return;
     }
-    let Some((Setup { pebble, dir, state }, bind)) = setup_dns() else {
+    let Some((Setup { pebble, dir, state }, bind)) = setup_dns(common::bind::ZONE) else {
         return;
     };
     let names = ["dns.example.test", "*.example.test"];
@@ -424,7 +448,7 @@ fn dns01_with_a_wrong_tsig_secret_says_badsig() {
     if !common::require("curl") || !common::require("dig") {
         return;
     }
-    let Some((Setup { pebble, dir, state }, bind)) = setup_dns() else {
+    let Some((Setup { pebble, dir, state }, bind)) = setup_dns(common::bind::ZONE) else {
         return;
     };
     let wrong = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZy1zZWNyZXQ=";
@@ -466,14 +490,14 @@ fn dns01_route53_through_moto_and_bind() {
     if !common::require("curl") || !common::require("nsupdate") || !common::require("openssl") {
         return;
     }
-    let Some((Setup { pebble, dir, state }, bind)) = setup_dns() else {
+    let Some((Setup { pebble, dir, state }, bind)) = setup_dns(common::bind::ZONE) else {
         return;
     };
     let Some(moto) = common::moto::Moto::start() else {
         return;
     };
     let zone_id = moto.create_zone(common::bind::ZONE);
-    let copier = common::moto::Copier::start(&moto, &zone_id, &bind);
+    let copier = common::moto::Copier::start(&moto, &zone_id, pebble.bind.as_ref().expect("bind"));
     let m = common::write(
         dir.path(),
         "m.yaml",
@@ -522,17 +546,12 @@ spec:
             bundle = pebble.ca_bundle(),
         ),
     );
-    let out = Command::new(common::bin())
-        .args(["local", "run", "--once", "--timeout", "3m", "-f"])
-        .arg(&m)
-        .arg("--state")
-        .arg(&state)
-        .arg("--dns01-recursive-nameservers")
-        .arg(&bind)
-        .env("AWS_ENDPOINT_URL_ROUTE_53", &moto.endpoint)
-        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9/not-this-one")
-        .output()
-        .expect("runs certwright");
+    // The Route 53 variable wins over the general one, as in AWS's SDKs.
+    let env = [
+        ("AWS_ENDPOINT_URL_ROUTE_53", moto.endpoint.as_str()),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9/not-this-one"),
+    ];
+    let out = dns01_once_env(&m, &state, &bind, &env);
     drop(copier);
     assert!(
         out.status.success(),
@@ -598,5 +617,424 @@ spec:
     assert!(
         moto.txt_records(&zone_id).is_empty(),
         "records left in the zone"
+    );
+}
+
+/// The reference scenario's external PKI (examples/e2e/external, and its v1alpha1 form in
+/// examples/e2e/legacy/external): the `letsencrypt` ClusterIssuer (Route 53 DNS-01) and
+/// the customer route's Certificate, run as written except for the server (Pebble), its
+/// caBundle, the hosted zone and the endpoint (moto, its records copied into BIND,
+/// authoritative for example.com).
+#[test]
+fn scenario_route_certificate_from_letsencrypt_issuer() {
+    if !common::require("curl") || !common::require("nsupdate") || !common::require("openssl") {
+        return;
+    }
+    let Some((Setup { pebble, dir, .. }, bind)) = setup_dns("example.com") else {
+        return;
+    };
+    let Some(moto) = common::moto::Moto::start() else {
+        return;
+    };
+    let zone_id = moto.create_zone("example.com");
+    let _copier = common::moto::Copier::start(&moto, &zone_id, pebble.bind.as_ref().expect("bind"));
+    let creds = common::write(
+        dir.path(),
+        "credentials.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: route53-credentials\n  namespace: cert-manager\nstringData:\n  aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+    );
+    for (form, example) in [
+        ("v1", "examples/e2e/external/letsencrypt.yaml"),
+        ("v1alpha1", "examples/e2e/legacy/external/letsencrypt.yaml"),
+    ] {
+        let text = std::fs::read_to_string(common::repo().join(example)).expect("example");
+        let le = "server: https://acme-v02.api.letsencrypt.org/directory";
+        assert!(
+            text.contains(le) && text.contains("hostedZoneID: Z0EXAMPLE"),
+            "{text}"
+        );
+        // v1alpha1 had no caBundle: the legacy form trusts Pebble with skipTLSVerify.
+        let trust = match form {
+            "v1" => format!("caBundle: {}", pebble.ca_bundle()),
+            _ => "skipTLSVerify: true".to_string(),
+        };
+        let overridden = text
+            .replace(
+                le,
+                &format!("server: {}\n    {trust}", pebble.directory_url),
+            )
+            .replace(
+                "hostedZoneID: Z0EXAMPLE",
+                &format!("hostedZoneID: {zone_id}"),
+            );
+        let m = common::write(dir.path(), &format!("letsencrypt-{form}.yaml"), &overridden);
+        let state = dir.path().join(format!("state-{form}"));
+        let out = Command::new(common::bin())
+            .args(["local", "run", "--once", "--timeout", "3m", "-f"])
+            .arg(&m)
+            .arg("-f")
+            .arg(&creds)
+            .arg("--state")
+            .arg(&state)
+            .arg("--dns01-recursive-nameservers")
+            .arg(&bind)
+            .env("AWS_ENDPOINT_URL_ROUTE_53", &moto.endpoint)
+            .output()
+            .expect("runs certwright");
+        assert!(
+            out.status.success(),
+            "{form}: {}\npebble log:\n{}",
+            common::text(&out),
+            pebble.log_text()
+        );
+        assert_chain_verifies(&pebble, &state, "demo", "route-customer");
+        let key = std::fs::read_to_string(
+            common::secret_dir(&state, "demo", "route-customer").join("tls.key"),
+        )
+        .expect("key");
+        assert!(
+            key.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{form}: PKCS#8 asked for"
+        );
+    }
+    assert!(
+        moto.requests()
+            .iter()
+            .any(|r| r.path == format!("/2013-04-01/hostedzone/{zone_id}/rrset")),
+        "the spec's hostedZoneID was not used"
+    );
+}
+
+/// ACME Renewal Information: the renewal time is the one chosen in Pebble's suggested
+/// window, and when the window moves into the past the certificate is renewed with a
+/// new order that names the old certificate in `replaces`.
+#[test]
+fn renewal_information_decides_when_to_renew() {
+    let Some((Setup { pebble, dir, state }, port)) = setup_http() else {
+        return;
+    };
+    let m = common::write(
+        dir.path(),
+        "m.yaml",
+        &manifests(&pebble, &["ari.example.test"]),
+    );
+    issue(&pebble, &m, &state, port);
+    let status = common::status_json(&state);
+    let cert = &status["certificates"][0]["status"];
+    let at = |k: &str| {
+        cert[k]
+            .as_str()
+            .and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| t.unix_timestamp())
+            .unwrap_or_else(|| panic!("no {k} in {cert}"))
+    };
+    let (nb, na, renew) = (at("notBefore"), at("notAfter"), at("renewalTime"));
+    // Pebble's window: two days around two thirds of the lifetime (capped at notAfter).
+    let ideal = na - (na + 1 - nb) / 3;
+    assert!(
+        renew >= (ideal - 86_400).max(nb) && renew <= (ideal + 86_400).min(na),
+        "renewalTime {renew} is outside Pebble's window around {ideal}: {cert}"
+    );
+
+    let secret = common::secret_dir(&state, "demo", "web-tls");
+    let pem = std::fs::read_to_string(secret.join("tls.crt")).expect("tls.crt");
+    let leaf_end = pem.find("-----END CERTIFICATE-----").expect("pem") + 25;
+    let past =
+        r#"{"suggestedWindow":{"start":"2020-01-01T00:00:00Z","end":"2020-01-02T00:00:00Z"}}"#;
+    pebble.management_post(
+        "/set-renewal-info/",
+        &serde_json::json!({"Certificate": &pem[..leaf_end], "ARIResponse": past}),
+    );
+    let serial = |p: &Path| {
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(p.join("tls.crt"))
+            .output()
+            .expect("openssl");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let before = serial(&secret);
+    let out = local_once(&pebble, &m, &state, port);
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert_ne!(
+        serial(&secret),
+        before,
+        "not renewed inside the window: {}",
+        common::text(&out)
+    );
+    let log = common::text(&out);
+    assert!(log.contains("Renewing"), "{log}");
+    let replaces = log
+        .lines()
+        .find(|l| l.contains("ACME order created"))
+        .and_then(|l| l.split("replaces=").nth(1))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(
+        replaces.contains('.') && replaces.len() > 10,
+        "the new order named no replaced certificate: {log}"
+    );
+    assert_chain_verifies(&pebble, &state, "demo", "web-tls");
+}
+
+/// Chaos: Pebble rejects half of the nonces, reuses half of the authorizations (the
+/// certificates share names, so there is something to reuse), and sleeps before each
+/// validation. 100 orders must all succeed; the ACME requests each took are reported.
+#[test]
+fn chaos_hundred_orders_all_succeed() {
+    if !common::require("openssl") || !common::require("curl") {
+        return;
+    }
+    let port = free_port();
+    let mut o = PebbleOptions::http(port);
+    o.validation_sleeps = true;
+    o.env.push(("PEBBLE_WFE_NONCEREJECT".into(), "50".into()));
+    o.env.push(("PEBBLE_AUTHZREUSE".into(), "50".into()));
+    let Some(Setup { pebble, dir, state }) = setup(&o) else {
+        return;
+    };
+    let mut m = manifests(&pebble, &["c0.example.test", "shared0.example.test"]);
+    for i in 1..100 {
+        m.push_str(&format!(
+            "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: web{i}\n  namespace: demo\nspec:\n  secretName: web{i}-tls\n  issuerRef:\n    name: pebble\n    kind: ClusterIssuer\n  dnsNames:\n    - c{i}.example.test\n    - shared{}.example.test\n",
+            i % 10
+        ));
+    }
+    let m = common::write(dir.path(), "m.yaml", &m);
+    let start = std::time::Instant::now();
+    let out = http01_run(&pebble, &m, &state, port, "10m");
+    let took = start.elapsed();
+    let log = common::text(&out);
+    assert!(out.status.success(), "{log}");
+    let requests: Vec<u32> = log
+        .lines()
+        .filter(|l| l.contains("ACME order valid"))
+        .filter_map(|l| {
+            l.split("requests=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(requests.len(), 100, "{log}");
+    let total: u32 = requests.iter().sum();
+    let max = requests.iter().max().copied().unwrap_or(0);
+    println!(
+        "chaos: 100 orders in {:.1} s, ACME requests per order (nonce fetches and requests sent again included): mean {:.1}, max {max}",
+        took.as_secs_f64(),
+        f64::from(total) / 100.0
+    );
+    for i in [0, 1, 50, 99] {
+        let name = if i == 0 {
+            "web-tls".to_string()
+        } else {
+            format!("web{i}-tls")
+        };
+        assert_chain_verifies(&pebble, &state, "demo", &name);
+    }
+}
+
+/// A ClusterIssuer for the bad-input catalogue.
+fn acme_issuer(
+    name: &str,
+    server: &str,
+    bundle: Option<&str>,
+    account: &str,
+    extra: &str,
+    solvers: &str,
+) -> String {
+    let bundle = bundle
+        .map(|b| format!("\n    caBundle: {b}"))
+        .unwrap_or_default();
+    format!(
+        "---\napiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata:\n  name: {name}\nspec:\n  acme:\n    server: {server}{bundle}\n    privateKeySecretRef:\n      name: {account}{extra}\n    solvers:\n{solvers}\n"
+    )
+}
+
+fn acme_cert(name: &str, issuer: &str, dns: &str) -> String {
+    format!(
+        "---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: {name}\n  namespace: demo\nspec:\n  secretName: {name}\n  issuerRef:\n    name: {issuer}\n    kind: ClusterIssuer\n  dnsNames: [\"{dns}\"]\n"
+    )
+}
+
+/// Every condition message of a Certificate, joined, with its Ready status.
+fn cert_conditions(status: &serde_json::Value, name: &str) -> (String, String) {
+    let c = status["certificates"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no certificate {name}"));
+    let conds = c["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ready = conds
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default();
+    let text = conds
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                c["reason"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" | ");
+    (ready, text)
+}
+
+/// The ACME bad-input catalogue: each Certificate fails with its own specific reason, in
+/// one run, and the good one beside them becomes Ready (nothing else stalls).
+#[test]
+fn acme_bad_input_is_specific_and_stalls_nothing() {
+    if !common::require("curl") || !common::require("dig") {
+        return;
+    }
+    let mut o = PebbleOptions::http(free_port());
+    o.bind = Some(common::bind::ZONE.into());
+    o.blocklist = vec!["blocked.example.test".into()];
+    let Some(Setup { pebble, dir, state }) = setup(&o) else {
+        return;
+    };
+    let bind = pebble.bind.as_ref().expect("bind").address();
+    let b = pebble.ca_bundle();
+    let url = pebble.directory_url.clone();
+    let rfc2136 = |sel: &str| {
+        format!("      - {sel}dns01:\n          rfc2136:\n            nameserver: \"{bind}\"\n            tsigKeyName: {}\n            tsigAlgorithm: HMACSHA256\n            tsigSecretSecretRef: {{name: tsig, key: secret}}", common::bind::TSIG_KEY)
+    };
+    let mut m = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: tsig, namespace: cert-manager}}\nstringData: {{secret: \"{}\"}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: garbage-account, namespace: cert-manager}}\nstringData: {{tls.key: \"not a key\"}}\n",
+        common::bind::TSIG_SECRET
+    );
+    m += &acme_issuer("good", &url, Some(&b), "good-account", "", &rfc2136(""));
+    m += &acme_issuer(
+        "unreachable",
+        "https://127.0.0.1:9/dir",
+        None,
+        "a1",
+        "",
+        &rfc2136(""),
+    );
+    m += &acme_issuer("untrusted", &url, None, "a2", "", &rfc2136(""));
+    m += &acme_issuer(
+        "garbage-key",
+        &url,
+        Some(&b),
+        "garbage-account",
+        "",
+        &rfc2136(""),
+    );
+    m += &acme_issuer(
+        "nomatch",
+        &url,
+        Some(&b),
+        "a3",
+        "",
+        &rfc2136("selector: {dnsZones: [other.test]}\n        "),
+    );
+    m += &acme_cert("ok", "good", "ok.example.test");
+    m += &acme_cert("c-unreachable", "unreachable", "u.example.test");
+    m += &acme_cert("c-untrusted", "untrusted", "t.example.test");
+    m += &acme_cert("c-garbage-key", "garbage-key", "g.example.test");
+    m += &acme_cert("c-nomatch", "nomatch", "nm.example.test");
+    m += &acme_cert("c-caa", "good", "caa.example.test");
+    m += &acme_cert("c-blocked", "good", "blocked.example.test");
+    m += &acme_cert("c-nozone", "good", "x.nozone.test");
+    m += &acme_cert("c-lame", "good", &format!("x.{}", common::bind::LAME));
+    let m = common::write(dir.path(), "bad.yaml", &m);
+    let out = Command::new(common::bin())
+        .args([
+            "local",
+            "run",
+            "--once",
+            "--timeout",
+            "2m",
+            "--dns01-propagation-timeout",
+            "5s",
+            "-f",
+        ])
+        .arg(&m)
+        .arg("--state")
+        .arg(&state)
+        .arg("--dns01-recursive-nameservers")
+        .arg(&bind)
+        .output()
+        .expect("runs certwright");
+    let log = common::text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        !log.contains(common::bind::TSIG_SECRET),
+        "the TSIG secret leaked into the logs"
+    );
+    let status = common::status_json(&state);
+    assert_eq!(cert_conditions(&status, "ok").0, "True", "{log}");
+    for (cert, expected) in [
+        ("c-unreachable", "Failed to read the ACME directory"),
+        ("c-untrusted", "UnknownIssuer"),
+        ("c-garbage-key", "ErrInvalidAccountKey"),
+        (
+            "c-nomatch",
+            "no configured challenge solver can be used for \"nm.example.test\"",
+        ),
+        ("c-caa", "caa"),
+        ("c-blocked", "rejectedIdentifier"),
+        (
+            "c-nozone",
+            "no zone found for _acme-challenge.x.nozone.test",
+        ),
+        ("c-lame", "was not seen within 5s"),
+    ] {
+        let (ready, text) = cert_conditions(&status, cert);
+        assert_eq!(ready, "False", "{cert}: {text}");
+        assert!(
+            text.contains(expected),
+            "{cert}: expected {expected:?} in: {text}\n{log}"
+        );
+    }
+}
+
+/// A CA that requires external account binding: none given, and a wrong HMAC key.
+#[test]
+fn acme_external_account_binding_problems_are_named() {
+    if !common::require("curl") {
+        return;
+    }
+    let mut o = PebbleOptions::http(free_port());
+    o.eab = Some((
+        "kid-1".into(),
+        "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W".into(),
+    ));
+    let Some(Setup { pebble, dir, state }) = setup(&o) else {
+        return;
+    };
+    let b = pebble.ca_bundle();
+    let url = pebble.directory_url.clone();
+    let http = "      - http01:\n          ingress: {}";
+    let wrong = "\n    externalAccountBinding:\n      keyID: kid-1\n      keySecretRef: {name: eab, key: secret}";
+    let mut m = "apiVersion: v1\nkind: Secret\nmetadata: {name: eab, namespace: cert-manager}\nstringData: {secret: \"d3JvbmctaG1hYy1rZXktd3JvbmctaG1hYy1rZXk\"}\n".to_string();
+    m += &acme_issuer("no-eab", &url, Some(&b), "a1", "", http);
+    m += &acme_issuer("wrong-eab", &url, Some(&b), "a2", wrong, http);
+    m += &acme_cert("c-no-eab", "no-eab", "n.example.test");
+    m += &acme_cert("c-wrong-eab", "wrong-eab", "w.example.test");
+    let m = common::write(dir.path(), "eab.yaml", &m);
+    let out = common::once(&[&m], &state);
+    assert!(!out.status.success(), "{}", common::text(&out));
+    let status = common::status_json(&state);
+    let (_, no) = cert_conditions(&status, "c-no-eab");
+    assert!(no.contains("requires an external account binding"), "{no}");
+    let (_, w) = cert_conditions(&status, "c-wrong-eab");
+    assert!(w.contains("ErrRegisterACMEAccount"), "{w}");
+    assert!(
+        !common::text(&out).contains("d3JvbmctaG1hYy1rZXktd3JvbmctaG1hYy1rZXk"),
+        "the HMAC key leaked"
     );
 }

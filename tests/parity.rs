@@ -215,6 +215,7 @@ fn ca_pair() -> (String, String) {
         spec: &p.issuance,
         key: Some(&key),
         state: &serde_json::Value::Null,
+        current: None,
         now: now - 60,
     }) else {
         panic!("self-signed CA")

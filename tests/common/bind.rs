@@ -11,13 +11,18 @@ use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+/// The zone the tests use unless they name another.
 pub const ZONE: &str = "example.test";
 pub const TSIG_KEY: &str = "certwright-key";
+/// A second zone BIND takes updates for, whose NS record names an address where nothing
+/// listens: a DNS-01 record there is never seen by the zone's servers.
+pub const LAME: &str = "lame.test";
 /// The TSIG secret (base64), as the issuer's Secret holds it.
 pub const TSIG_SECRET: &str = "c2VjcmV0LWZvci10aGUtY2VydHdyaWdodC10ZXN0cy0xMjM0NTY3ODk=";
 
 pub struct Bind {
     child: Child,
+    pub zone: String,
     pub addr: SocketAddr,
     pub log: PathBuf,
     _tmp: tempfile::TempDir,
@@ -41,8 +46,9 @@ fn named() -> Option<PathBuf> {
 static NEXT: AtomicU8 = AtomicU8::new(1);
 
 impl Bind {
-    /// Starts named; `forward_to`: where names outside the zone are asked.
-    pub fn start(forward_to: &str) -> Option<Bind> {
+    /// Starts named, authoritative for `zone`; `forward_to`: where names outside the
+    /// zone are asked.
+    pub fn start(forward_to: &str, zone: &str) -> Option<Bind> {
         let named = named()?;
         if rustix::process::geteuid().as_raw() != 0 {
             let why =
@@ -93,9 +99,14 @@ impl Bind {
   notify no;
 }};
 key "{TSIG_KEY}" {{ algorithm hmac-sha256; secret "{TSIG_SECRET}"; }};
-zone "{ZONE}" {{
+zone "{zone}" {{
   type primary;
   file "{d}/db.zone";
+  allow-update {{ key "{TSIG_KEY}"; }};
+}};
+zone "{LAME}" {{
+  type primary;
+  file "{d}/db.lame";
   allow-update {{ key "{TSIG_KEY}"; }};
 }};
 "#,
@@ -106,10 +117,16 @@ zone "{ZONE}" {{
         std::fs::write(
             dir.join("db.zone"),
             format!(
-                "$TTL 60\n@ IN SOA ns.{ZONE}. hostmaster.{ZONE}. 1 60 60 600 60\n@ IN NS ns.{ZONE}.\nns IN A {ip}\n* IN A 127.0.0.1\n"
+                "$TTL 60\n@ IN SOA ns.{zone}. hostmaster.{zone}. 1 60 60 600 60\n@ IN NS ns.{zone}.\nns IN A {ip}\n* IN A 127.0.0.1\ncaa IN CAA 0 issue \"other-ca.example\"\n"
             ),
         )
         .expect("zone");
+        // A zone whose only NS answers nothing: its records are never seen.
+        std::fs::write(
+            dir.join("db.lame"),
+            format!("$TTL 60\n@ IN SOA ns.{LAME}. hostmaster.{LAME}. 1 60 60 600 60\n@ IN NS ns.{LAME}.\nns IN A 127.53.255.254\n* IN A 127.0.0.1\n"),
+        )
+        .expect("lame zone");
         let log = dir.join("named.log");
         let out = std::fs::File::create(&log).expect("log");
         let child = Command::new(named)
@@ -121,6 +138,7 @@ zone "{ZONE}" {{
             .expect("starts named");
         let b = Bind {
             child,
+            zone: zone.to_string(),
             addr,
             log,
             _tmp: tmp,

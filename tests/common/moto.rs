@@ -271,20 +271,17 @@ pub struct Copier {
 }
 
 impl Copier {
-    pub fn start(moto: &Moto, zone_id: &str, bind: &str) -> Copier {
+    pub fn start(moto: &Moto, zone_id: &str, bind: &super::bind::Bind) -> Copier {
         let stop = Arc::new(AtomicBool::new(false));
-        let (stop2, zone_id, bind) = (stop.clone(), zone_id.to_string(), bind.to_string());
+        let (stop2, zone_id) = (stop.clone(), zone_id.to_string());
+        let (bind, zone) = (bind.address(), bind.zone.clone());
         let direct = moto.direct.clone();
         let handle = std::thread::spawn(move || {
             let mut pushed: Vec<(String, Vec<String>)> = Vec::new();
             while !stop2.load(Ordering::Relaxed) {
                 let now = txt_records(&direct, &zone_id);
                 if now != pushed {
-                    let mut script = format!(
-                        "server {}\nzone {}.\n",
-                        bind.replace(':', " "),
-                        super::bind::ZONE
-                    );
+                    let mut script = format!("server {}\nzone {zone}.\n", bind.replace(':', " "));
                     for (name, _) in &pushed {
                         script.push_str(&format!("update delete {name} TXT\n"));
                     }

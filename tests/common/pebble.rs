@@ -17,6 +17,9 @@ pub struct Pebble {
     children: Vec<Child>,
     pub directory_url: String,
     pub management_url: String,
+    /// The DNS server Pebble asks (BIND when asked for, else challtestsrv): what
+    /// certwright is given as its recursive nameserver, so no test asks another.
+    pub dns_address: String,
     /// Pebble's HTTPS root, PEM (the issuer's caBundle).
     pub tls_root_pem: String,
     pub log: PathBuf,
@@ -58,9 +61,13 @@ pub struct PebbleOptions {
     /// `validation_sleeps`.
     pub env: Vec<(String, String)>,
     pub validation_sleeps: bool,
-    /// Put BIND between Pebble and challtestsrv (for DNS-01): Pebble asks BIND, which
-    /// is authoritative for the test zone and forwards other names to challtestsrv.
-    pub bind: bool,
+    /// Put BIND between Pebble and challtestsrv (for DNS-01), authoritative for this
+    /// zone: Pebble asks BIND, which forwards other names to challtestsrv.
+    pub bind: Option<String>,
+    /// Names Pebble refuses to issue for (its domainBlocklist).
+    pub blocklist: Vec<String>,
+    /// External account binding required: (key id, base64url HMAC key).
+    pub eab: Option<(String, String)>,
 }
 
 impl PebbleOptions {
@@ -69,7 +76,9 @@ impl PebbleOptions {
             http_port,
             env: vec![],
             validation_sleeps: false,
-            bind: false,
+            bind: None,
+            blocklist: vec![],
+            eab: None,
         }
     }
 }
@@ -112,7 +121,11 @@ impl Pebble {
             .stderr(logf())
             .spawn()
             .expect("starts pebble-challtestsrv");
-        let bind = match o.bind.then(|| super::bind::Bind::start(&dns)) {
+        let bind = match o
+            .bind
+            .as_deref()
+            .map(|zone| super::bind::Bind::start(&dns, zone))
+        {
             None => None,
             Some(Some(b)) => Some(b),
             Some(None) => {
@@ -135,7 +148,9 @@ impl Pebble {
             "httpPort": o.http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": o.eab.is_some(),
+            "externalAccountMACKeys": o.eab.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+            "domainBlocklist": o.blocklist,
             "retryAfter": {"authz": 1, "order": 1},
             "profiles": {
                 "default": {"description": "90 days", "validityPeriod": 7776000},
@@ -148,7 +163,7 @@ impl Pebble {
         cmd.arg("-config")
             .arg(&cfg)
             .arg("-dnsserver")
-            .arg(pebble_dns);
+            .arg(&pebble_dns);
         if !o.validation_sleeps {
             cmd.env("PEBBLE_VA_NOSLEEP", "1");
         }
@@ -163,6 +178,7 @@ impl Pebble {
         let tls_root_pem =
             std::fs::read_to_string(certs.join("pebble.minica.pem")).expect("minica");
         let p = Pebble {
+            dns_address: pebble_dns.clone(),
             bind,
             dir: bins,
             children: vec![chall, pebble],
@@ -204,11 +220,23 @@ impl Pebble {
 
     /// A GET on the management interface (with curl, trusting Pebble's root).
     pub fn management(&self, path: &str) -> String {
+        self.management_call(path, None)
+    }
+
+    /// A POST of a JSON body to the management interface.
+    pub fn management_post(&self, path: &str, body: &serde_json::Value) -> String {
+        self.management_call(path, Some(body))
+    }
+
+    fn management_call(&self, path: &str, body: Option<&serde_json::Value>) -> String {
         let root = self._tmp.path().join("minica.pem");
         std::fs::write(&root, &self.tls_root_pem).expect("root");
-        let out = Command::new("curl")
-            .args(["-sS", "--fail", "--cacert"])
-            .arg(&root)
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--fail", "--cacert"]).arg(&root);
+        if let Some(b) = body {
+            cmd.args(["-X", "POST", "--data-binary", &b.to_string()]);
+        }
+        let out = cmd
             .arg(format!("{}{path}", self.management_url))
             .stderr(Stdio::inherit())
             .output()

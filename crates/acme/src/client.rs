@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// How many times a request rejected for its nonce is sent again at once.
-pub const NONCE_RETRIES: u32 = 8;
+/// How many times a request rejected for its nonce is sent again at once; past that the
+/// error is transient (the order goes on a second later).
+pub const NONCE_RETRIES: u32 = 10;
 
 /// An RFC 7807 problem document, as ACME servers send them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,7 +92,10 @@ impl AcmeError {
     /// The server asked to wait (`Retry-After`), if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            AcmeError::Problem { retry_after, .. } => *retry_after,
+            AcmeError::Problem { retry_after, .. } if retry_after.is_some() => *retry_after,
+            AcmeError::Problem { problem, .. } if problem.kind() == "badNonce" => {
+                Some(Duration::from_secs(1))
+            }
             _ => None,
         }
     }
@@ -111,7 +115,13 @@ impl AcmeError {
             AcmeError::Transport(_) => true,
             AcmeError::Problem {
                 status, problem, ..
-            } => *status >= 500 || matches!(problem.kind(), "rateLimited" | "serverInternal"),
+            } => {
+                *status >= 500
+                    || matches!(
+                        problem.kind(),
+                        "rateLimited" | "serverInternal" | "badNonce"
+                    )
+            }
             AcmeError::Protocol { .. } => false,
         }
     }
@@ -133,6 +143,9 @@ pub struct Meta {
     pub external_account_required: bool,
     #[serde(default)]
     pub profiles: serde_json::Map<String, serde_json::Value>,
+    /// The names the CA recognises as its own in CAA records.
+    #[serde(default)]
+    pub caa_identities: Vec<String>,
 }
 
 /// The directory (RFC 8555, 7.1.1), with ARI's `renewalInfo`.
@@ -154,6 +167,16 @@ pub struct Directory {
 pub struct Signer {
     pub key: Arc<PrivateKey>,
     pub kid: Option<String>,
+    /// Counts the requests made with this signer (an order's own count).
+    pub tally: Option<Arc<AtomicU32>>,
+}
+
+impl Signer {
+    fn count(&self) {
+        if let Some(t) = &self.tally {
+            t.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// A connection to one ACME server.
@@ -244,11 +267,12 @@ impl Client {
         }
     }
 
-    async fn nonce(&self) -> Result<String, AcmeError> {
+    async fn nonce(&self, signer: &Signer) -> Result<String, AcmeError> {
         if let Some(n) = self.nonces.lock().ok().and_then(|mut v| v.pop()) {
             return Ok(n);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
+        signer.count();
         let url = &self.directory.new_nonce;
         let rsp = self
             .transport
@@ -275,12 +299,13 @@ impl Client {
         let action = action_of(url, &self.directory);
         let mut attempt = 0;
         loop {
-            let nonce = self.nonce().await?;
+            let nonce = self.nonce(signer).await?;
             let jws = sign(signer, url, &nonce, &body).map_err(|message| AcmeError::Protocol {
                 url: url.into(),
                 message,
             })?;
             self.requests.fetch_add(1, Ordering::Relaxed);
+            signer.count();
             let rsp = self
                 .transport
                 .send(

@@ -231,18 +231,29 @@ pub async fn follow_cname(ns: &Nameservers, name: &Name) -> Result<Name, DnsErro
 /// recursive nameservers see it.
 pub async fn find_zone(ns: &Nameservers, name: &Name) -> Result<Name, DnsError> {
     let mut cur = name.clone();
+    // A server failure for one name (a forwarder that knows nothing of it) is not the
+    // end: the zone may be further up.
+    let mut refused: Option<String> = None;
     loop {
-        let rsp = ask_any(&ns.recursive, &cur, RecordType::SOA).await?;
-        let soa = rsp
-            .answers
-            .iter()
-            .any(|r| r.record_type() == RecordType::SOA && r.name == cur);
-        if soa && rsp.metadata.response_code == ResponseCode::NoError {
-            return Ok(cur);
+        match ask_any(&ns.recursive, &cur, RecordType::SOA).await {
+            Ok(rsp) => {
+                let soa = rsp
+                    .answers
+                    .iter()
+                    .any(|r| r.record_type() == RecordType::SOA && r.name == cur);
+                if soa && rsp.metadata.response_code == ResponseCode::NoError {
+                    return Ok(cur);
+                }
+            }
+            Err(DnsError::Rcode { rcode, server, .. }) => {
+                refused.get_or_insert_with(|| format!("{server} answered {rcode} for {cur}"));
+            }
+            Err(e) => return Err(e),
         }
         if cur.is_root() || cur.num_labels() <= 1 {
             return Err(DnsError::Other(format!(
-                "no zone found for {name} (no SOA record up to the top-level domain)"
+                "no zone found for {name} (no SOA record up to the top-level domain{})",
+                refused.map(|r| format!("; {r}")).unwrap_or_default()
             )));
         }
         cur = cur.base_name();
@@ -421,4 +432,66 @@ pub async fn update_txt(
             None => rcode.to_string(),
         },
     })
+}
+
+/// Whether the CAA records relevant to `name` (RFC 8659: its own, else its closest
+/// ancestor's) let a CA known by `identities` issue for it (`issuewild` for a wildcard
+/// when there is one). Ok(Err(why)) when they do not; lookups through the recursive
+/// nameservers.
+pub async fn caa_allows(
+    ns: &Nameservers,
+    name: &str,
+    wildcard: bool,
+    identities: &[String],
+) -> Result<Result<(), String>, DnsError> {
+    let mut cur = fqdn(name)?;
+    loop {
+        let rsp = ask_any(&ns.recursive, &cur, RecordType::CAA).await?;
+        let caas: Vec<&hickory_proto::rr::rdata::CAA> = rsp
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::CAA(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if !caas.is_empty() {
+            let wild = wildcard && caas.iter().any(|c| c.tag.eq_ignore_ascii_case("issuewild"));
+            let tag = if wild { "issuewild" } else { "issue" };
+            let allowed: Vec<String> = caas
+                .iter()
+                .filter(|c| c.tag.eq_ignore_ascii_case(tag))
+                .map(|c| match c.value_as_issue() {
+                    Ok((Some(d), _)) => d.to_string().trim_end_matches('.').to_ascii_lowercase(),
+                    _ => String::new(),
+                })
+                .collect();
+            if allowed.is_empty()
+                || allowed
+                    .iter()
+                    .any(|a| identities.iter().any(|i| i.eq_ignore_ascii_case(a)))
+            {
+                return Ok(Ok(()));
+            }
+            let named: Vec<&str> = allowed
+                .iter()
+                .filter(|a| !a.is_empty())
+                .map(String::as_str)
+                .collect();
+            return Ok(Err(format!(
+                "the CAA records at {cur} let {} issue{}, not this CA ({})",
+                if named.is_empty() {
+                    "no CA".to_string()
+                } else {
+                    named.join(", ")
+                },
+                if wild { " wildcards" } else { "" },
+                identities.join(", ")
+            )));
+        }
+        if cur.num_labels() <= 1 {
+            return Ok(Ok(()));
+        }
+        cur = cur.base_name();
+    }
 }

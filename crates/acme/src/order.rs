@@ -26,8 +26,6 @@ const RUN_LIMIT: Duration = Duration::from_secs(10 * 60);
 /// Transient failures in a row after which the request fails (and the Certificate
 /// backs off).
 const MAX_TRANSIENT: u32 = 6;
-/// How long DNS-01 records may take to be served by the zone's servers.
-const PROPAGATION_LIMIT: Duration = Duration::from_secs(300);
 
 /// The DNS-01 TXT value for a key authorization: base64url(SHA-256).
 pub fn dns01_value(key_authorization: &str) -> String {
@@ -59,6 +57,8 @@ pub struct OrderJob {
     pub tokens: Tokens,
     /// DNS-01 solvers and the nameservers to check propagation with.
     pub dns: Arc<crate::solve::DnsSolvers>,
+    /// The certificate id this order replaces (RFC 9773), sent with a new order.
+    pub replaces: Option<String>,
     pub thumbprint: String,
     /// Called with the record after every change.
     pub progress: Arc<dyn Fn(&OrderRecord) + Send + Sync>,
@@ -78,6 +78,9 @@ struct OrderBody {
     certificate: Option<String>,
     #[serde(default)]
     error: Option<Problem>,
+    /// The certificate id the order replaces, as the server reflects it (RFC 9773).
+    #[serde(default)]
+    replaces: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,10 +162,9 @@ fn retry_after_of(rsp: &crate::http::Response) -> Option<Duration> {
 
 impl OrderJob {
     fn report(&self, rec: &mut OrderRecord) {
-        rec.requests = self
-            .client
-            .requests
-            .load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = &self.signer.tally {
+            rec.requests = t.load(std::sync::atomic::Ordering::Relaxed);
+        }
         (self.progress)(rec);
     }
 
@@ -181,6 +183,11 @@ impl OrderJob {
                 rec.transient_failures = 0;
                 rec.reason.clear();
                 self.report(rec);
+                tracing::info!(
+                    order = rec.url.as_deref().unwrap_or(""),
+                    requests = rec.requests,
+                    "ACME order valid: certificate downloaded"
+                );
                 End::Issued(chain)
             }
             Err(Stop::Failed(reason, message)) => {
@@ -255,16 +262,68 @@ impl OrderJob {
         }
     }
 
+    /// Checks CAA before ordering (when the CA names its CAA identities): a name whose CAA
+    /// records exclude this CA fails at once, without an order the CA would refuse.
+    /// Lookups that fail leave the decision to the CA.
+    async fn check_caa(&self) -> Result<(), Stop> {
+        let ids = &self.client.directory.meta.caa_identities;
+        if ids.is_empty() || self.dns.nameservers.recursive.is_empty() {
+            return Ok(());
+        }
+        for i in self.identifiers.iter().filter(|i| i.type_ == "dns") {
+            let (name, wildcard) = match i.value.strip_prefix("*.") {
+                Some(base) => (base, true),
+                None => (i.value.as_str(), false),
+            };
+            match crate::dns::caa_allows(&self.dns.nameservers, name, wildcard, ids).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    return Err(Stop::Failed(
+                        "CAAForbidden".into(),
+                        format!("{}: {why}", i.value),
+                    ))
+                }
+                Err(e) => {
+                    tracing::debug!(name = %i.value, error = %e, "CAA lookup failed: the CA decides")
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn new_order(&self, rec: &mut OrderRecord) -> Result<(), Stop> {
+        self.check_caa().await?;
         let mut payload = serde_json::json!({ "identifiers": self.identifiers });
         if let Some(p) = self.issuer.profile.as_deref().filter(|p| !p.is_empty()) {
             payload["profile"] = serde_json::Value::String(p.to_string());
         }
         let url = self.client.directory.new_order.clone();
-        let (body, rsp): (OrderBody, _) = self
-            .client
-            .post_json(&self.signer, &url, Some(&payload))
-            .await?;
+        let mut result = match &self.replaces {
+            Some(r) => {
+                let mut with = payload.clone();
+                with["replaces"] = serde_json::Value::String(r.clone());
+                self.client
+                    .post_json::<OrderBody>(&self.signer, &url, Some(&with))
+                    .await
+            }
+            None => {
+                self.client
+                    .post_json(&self.signer, &url, Some(&payload))
+                    .await
+            }
+        };
+        // A server that will not take `replaces` (already replaced, say) still gets the
+        // order, without it.
+        if let (Some(r), Err(e)) = (&self.replaces, &result) {
+            if !e.is_transient() && e.problem_kind().is_some() {
+                tracing::info!(replaces = %r, error = %e, "the ACME server refused replaces: ordering without it");
+                result = self
+                    .client
+                    .post_json(&self.signer, &url, Some(&payload))
+                    .await;
+            }
+        }
+        let (body, rsp) = result?;
         let Some(loc) = rsp.header("location") else {
             return Err(AcmeError::Protocol {
                 url,
@@ -279,7 +338,11 @@ impl OrderJob {
             ..Default::default()
         };
         self.apply(rec, &body);
-        tracing::info!(order = loc, "ACME order created");
+        tracing::info!(
+            order = loc,
+            replaces = body.replaces.as_deref().unwrap_or(""),
+            "ACME order created"
+        );
         self.report(rec);
         Ok(())
     }
@@ -539,7 +602,7 @@ impl OrderJob {
 
     /// Waits until the zone's authoritative servers (or the recursive ones, with
     /// --dns01-recursive-nameservers-only) serve every DNS-01 record not yet accepted;
-    /// bounded by [`PROPAGATION_LIMIT`].
+    /// bounded by the configured propagation timeout.
     async fn await_propagation(
         &self,
         rec: &mut OrderRecord,
@@ -562,10 +625,11 @@ impl OrderJob {
                     Ok(Err(why)) => why,
                     Err(e) => e.to_string(),
                 };
-                if started.elapsed() > PROPAGATION_LIMIT {
+                let limit = self.dns.propagation_timeout;
+                if started.elapsed() > limit {
                     let msg = format!(
                         "the DNS-01 record {name} was not seen within {}s: {why}",
-                        PROPAGATION_LIMIT.as_secs()
+                        limit.as_secs()
                     );
                     self.mark(rec, *i, "pending", &msg);
                     return Err(Stop::Failed("DNS01PropagationTimeout".into(), msg));

@@ -48,6 +48,8 @@ pub struct Config {
     pub max_orders_per_hour: u32,
     /// Where DNS-01 finds zones and checks propagation.
     pub nameservers: crate::dns::Nameservers,
+    /// How long a DNS-01 record may take to be served before the order fails.
+    pub propagation_timeout: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
                 recursive: crate::dns::Nameservers::system(),
                 recursive_only: false,
             },
+            propagation_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -83,6 +86,18 @@ struct Inner {
     orders: Mutex<HashMap<String, VecDeque<i64>>>,
     /// The HTTPS client for Route 53, made on first use.
     route53: std::sync::OnceLock<Option<Transport>>,
+    /// ACME Renewal Information, by certificate id.
+    ari: Mutex<HashMap<String, AriSlot>>,
+}
+
+/// What the server last said about renewing one certificate.
+#[derive(Clone, Default)]
+struct AriSlot {
+    /// The time chosen in the suggested window (Unix seconds).
+    chosen: Option<i64>,
+    /// When to ask again (the server's Retry-After).
+    refresh_at: i64,
+    fetching: bool,
 }
 
 enum AccountSlot {
@@ -177,6 +192,7 @@ impl Service {
                 jobs: Mutex::new(HashMap::new()),
                 orders: Mutex::new(HashMap::new()),
                 route53: std::sync::OnceLock::new(),
+                ari: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -398,6 +414,7 @@ impl Service {
         crate::solve::DnsSolvers {
             solvers,
             nameservers: self.inner.config.nameservers.clone(),
+            propagation_timeout: self.inner.config.propagation_timeout,
             transport: self
                 .inner
                 .route53
@@ -530,6 +547,7 @@ async fn register(
     let signer = Signer {
         key: key.clone(),
         kid: None,
+        tally: None,
     };
     let url = client.directory.new_account.clone();
     let rsp = client
@@ -550,6 +568,7 @@ async fn register(
         let signer = Signer {
             key: key.clone(),
             kid: Some(uri.clone()),
+            tally: None,
         };
         let _ = client
             .post(
@@ -564,6 +583,7 @@ async fn register(
         signer: Signer {
             key,
             kid: Some(uri.clone()),
+            tally: None,
         },
         thumbprint,
         uri,
@@ -606,6 +626,21 @@ impl AcmeHandle {
         Ok(())
     }
 
+    /// The certificate id a new order names in `replaces`: only for a certificate the
+    /// server gave renewal information for (so it knows it).
+    fn replaces(&self, current: Option<&certwright_pki::CertInfo>) -> Option<String> {
+        let id = cert_id(current?)?;
+        let known = self
+            .service
+            .inner
+            .ari
+            .lock()
+            .ok()?
+            .get(&id)
+            .is_some_and(|s| s.chosen.is_some());
+        known.then_some(id)
+    }
+
     fn start(&self, key: String, req: &Request<'_>, mut rec: OrderRecord) -> Result<(), String> {
         let csr_der = certwright_pki::pem::decode_all(req.csr_pem.as_bytes())
             .ok()
@@ -638,13 +673,17 @@ impl AcmeHandle {
         let progress_subject = subject.clone();
         let job = OrderJob {
             client: self.account.client.clone(),
-            signer: self.account.signer.clone(),
+            signer: Signer {
+                tally: Some(Arc::new(std::sync::atomic::AtomicU32::new(rec.requests))),
+                ..self.account.signer.clone()
+            },
             issuer: self.spec.clone(),
             csr_der,
             identifiers,
             labels: req.labels.clone(),
             tokens: inner.tokens.clone(),
             dns: self.dns.clone(),
+            replaces: self.replaces(req.current),
             thumbprint: self.account.thumbprint.clone(),
             progress: Arc::new(move |r: &OrderRecord| {
                 if let Ok(mut j) = progress_inner.jobs.lock() {
@@ -680,7 +719,131 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// The RFC 9773 certificate id: base64url(AKI key identifier) "." base64url(serial).
+pub fn cert_id(leaf: &certwright_pki::CertInfo) -> Option<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let aki = leaf.authority_key_id.as_ref()?;
+    let serial: Vec<u8> = (0..leaf.serial_hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(leaf.serial_hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<_>>()?;
+    Some(format!("{}.{}", b64.encode(aki), b64.encode(serial)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RenewalInfo {
+    suggested_window: SuggestedWindow,
+}
+
+#[derive(serde::Deserialize)]
+struct SuggestedWindow {
+    start: String,
+    end: String,
+}
+
+/// A time in `[start, end)`, uniformly at random as RFC 9773 asks, or `prev` when it is
+/// still inside; `now` when the window has passed.
+fn choose_in(start: i64, end: i64, prev: Option<i64>, now: i64) -> i64 {
+    if let Some(p) = prev.filter(|p| *p >= start && *p < end) {
+        return p;
+    }
+    if end <= now {
+        return now;
+    }
+    let from = start.max(now);
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    let span = (end - from).max(1) as u64;
+    from + (u64::from_le_bytes(b) % span) as i64
+}
+
+impl AcmeHandle {
+    /// Asks the server's renewalInfo for `id` in the background and wakes `subject`.
+    fn fetch_renewal_info(&self, id: String, subject: String, now: i64) {
+        let Some(base) = self.account.client.directory.renewal_info.clone() else {
+            return;
+        };
+        let inner = self.service.inner.clone();
+        let transport = self.account.client.transport.clone();
+        self.service.inner.rt.spawn(async move {
+            let url = format!("{}/{id}", base.trim_end_matches('/'));
+            let result = transport
+                .send(hyper::Method::GET, &url, &[], None, "renewal-info")
+                .await;
+            let (chosen, retry) = match &result {
+                Ok(rsp) if rsp.status.is_success() => {
+                    let retry = rsp
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<i64>().ok())
+                        .unwrap_or(6 * 3600)
+                        .clamp(60, 7 * 24 * 3600);
+                    let window = serde_json::from_slice::<RenewalInfo>(&rsp.body).ok().and_then(|r| {
+                        let s = certwright_pki::der::parse_rfc3339(&r.suggested_window.start)?;
+                        let e = certwright_pki::der::parse_rfc3339(&r.suggested_window.end)?;
+                        (s < e).then_some((s, e))
+                    });
+                    match window {
+                        Some(w) => (Some(w), retry),
+                        None => {
+                            tracing::warn!(%url, "renewalInfo: no valid suggested window");
+                            (None, retry)
+                        }
+                    }
+                }
+                Ok(rsp) => {
+                    tracing::debug!(%url, status = rsp.status.as_u16(), "renewalInfo not available");
+                    (None, 3600)
+                }
+                Err(e) => {
+                    tracing::debug!(%url, error = %e, "renewalInfo not available");
+                    (None, 3600)
+                }
+            };
+            if let Ok(mut u) = inner.unseen.lock() {
+                u.insert(format!("ari|{id}"));
+            }
+            if let Ok(mut a) = inner.ari.lock() {
+                let slot = a.entry(id.clone()).or_default();
+                slot.fetching = false;
+                slot.refresh_at = now + retry;
+                if let Some((s, e)) = chosen {
+                    let at = choose_in(s, e, slot.chosen, now);
+                    tracing::info!(certificate = %subject, window_start = s, window_end = e, renew_at = at, "ACME renewal information");
+                    slot.chosen = Some(at);
+                }
+            }
+            (inner.waker)(Wake::Certificate(subject));
+        });
+    }
+}
+
 impl Issuer for AcmeHandle {
+    fn renewal_time(
+        &self,
+        subject: &str,
+        leaf: &certwright_pki::CertInfo,
+        now: i64,
+    ) -> Option<i64> {
+        self.account.client.directory.renewal_info.as_ref()?;
+        let id = cert_id(leaf)?;
+        let mut ari = self.service.inner.ari.lock().ok()?;
+        let slot = ari.entry(id.clone()).or_default();
+        if !slot.fetching {
+            if let Ok(mut u) = self.service.inner.unseen.lock() {
+                u.remove(&format!("ari|{id}"));
+            }
+        }
+        let chosen = slot.chosen;
+        if slot.refresh_at <= now && !slot.fetching {
+            slot.fetching = true;
+            drop(ari);
+            self.fetch_renewal_info(id, subject.to_string(), now);
+        }
+        chosen
+    }
+
     fn process(&self, req: &Request<'_>) -> Outcome {
         let key = digest_hex(req.csr_pem.as_bytes());
         let slot = {

@@ -113,6 +113,8 @@ pub struct Dns01 {
 pub struct DnsSolvers {
     pub solvers: Vec<Option<Result<Dns01, String>>>,
     pub nameservers: crate::dns::Nameservers,
+    /// How long a DNS-01 record may take to be served everywhere it is checked.
+    pub propagation_timeout: std::time::Duration,
     /// For Route 53's API.
     pub transport: Option<crate::http::Transport>,
 }

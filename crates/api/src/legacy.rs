@@ -228,11 +228,12 @@ fn convert_acme(acme: &Value) -> Result<Value, LegacyError> {
     Ok(Value::Object(out))
 }
 
-/// Merges certificates' legacy `acme.config` into converted ACME issuers' solvers as
-/// `selector.dnsNames`, and drops the temporary provider names. Returns what could not be
-/// matched.
+/// Merges certificates' legacy `acme.config` into converted ACME issuers' solvers: the
+/// domains of each entry become `selector.dnsNames` of the solver whose v1alpha1
+/// provider it names (or of the HTTP-01 solvers, for an `http01` entry). Returns what
+/// matched no solver, for people to fix by hand.
 pub fn merge_solver_selectors(
-    issuers: &mut [&mut Value],
+    issuers: &mut [&mut crate::acme::AcmeIssuer],
     configs: &[(String, LegacyAcmeCertificateConfig)],
 ) -> Vec<String> {
     let mut unmatched = Vec::new();
@@ -241,31 +242,17 @@ pub fn merge_solver_selectors(
             let provider = c.dns01.as_ref().map(|d| d.provider.as_str());
             let mut matched = false;
             for issuer in issuers.iter_mut() {
-                let Some(solvers) = issuer
-                    .pointer_mut("/spec/acme/solvers")
-                    .and_then(Value::as_array_mut)
-                else {
-                    continue;
-                };
-                for s in solvers.iter_mut() {
+                for s in issuer.solvers.iter_mut() {
                     let fits = match provider {
-                        Some(p) => s.get("x-legacy-provider").and_then(Value::as_str) == Some(p),
-                        None => s.get("http01").is_some(),
+                        Some(p) => s.legacy_provider.as_deref() == Some(p),
+                        None => s.http01.is_some(),
                     };
                     if fits {
-                        let names = s
-                            .pointer_mut("/selector/dnsNames")
-                            .and_then(Value::as_array_mut)
-                            .map(std::mem::take)
-                            .unwrap_or_default();
-                        let mut names: Vec<Value> = names;
+                        let sel = s.selector.get_or_insert_with(Default::default);
                         for d in &c.domains {
-                            if !names.iter().any(|n| n.as_str() == Some(d)) {
-                                names.push(Value::String(d.clone()));
+                            if !sel.dns_names.contains(d) {
+                                sel.dns_names.push(d.clone());
                             }
-                        }
-                        if let Some(o) = s.as_object_mut() {
-                            o.insert("selector".into(), json!({ "dnsNames": names }));
                         }
                         matched = true;
                     }
@@ -277,18 +264,6 @@ pub fn merge_solver_selectors(
                     c.domains,
                     provider.map(|p| format!("dns01 provider {p:?}")).unwrap_or_else(|| "http01".into())
                 ));
-            }
-        }
-    }
-    for issuer in issuers.iter_mut() {
-        if let Some(solvers) = issuer
-            .pointer_mut("/spec/acme/solvers")
-            .and_then(Value::as_array_mut)
-        {
-            for s in solvers.iter_mut() {
-                if let Some(o) = s.as_object_mut() {
-                    o.remove("x-legacy-provider");
-                }
             }
         }
     }
@@ -339,7 +314,8 @@ mod tests {
             "privateKeySecretRef": {"name": "k"},
             "dns01": {"providers": [{"name": "cluster-dns", "route53": {"region": "eu-west-1"}}]}}});
         let v1 = convert_issuer_spec(&spec).expect("converts");
-        let mut issuer = json!({"spec": v1});
+        let mut issuer: crate::acme::AcmeIssuer =
+            serde_json::from_value(v1["acme"].clone()).expect("typed");
         let cfg = LegacyAcmeCertificateConfig {
             config: vec![LegacyDomainSolverConfig {
                 domains: vec!["a.example.com".into()],
@@ -351,8 +327,9 @@ mod tests {
         };
         let unmatched = merge_solver_selectors(&mut [&mut issuer], &[("demo/c".into(), cfg)]);
         assert!(unmatched.is_empty());
+        // The provider's name is not written out; the domains became a selector.
         assert_eq!(
-            issuer["spec"]["acme"]["solvers"][0],
+            serde_json::to_value(&issuer.solvers[0]).expect("json"),
             json!({"dns01": {"route53": {"region": "eu-west-1"}}, "selector": {"dnsNames": ["a.example.com"]}})
         );
     }

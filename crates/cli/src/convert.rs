@@ -1,8 +1,10 @@
 //! `certwright convert`: manifests in, `cert-manager.io/v1` YAML out.
 
 use anyhow::{Context, Result};
+use certwright_api::acme::AcmeIssuer;
 use certwright_api::legacy;
 use certwright_api::manifest::{self, Resource};
+use certwright_api::Issuer;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,8 +23,8 @@ pub fn run(files: &[PathBuf]) -> Result<ExitCode> {
                     let v = match &r {
                         Resource::Certificate(c) => serde_json::to_value(c)?,
                         Resource::Issuer(i) | Resource::ClusterIssuer(i) => {
-                            issuer_idx.push(out.len());
-                            serde_json::to_value(i)?
+                            issuer_idx.push((out.len(), i.clone()));
+                            Value::Null
                         }
                         Resource::CertificateRequest(c) => serde_json::to_value(c)?,
                         Resource::Secret(s) => serde_json::to_value(s)?,
@@ -52,15 +54,19 @@ pub fn run(files: &[PathBuf]) -> Result<ExitCode> {
             }
         }
     }
-    let mut issuers: Vec<Value> = issuer_idx.iter().map(|i| out[*i].take()).collect();
+    // Certificates' acme.config become selectors of the converted issuers' solvers.
+    let mut issuers: Vec<Issuer> = issuer_idx.iter().map(|(_, i)| i.clone()).collect();
     {
-        let mut refs: Vec<&mut Value> = issuers.iter_mut().collect();
+        let mut refs: Vec<&mut AcmeIssuer> = issuers
+            .iter_mut()
+            .filter_map(|i| i.spec.acme.as_mut())
+            .collect();
         for w in legacy::merge_solver_selectors(&mut refs, &acme_configs) {
             eprintln!("warning: {w}");
         }
     }
-    for (i, v) in issuer_idx.iter().zip(issuers) {
-        out[*i] = v;
+    for ((at, _), issuer) in issuer_idx.iter().zip(issuers) {
+        out[*at] = serde_json::to_value(issuer)?;
     }
     for v in &out {
         println!("---");

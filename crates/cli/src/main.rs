@@ -142,6 +142,10 @@ struct Dns01Args {
     /// authoritative servers.
     #[arg(long)]
     dns01_recursive_nameservers_only: bool,
+    /// How long a DNS-01 record may take to be served by the servers checked before the
+    /// order fails (Go duration).
+    #[arg(long, default_value = "5m", value_parser = go_duration)]
+    dns01_propagation_timeout: std::time::Duration,
 }
 
 /// A parsed `--dns01-recursive-nameservers` (one value holding the list).
@@ -275,6 +279,7 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
             max_orders_per_hour: acme_max_orders_per_hour,
             dns01_recursive_nameservers: dns01.dns01_recursive_nameservers.map(|n| n.0),
             dns01_recursive_nameservers_only: dns01.dns01_recursive_nameservers_only,
+            dns01_propagation_timeout: Some(dns01.dns01_propagation_timeout),
         },
         once_timeout: timeout,
     })?;

@@ -127,6 +127,9 @@ pub struct Inputs<'a> {
     /// Digest of the current inputs (spec, issuer), compared with `failures.inputs`.
     pub inputs_digest: &'a str,
     pub backoff: BackoffPolicy,
+    /// When the issuer suggests renewing the certificate in the Secret (ACME Renewal
+    /// Information); it replaces the spec's renewal time.
+    pub suggested_renewal: Option<i64>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -234,7 +237,9 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         return Decision::UpToDate {
             not_before: nb,
             not_after: na,
-            renewal_time: renewal_time(i.params, nb, na),
+            renewal_time: i
+                .suggested_renewal
+                .unwrap_or_else(|| renewal_time(i.params, nb, na)),
         };
     };
     if i.failures.attempts > 0 && i.failures.inputs == i.inputs_digest {
@@ -399,7 +404,9 @@ fn check_secret(
             format!("Certificate expired on {}", rfc3339(leaf.not_after)),
         ));
     }
-    let renewal = renewal_time(i.params, leaf.not_before, leaf.not_after);
+    let renewal = i
+        .suggested_renewal
+        .unwrap_or_else(|| renewal_time(i.params, leaf.not_before, leaf.not_after));
     if i.now >= renewal {
         return Some((
             Trigger::Renewing,

@@ -145,6 +145,9 @@ pub struct Request<'a> {
     pub key: Option<&'a PrivateKey>,
     /// State the issuer returned with its last `Pending` answer.
     pub state: &'a serde_json::Value,
+    /// The certificate this request renews (the leaf in the Secret), if any: an ACME
+    /// order names it in `replaces` (RFC 9773).
+    pub current: Option<&'a CertInfo>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -152,6 +155,15 @@ pub struct Request<'a> {
 /// The issuer seam. Implementations must be idempotent for a given request and state.
 pub trait Issuer: Send + Sync {
     fn process(&self, req: &Request<'_>) -> Outcome;
+
+    /// When the issuer suggests renewing `leaf` (Unix seconds): ACME Renewal Information
+    /// (RFC 9773). It replaces the time the spec gives. Must not wait: an issuer that has
+    /// to ask answers from what it last learnt (None until then) and has `subject` looked
+    /// at again when it knows more.
+    fn renewal_time(&self, subject: &str, leaf: &CertInfo, now: i64) -> Option<i64> {
+        let _ = (subject, leaf, now);
+        None
+    }
 }
 
 fn parse_csr_pem(pem: &str) -> Result<Csr, RequestError> {

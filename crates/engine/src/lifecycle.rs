@@ -386,6 +386,13 @@ pub fn step(mut state: State, obs: &Observed<'_>) -> Step {
     };
     let digest = inputs_digest(&obs.params.issuance, issuer_digest);
     let key_str = key_str(obs);
+    let suggested_renewal = match obs.issuer {
+        Resolved::Ready(r) => material
+            .as_ref()
+            .and_then(|m| m.pair())
+            .and_then(|(_, chain)| r.issuer.renewal_time(&key_str, &chain[0], now)),
+        Resolved::Unavailable(_) => None,
+    };
     let decision = decide(&Inputs {
         key: &key_str,
         cert_name: obs.name,
@@ -396,6 +403,7 @@ pub fn step(mut state: State, obs: &Observed<'_>) -> Step {
         failures: &state.failures,
         inputs_digest: &digest,
         backoff: policy,
+        suggested_renewal,
         now,
     });
     let decision = match decision {
@@ -682,6 +690,7 @@ fn issue_certificate(
         spec: &params.issuance,
         key: Some(&key),
         state: &issuer_state,
+        current: material.and_then(|m| m.pair()).map(|(_, chain)| &chain[0]),
         now,
     });
     let req = RequestRecord {

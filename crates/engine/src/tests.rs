@@ -49,6 +49,7 @@ fn issue_with(
         spec: &p.issuance,
         key: Some(&key),
         state: &serde_json::Value::Null,
+        current: None,
         now,
     });
     let Outcome::Issued(issued) = out else {
@@ -82,6 +83,17 @@ fn decide_at(
     f: &Failures,
     now: i64,
 ) -> Decision {
+    decide_suggested(p, s, last, f, now, None)
+}
+
+fn decide_suggested(
+    p: &CertificateParams,
+    s: Option<&SecretData>,
+    last: Option<&LastIssuance>,
+    f: &Failures,
+    now: i64,
+    suggested_renewal: Option<i64>,
+) -> Decision {
     let m = s.map(TlsMaterial::read);
     decide(&Inputs {
         key: "demo/c",
@@ -93,6 +105,7 @@ fn decide_at(
         failures: f,
         inputs_digest: "d1",
         backoff: BackoffPolicy::LOCAL,
+        suggested_renewal,
         now,
     })
 }
@@ -173,6 +186,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
         spec: &p.issuance,
         key: Some(&key),
         state: &serde_json::Value::Null,
+        current: None,
         now: 1_800_000_000,
     });
     let Outcome::Issued(issued) = out else {
@@ -209,6 +223,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
         spec: &far.issuance,
         key: Some(&key),
         state: &serde_json::Value::Null,
+        current: None,
         now: 1_800_000_000,
     });
     assert!(
@@ -236,6 +251,28 @@ fn one_minute_renewal_demo() {
         )),
         Some(Trigger::Renewing)
     );
+}
+
+/// An issuer's suggested renewal time (ACME Renewal Information) replaces the spec's,
+/// earlier or later.
+#[test]
+fn an_issuers_suggested_renewal_replaces_the_specs() {
+    let p = params(&format!("{BASIC}\nduration: 1h1m\nrenewBefore: 1h"));
+    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let last = last_for(&p, &s);
+    let f = Failures::default();
+    match decide_suggested(&p, Some(&s), Some(&last), &f, NOW, Some(NOW + 1800)) {
+        Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, NOW + 1800),
+        other => panic!("{other:?}"),
+    }
+    // Later than the spec's time (NOW + 60): not renewed at the spec's time.
+    let at60 = decide_suggested(&p, Some(&s), Some(&last), &f, NOW + 60, Some(NOW + 1800));
+    assert_eq!(trigger(&at60), None);
+    let at1800 = decide_suggested(&p, Some(&s), Some(&last), &f, NOW + 1800, Some(NOW + 1800));
+    assert_eq!(trigger(&at1800), Some(Trigger::Renewing));
+    // A window in the past: renew now.
+    let past = decide_suggested(&p, Some(&s), Some(&last), &f, NOW + 10, Some(NOW - 5));
+    assert_eq!(trigger(&past), Some(Trigger::Renewing));
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub struct AcmeOptions {
     pub dns01_recursive_nameservers: Option<Vec<SocketAddr>>,
     /// `--dns01-recursive-nameservers-only`.
     pub dns01_recursive_nameservers_only: bool,
+    /// `--dns01-propagation-timeout` (None: the default, 5 minutes).
+    pub dns01_propagation_timeout: Option<std::time::Duration>,
 }
 
 /// What orders and registrations asked to look at again.
@@ -76,6 +78,9 @@ impl LocalAcme {
             config.nameservers.recursive = ns.clone();
         }
         config.nameservers.recursive_only = opts.dns01_recursive_nameservers_only;
+        if let Some(t) = opts.dns01_propagation_timeout {
+            config.propagation_timeout = t;
+        }
         let service = Service::new(rt.handle().clone(), config, waker, None);
         let tokens = service.tokens();
         for state in in_flight {

@@ -1,9 +1,10 @@
 //! The resources the local runtime manages, loaded from manifest files and directories.
 
 use base64::Engine;
+use certwright_api::legacy::LegacyAcmeCertificateConfig;
 use certwright_api::manifest::{self, DocError, Resource, ResourceId};
 use certwright_api::validate::{self, CertificateParams, FieldError, IssuerType};
-use certwright_api::{Issuer, ReloadHook, Secret};
+use certwright_api::{Issuer, IssuerRef, ReloadHook, Secret};
 use certwright_engine::SecretData;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,9 @@ pub struct Model {
     pub files: Vec<PathBuf>,
     /// Secrets that a valid Certificate writes.
     pub owned_secrets: std::collections::BTreeSet<Key>,
+    /// v1alpha1 Certificates' `acme.config` (which provider solves which domains), merged
+    /// into their issuers' solvers once every manifest is read.
+    legacy_acme: Vec<(String, IssuerRef, String, LegacyAcmeCertificateConfig)>,
 }
 
 fn collect_files(
@@ -173,6 +177,7 @@ impl Model {
             }
         }
         m.files = files;
+        m.merge_legacy_acme();
         m.owned_secrets = m
             .certificates
             .iter()
@@ -184,6 +189,32 @@ impl Model {
             })
             .collect();
         m
+    }
+
+    /// Gives each v1alpha1 Certificate's `acme.config` to its issuer's solvers, as
+    /// `certwright convert` does; an entry that names no solver is a problem.
+    fn merge_legacy_acme(&mut self) {
+        for (cert, r, ns, cfg) in std::mem::take(&mut self.legacy_acme) {
+            let entry = match r.kind_or_default() {
+                "ClusterIssuer" => self.cluster_issuers.get_mut(&r.name),
+                _ => self.issuers.get_mut(&(ns, r.name.clone())),
+            };
+            let Some(IssuerEntry {
+                source,
+                kind: Ok(IssuerType::Acme(acme)),
+                ..
+            }) = entry
+            else {
+                continue;
+            };
+            let source = source.clone();
+            for w in
+                certwright_api::legacy::merge_solver_selectors(&mut [acme.as_mut()], &[(cert, cfg)])
+            {
+                self.errors
+                    .push((source.clone(), Problem::new("UnmatchedACMEConfig", w)));
+            }
+        }
     }
 
     fn add(&mut self, doc: manifest::Document) {
@@ -199,6 +230,12 @@ impl Model {
                 self.errors.push((source, p));
                 return;
             }
+        }
+        if let (Some(cfg), Ok(Resource::Certificate(c))) = (&doc.legacy_acme, &doc.result) {
+            let ns = ns_or_default(c.metadata.namespace.as_deref().unwrap_or_default());
+            let cert = format!("{ns}/{}", c.metadata.name);
+            self.legacy_acme
+                .push((cert, c.spec.issuer_ref.clone(), ns, cfg.clone()));
         }
         match doc.result {
             Ok(r) => self.add_resource(source, r),

@@ -836,7 +836,7 @@ fn in_flight(records: &BTreeMap<Key, CertRecord>) -> impl Iterator<Item = &serde
 
 impl Runtime {
     /// Certificates that ACME orders and registrations asked to look at again: those
-    /// named, and every Certificate not Ready when an issuer's registration finished.
+    /// named, and every Certificate when an issuer's registration finished.
     fn acme_wakes(&mut self) -> BTreeSet<Key> {
         let Some(a) = &self.acme else {
             return BTreeSet::new();
@@ -848,13 +848,9 @@ impl Runtime {
             .filter(|k| self.model.certificates.contains_key(k))
             .collect();
         if w.issuers {
-            due.extend(
-                self.model
-                    .certificates
-                    .keys()
-                    .filter(|k| self.records.get(*k).is_none_or(|r| !r.ready()))
-                    .cloned(),
-            );
+            // A registration that finished may change any of its Certificates: those
+            // waiting for it, and those whose renewal the server now advises on.
+            due.extend(self.model.certificates.keys().cloned());
             self.save_runtime_status();
         }
         due

@@ -100,6 +100,7 @@ pub(crate) async fn reconcile(
             spec: &spec,
             key: key.as_ref(),
             state: &serde_json::Value::Null,
+            current: None,
             now: t,
         })
     })
