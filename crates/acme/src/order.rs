@@ -23,8 +23,8 @@ const FIRST_POLL: Duration = Duration::from_millis(250);
 const MAX_POLL: Duration = Duration::from_secs(5);
 /// How long one run polls an order before handing back (the order is resumed later).
 const RUN_LIMIT: Duration = Duration::from_secs(10 * 60);
-/// Transient failures in a row after which the request fails (and the Certificate
-/// backs off).
+/// Transient failures of one request after which it fails (and the Certificate backs
+/// off).
 const MAX_TRANSIENT: u32 = 6;
 
 /// The DNS-01 TXT value for a key authorization: base64url(SHA-256).
@@ -171,11 +171,14 @@ impl OrderJob {
     /// Runs the order from `rec` as far as it goes.
     pub async fn run(&self, rec: &mut OrderRecord) -> End {
         let result = self.drive(rec).await;
-        // What was presented stays while the order goes on later (the server may be
+        let pauses = match &result {
+            Err(Stop::Retry(_)) => true,
+            Err(Stop::Acme(e)) => e.is_transient() && rec.transient_failures < MAX_TRANSIENT,
+            _ => false,
+        };
+        // What was presented stays while the order only pauses (the server may be
         // validating it); it goes when the order ends.
-        if !matches!(result, Err(Stop::Retry(_)))
-            && !matches!(&result, Err(Stop::Acme(e)) if e.is_transient() && rec.transient_failures < MAX_TRANSIENT)
-        {
+        if !pauses {
             self.cleanup(rec).await;
         }
         match result {
@@ -200,14 +203,16 @@ impl OrderJob {
                 self.report(rec);
                 End::Retry { after }
             }
-            Err(Stop::Acme(e)) if e.is_transient() && rec.transient_failures < MAX_TRANSIENT => {
+            Err(Stop::Acme(e)) if pauses => {
                 rec.transient_failures += 1;
                 let backoff = Duration::from_secs(15 << rec.transient_failures.min(6));
                 let after = e.retry_after().unwrap_or(backoff);
-                rec.reason = format!(
-                    "the ACME server is unavailable ({e}); trying again in {}s",
-                    after.as_secs()
-                );
+                let what = match e.problem_kind() {
+                    Some("rateLimited") => "rate limited by the ACME server",
+                    Some("badNonce") => "the ACME server kept refusing nonces",
+                    _ => "the ACME server is unavailable",
+                };
+                rec.reason = format!("{what} ({e}); trying again in {}s", after.as_secs());
                 rec.not_before = (self.now)() + after.as_secs() as i64;
                 self.report(rec);
                 End::Retry { after }
@@ -780,4 +785,163 @@ fn alternates(rsp: &crate::http::Response) -> Vec<String> {
             Some(s[..s.find('>')?].to_string())
         })
         .collect()
+}
+
+/// The error paths of an order against a scripted ACME server (a few lines of hyper on
+/// loopback): what a real CA does only under load or by policy. The happy paths run
+/// against Pebble in tests/acme_local.rs.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Transport, Trust};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// What the scripted server answers to a new order.
+    #[derive(Clone, Copy)]
+    enum NewOrder {
+        RateLimited,
+        Unavailable,
+        BadNonceAlways,
+    }
+
+    async fn server(script: NewOrder, hits: Arc<AtomicU32>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let b = base.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (b, hits) = (b.clone(), hits.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let (b, hits) = (b.clone(), hits.clone());
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let mut rsp =
+                                    hyper::Response::builder().header("replay-nonce", "n0nce");
+                                let body = match path.as_str() {
+                                    "/dir" => format!(
+                                        r#"{{"newNonce":"{b}/nonce","newAccount":"{b}/acct","newOrder":"{b}/order"}}"#
+                                    ),
+                                    "/nonce" => String::new(),
+                                    _ => {
+                                        hits.fetch_add(1, Ordering::Relaxed);
+                                        rsp =
+                                            rsp.header("content-type", "application/problem+json");
+                                        match script {
+                                            NewOrder::RateLimited => {
+                                                rsp = rsp.status(429).header("retry-after", "120");
+                                                r#"{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders"}"#.into()
+                                            }
+                                            NewOrder::Unavailable => {
+                                                rsp = rsp.status(503);
+                                                "upstream down".into()
+                                            }
+                                            NewOrder::BadNonceAlways => {
+                                                rsp = rsp.status(400);
+                                                r#"{"type":"urn:ietf:params:acme:error:badNonce","detail":"nope"}"#.into()
+                                            }
+                                        }
+                                    }
+                                };
+                                rsp.body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        format!("{base}/dir")
+    }
+
+    async fn run_against(script: NewOrder) -> (End, OrderRecord, u32) {
+        let hits = Arc::new(AtomicU32::new(0));
+        let dir = server(script, hits.clone()).await;
+        let transport = Transport::new(&Trust::System, None).expect("transport");
+        let client = Client::connect(transport, &dir).await.expect("directory");
+        let key = certwright_pki::PrivateKey::generate(certwright_pki::KeyAlgorithm::Ecdsa(
+            certwright_pki::Curve::P256,
+        ))
+        .expect("key");
+        let job = OrderJob {
+            client: Arc::new(client),
+            signer: Signer {
+                key: Arc::new(key),
+                kid: Some("acct-1".into()),
+                tally: Some(Arc::new(AtomicU32::new(0))),
+            },
+            issuer: Arc::new(AcmeIssuer::default()),
+            csr_der: vec![],
+            identifiers: vec![Identifier {
+                type_: "dns".into(),
+                value: "a.example.test".into(),
+            }],
+            labels: BTreeMap::new(),
+            tokens: Tokens::default(),
+            dns: Arc::new(crate::solve::DnsSolvers {
+                solvers: vec![],
+                nameservers: Default::default(),
+                propagation_timeout: Duration::from_secs(1),
+                transport: None,
+            }),
+            replaces: None,
+            thumbprint: "t".into(),
+            progress: Arc::new(|_| {}),
+            now: || 1_800_000_000,
+        };
+        let mut rec = OrderRecord::default();
+        let end = job.run(&mut rec).await;
+        (end, rec, hits.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_honoured_and_said() {
+        let (end, rec, hits) = run_against(NewOrder::RateLimited).await;
+        assert!(
+            matches!(end, End::Retry { after } if after == Duration::from_secs(120)),
+            "{end:?}"
+        );
+        assert_eq!(hits, 1, "a rate-limited request was sent again at once");
+        assert_eq!(rec.not_before, 1_800_000_000 + 120);
+        assert!(
+            rec.reason.contains("rateLimited") && rec.reason.contains("120s"),
+            "{}",
+            rec.reason
+        );
+        assert_eq!(rec.transient_failures, 1);
+    }
+
+    #[tokio::test]
+    async fn server_errors_back_off() {
+        let (end, rec, hits) = run_against(NewOrder::Unavailable).await;
+        assert!(
+            matches!(end, End::Retry { after } if after == Duration::from_secs(30)),
+            "{end:?}"
+        );
+        assert_eq!(hits, 1);
+        assert!(rec.reason.contains("503"), "{}", rec.reason);
+    }
+
+    #[tokio::test]
+    async fn bad_nonces_are_retried_at_once_then_later() {
+        let (end, rec, hits) = run_against(NewOrder::BadNonceAlways).await;
+        assert_eq!(hits, crate::client::NONCE_RETRIES + 1);
+        assert!(
+            matches!(end, End::Retry { after } if after == Duration::from_secs(1)),
+            "{end:?}"
+        );
+        assert!(
+            rec.requests > hits,
+            "nonce fetches are counted too: {}",
+            rec.requests
+        );
+    }
 }

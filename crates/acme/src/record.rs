@@ -109,7 +109,7 @@ pub struct OrderRecord {
     /// ACME requests made for this order so far.
     #[serde(default)]
     pub requests: u32,
-    /// Transient failures in a row (no response, 5xx, rateLimited).
+    /// Transient failures of this request so far (no response, 5xx, rateLimited).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub transient_failures: u32,
     /// Unix seconds before which the order is not touched again (the server's

@@ -1,8 +1,8 @@
 //! The ACME service both runtimes hold: accounts (registered once per server, key, email
 //! and binding), orders running in the background, and the HTTP-01 tokens being served.
 //!
-//! The engine asks an ACME issuer to process a request and must not wait: [`AcmeIssuer`]
-//! answers at once from what the order's background run last reported (Pending, with the
+//! The engine asks an ACME issuer to process a request and must not wait: the issuer
+//! (`AcmeHandle`, what [`Service::check_issuer`] hands the engine) answers at once from what the order's background run last reported (Pending, with the
 //! order record as the issuer state the engine persists), and starts or resumes the run
 //! when none is going. Each change wakes the shell ([`Wake`]), which steps the
 //! Certificate again. Issuers are checked the same way: registration runs in the
@@ -19,7 +19,7 @@ use certwright_engine::lifecycle::{Problem, Redacted};
 use certwright_engine::resolve::Ready;
 use certwright_engine::{BackoffPolicy, SecretData};
 use certwright_pki::{jose, Curve, KeyAlgorithm, KeyEncoding, PrivateKey};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -168,8 +168,83 @@ fn digest_hex(b: &[u8]) -> String {
         .collect()
 }
 
-fn secret_value<'a>(s: &'a SecretData, key: &str) -> Option<&'a [u8]> {
-    s.get(key)
+/// What an issuer registers with: one account per server, key, email, binding and trust.
+struct Registration {
+    server: String,
+    email: Option<String>,
+    key: PrivateKey,
+    /// The binding's key id, HMAC key and algorithm.
+    eab: Option<(String, Vec<u8>, String)>,
+    trust: Trust,
+}
+
+impl Registration {
+    fn slot_key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{:?}",
+            self.server,
+            digest_hex(self.key.spki_der()),
+            self.email.clone().unwrap_or_default(),
+            self.eab.as_ref().map(|e| e.0.as_str()).unwrap_or_default(),
+            self.trust
+        )
+    }
+}
+
+enum AccountKey {
+    Found(PrivateKey),
+    /// None was there: this one is to be stored.
+    Generated(GeneratedKey),
+}
+
+/// The account key from the `privateKeySecretRef` Secret, or a new one when there is none
+/// and generation is allowed.
+fn account_key(
+    spec: &AcmeIssuer,
+    read_secret: &dyn Fn(&str) -> Result<Option<SecretData>, Problem>,
+) -> Result<AccountKey, Problem> {
+    let r = &spec.private_key_secret_ref;
+    let key_name = r
+        .key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| ACCOUNT_KEY.to_string());
+    let desc = format!("account key Secret {:?}", r.name);
+    let invalid = |m: String| Problem::new("ErrInvalidAccountKey", m);
+    match read_secret(&r.name) {
+        Err(p) => Err(Problem::new(
+            "ErrGetAccountKey",
+            format!("{desc}: {}", p.message),
+        )),
+        Ok(Some(s)) => {
+            let pem = s
+                .get(&key_name)
+                .ok_or_else(|| invalid(format!("{desc} has no {key_name:?}")))?;
+            let key = PrivateKey::from_pem(pem).map_err(|e| {
+                invalid(format!("{desc}, key {key_name:?}: not a private key: {e}"))
+            })?;
+            if matches!(key.algorithm(), KeyAlgorithm::Ed25519) {
+                return Err(invalid(format!(
+                    "{desc}: ACME account keys are RSA or ECDSA, not Ed25519"
+                )));
+            }
+            Ok(AccountKey::Found(key))
+        }
+        Ok(None) if spec.disable_account_key_generation => Err(Problem::new(
+            "ErrGetAccountKey",
+            format!("{desc} not found, and disableAccountKeyGeneration is set"),
+        )),
+        Ok(None) => PrivateKey::generate(KeyAlgorithm::Ecdsa(Curve::P256))
+            .and_then(|k| k.to_pem(KeyEncoding::Pkcs8))
+            .map(|pem| {
+                AccountKey::Generated(GeneratedKey {
+                    secret: r.name.clone(),
+                    key: key_name,
+                    pem: Redacted(pem),
+                })
+            })
+            .map_err(|e| Problem::new("ErrGenerateAccountKey", e.to_string())),
+    }
 }
 
 impl Service {
@@ -210,70 +285,21 @@ impl Service {
             generated_key: None,
         };
         let spec = i.spec;
-        let key_name = spec
-            .private_key_secret_ref
-            .key
-            .clone()
-            .filter(|k| !k.is_empty())
-            .unwrap_or_else(|| ACCOUNT_KEY.to_string());
-        let secret_desc = format!("account key Secret {:?}", spec.private_key_secret_ref.name);
-        let account_secret = (i.read_secret)(&spec.private_key_secret_ref.name);
-        let account_key = match &account_secret {
-            Err(p) => {
-                return fail(Problem::new(
-                    "ErrGetAccountKey",
-                    format!("{secret_desc}: {}", p.message),
-                ))
-            }
-            Ok(Some(s)) => match secret_value(s, &key_name) {
-                Some(pem) => match PrivateKey::from_pem(pem) {
-                    Ok(k) => k,
-                    Err(e) => {
-                        return fail(Problem::new(
-                            "ErrInvalidAccountKey",
-                            format!("{secret_desc}, key {key_name:?}: not a private key: {e}"),
-                        ))
-                    }
-                },
-                None => {
-                    return fail(Problem::new(
-                        "ErrInvalidAccountKey",
-                        format!("{secret_desc} has no {key_name:?}"),
-                    ))
-                }
-            },
-            Ok(None) if spec.disable_account_key_generation => {
-                return fail(Problem::new(
-                    "ErrGetAccountKey",
-                    format!("{secret_desc} not found, and disableAccountKeyGeneration is set"),
-                ))
-            }
-            Ok(None) => {
-                return match PrivateKey::generate(KeyAlgorithm::Ecdsa(Curve::P256))
-                    .and_then(|k| k.to_pem(KeyEncoding::Pkcs8))
-                {
-                    Ok(pem) => IssuerCheck {
-                        result: Err(Problem::new(
-                            "GeneratingAccountKey",
-                            format!("generated a new account key into {secret_desc}"),
-                        )),
-                        status: None,
-                        generated_key: Some(GeneratedKey {
-                            secret: spec.private_key_secret_ref.name.clone(),
-                            key: key_name,
-                            pem: Redacted(pem),
-                        }),
-                    },
-                    Err(e) => fail(Problem::new("ErrGenerateAccountKey", e.to_string())),
+        let account_key = match account_key(spec, i.read_secret) {
+            Ok(AccountKey::Found(k)) => k,
+            Ok(AccountKey::Generated(g)) => {
+                let desc = format!("account key Secret {:?}", g.secret);
+                return IssuerCheck {
+                    result: Err(Problem::new(
+                        "GeneratingAccountKey",
+                        format!("generated a new account key into {desc}"),
+                    )),
+                    status: None,
+                    generated_key: Some(g),
                 };
             }
+            Err(p) => return fail(p),
         };
-        if matches!(account_key.algorithm(), KeyAlgorithm::Ed25519) {
-            return fail(Problem::new(
-                "ErrInvalidAccountKey",
-                format!("{secret_desc}: ACME account keys are RSA or ECDSA, not Ed25519"),
-            ));
-        }
         let eab_secret = spec
             .external_account_binding
             .as_ref()
@@ -289,72 +315,85 @@ impl Service {
             Ok(t) => t,
             Err(p) => return fail(p),
         };
-        let email = spec.email.clone().filter(|e| !e.is_empty());
-        let slot_key = format!(
-            "{}|{}|{}|{}|{:?}",
-            spec.server,
-            digest_hex(account_key.spki_der()),
-            email.clone().unwrap_or_default(),
-            eab.as_ref().map(|e| e.0.as_str()).unwrap_or_default(),
-            trust
-        );
-        let mut accounts = match self.inner.accounts.lock() {
-            Ok(a) => a,
-            Err(_) => return fail(Problem::new("Internal", "account table poisoned")),
+        let reg = Registration {
+            server: spec.server.clone(),
+            email: spec.email.clone().filter(|e| !e.is_empty()),
+            key: account_key,
+            eab,
+            trust,
         };
-        if !matches!(
-            accounts.get(&slot_key),
-            Some(AccountSlot::Registering) | None
-        ) {
-            if let Ok(mut u) = self.inner.unseen.lock() {
-                u.remove(&slot_key);
-            }
-        }
-        match accounts.get(&slot_key) {
-            Some(AccountSlot::Registered(acct)) => {
-                let status = AcmeIssuerStatus {
+        match self.registered(&reg, i.now) {
+            Some(Ok(acct)) => IssuerCheck {
+                status: Some(AcmeIssuerStatus {
                     uri: Some(acct.uri.clone()),
-                    last_registered_email: email,
-                    last_private_key_hash: Some(digest_hex(account_key.spki_der())),
-                };
-                let handle = AcmeHandle {
-                    service: self.clone(),
-                    account: acct.clone(),
-                    spec: Arc::new(spec.clone()),
-                    dns: Arc::new(self.dns_solvers(spec, i.read_secret)),
-                };
-                return IssuerCheck {
-                    result: Ok(Ready {
-                        issuer: Arc::new(handle),
-                        policy: ACME_BACKOFF,
-                        digest: format!("acme:{}", acct.uri),
-                        reason: "ACMEAccountRegistered",
-                        message: "The ACME account was registered with the ACME server",
+                    last_registered_email: reg.email.clone(),
+                    last_private_key_hash: Some(digest_hex(reg.key.spki_der())),
+                }),
+                result: Ok(Ready {
+                    digest: format!("acme:{}", acct.uri),
+                    issuer: Arc::new(AcmeHandle {
+                        service: self.clone(),
+                        spec: Arc::new(spec.clone()),
+                        dns: Arc::new(self.dns_solvers(spec, i.read_secret)),
+                        account: acct,
                     }),
-                    status: Some(status),
-                    generated_key: None,
-                };
-            }
-            Some(AccountSlot::Registering) => {
-                return fail(Problem::new(
+                    policy: ACME_BACKOFF,
+                    reason: "ACMEAccountRegistered",
+                    message: "The ACME account was registered with the ACME server",
+                }),
+                generated_key: None,
+            },
+            Some(Err(p)) => fail(p),
+            None => {
+                self.register_in_background(i.id, reg, i.now);
+                fail(Problem::new(
                     "ACMEAccountRegistering",
                     format!("registering the ACME account with {}", spec.server),
                 ))
             }
-            Some(AccountSlot::Failed { problem, retry_at }) if *retry_at > i.now => {
-                return fail(problem.clone())
-            }
-            _ => {}
         }
-        accounts.insert(slot_key.clone(), AccountSlot::Registering);
-        drop(accounts);
-        tracing::debug!(issuer = %i.id, server = %spec.server, "registering the ACME account");
+    }
+
+    /// The account for a registration, or why there is none yet (registering, or failed
+    /// and not to be tried again yet); None: register it now.
+    fn registered(&self, reg: &Registration, now: i64) -> Option<Result<Arc<Account>, Problem>> {
+        let Ok(accounts) = self.inner.accounts.lock() else {
+            return Some(Err(Problem::new("Internal", "account table poisoned")));
+        };
+        let key = reg.slot_key();
+        let slot = accounts.get(&key);
+        if !matches!(slot, Some(AccountSlot::Registering) | None) {
+            if let Ok(mut u) = self.inner.unseen.lock() {
+                u.remove(&key);
+            }
+        }
+        match slot {
+            Some(AccountSlot::Registered(acct)) => Some(Ok(acct.clone())),
+            Some(AccountSlot::Registering) => Some(Err(Problem::new(
+                "ACMEAccountRegistering",
+                format!("registering the ACME account with {}", reg.server),
+            ))),
+            Some(AccountSlot::Failed { problem, retry_at }) if *retry_at > now => {
+                Some(Err(problem.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Registers the account on the runtime, then wakes the issuer `id`.
+    fn register_in_background(&self, id: &str, reg: Registration, now: i64) {
+        let key = reg.slot_key();
+        if let Ok(mut a) = self.inner.accounts.lock() {
+            if matches!(a.get(&key), Some(AccountSlot::Registering)) {
+                return;
+            }
+            a.insert(key.clone(), AccountSlot::Registering);
+        }
+        tracing::debug!(issuer = %id, server = %reg.server, "registering the ACME account");
         let inner = self.inner.clone();
-        let id = i.id.to_string();
-        let server = spec.server.clone();
-        let now = i.now;
+        let id = id.to_string();
         self.inner.rt.spawn(async move {
-            let slot = match register(&inner, &server, trust, account_key, email, eab).await {
+            let slot = match register(&inner, reg).await {
                 Ok(acct) => {
                     tracing::info!(issuer = %id, account = %acct.uri, "ACME account registered");
                     AccountSlot::Registered(Arc::new(acct))
@@ -368,17 +407,13 @@ impl Service {
                 }
             };
             if let Ok(mut u) = inner.unseen.lock() {
-                u.insert(slot_key.clone());
+                u.insert(key.clone());
             }
             if let Ok(mut a) = inner.accounts.lock() {
-                a.insert(slot_key, slot);
+                a.insert(key, slot);
             }
             (inner.waker)(Wake::Issuer(id));
         });
-        fail(Problem::new(
-            "ACMEAccountRegistering",
-            format!("registering the ACME account with {}", spec.server),
-        ))
     }
 
     /// The issuer's DNS-01 solvers, their Secrets read.
@@ -479,7 +514,8 @@ fn eab(
         }
         Some(Ok(Some(s))) => s,
     };
-    let raw = secret_value(s, &key)
+    let raw = s
+        .get(&key)
         .ok_or_else(|| Problem::new("ErrGetEABKey", format!("{desc} has no {key:?}")))?;
     use base64::Engine;
     let text = String::from_utf8_lossy(raw);
@@ -499,14 +535,15 @@ fn eab(
     Ok(Some((b.key_id.clone(), hmac, alg)))
 }
 
-async fn register(
-    inner: &Inner,
-    server: &str,
-    trust: Trust,
-    key: PrivateKey,
-    email: Option<String>,
-    eab: Option<(String, Vec<u8>, String)>,
-) -> Result<Account, Problem> {
+async fn register(inner: &Inner, reg: Registration) -> Result<Account, Problem> {
+    let Registration {
+        server,
+        email,
+        key,
+        eab,
+        trust,
+    } = reg;
+    let server = server.as_str();
     let failed = |e: AcmeError| {
         let reason = if e.problem_kind() == Some("externalAccountRequired") {
             "ErrExternalAccountRequired"
@@ -893,10 +930,4 @@ impl Issuer for AcmeHandle {
             },
         }
     }
-}
-
-/// The labels of a request, for selectors: kept for callers that have none.
-pub fn no_labels() -> &'static BTreeMap<String, String> {
-    static EMPTY: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(BTreeMap::new)
 }

@@ -496,3 +496,134 @@ mod tests {
         assert_eq!(TsigAlgorithm::parse("HMACSHA384"), None);
     }
 }
+
+/// The API group of Orders and Challenges.
+pub const ACME_GROUP: &str = "acme.cert-manager.io";
+pub const ACME_API_VERSION: &str = "acme.cert-manager.io/v1";
+
+/// `Order.spec`: one ACME order for a CertificateRequest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSpec {
+    /// The CSR (base64 of PEM) the order is finalized with.
+    #[serde(default)]
+    pub request: String,
+    /// The issuer the order belongs to.
+    #[serde(default)]
+    pub issuer_ref: crate::types::IssuerRef,
+    /// The common name of the CSR, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    /// The DNS names the order is for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// The IP addresses the order is for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_addresses: Vec<String>,
+    /// The duration asked for (with enableDurationFeature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// An authorization of an Order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAuthorization {
+    /// The authorization's URL.
+    #[serde(default)]
+    pub url: String,
+    /// The name it authorizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<String>,
+    /// Whether it is for a wildcard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildcard: Option<bool>,
+    /// Its state when first seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<String>,
+}
+
+/// `Order.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderStatus {
+    /// The order's URL on the ACME server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Where the order is finalized.
+    #[serde(
+        default,
+        rename = "finalizeURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub finalize_url: Option<String>,
+    /// The issued certificate chain (base64 of PEM), once valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// valid, ready, pending, processing, invalid, expired or errored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why the order is in its state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The order's authorizations.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorizations: Vec<OrderAuthorization>,
+    /// When the order failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_time: Option<String>,
+}
+
+/// `Challenge.spec`: one challenge being solved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeSpec {
+    /// The challenge's URL.
+    #[serde(default)]
+    pub url: String,
+    /// The URL of its authorization.
+    #[serde(default, rename = "authorizationURL")]
+    pub authorization_url: String,
+    /// The name being validated (without `*.`).
+    #[serde(default)]
+    pub dns_name: String,
+    /// Whether the name is a wildcard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wildcard: bool,
+    /// HTTP-01 or DNS-01.
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    /// The challenge token.
+    #[serde(default)]
+    pub token: String,
+    /// What is presented: the key authorization (HTTP-01) or its digest (DNS-01).
+    #[serde(default)]
+    pub key: String,
+    /// The solver used.
+    #[serde(default)]
+    pub solver: AcmeSolver,
+    /// The issuer the challenge belongs to.
+    #[serde(default)]
+    pub issuer_ref: crate::types::IssuerRef,
+}
+
+/// `Challenge.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeStatus {
+    /// Whether certwright is working on it.
+    #[serde(default)]
+    pub processing: bool,
+    /// Whether the token is served or the record written.
+    #[serde(default)]
+    pub presented: bool,
+    /// What it waits for, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// valid, ready, pending, processing, invalid, expired or errored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+pub type Order = crate::types::Object<OrderSpec, OrderStatus>;
+pub type Challenge = crate::types::Object<ChallengeSpec, ChallengeStatus>;

@@ -5,6 +5,7 @@
 //! inlined, `additionalProperties: false` and defaults dropped, free-form values marked
 //! `x-kubernetes-preserve-unknown-fields`.
 
+use crate::acme::{ChallengeSpec, ChallengeStatus, OrderSpec, OrderStatus, ACME_GROUP};
 use crate::types::*;
 use schemars::generate::SchemaSettings;
 use schemars::JsonSchema;
@@ -105,6 +106,7 @@ fn age() -> Value {
 
 #[allow(clippy::too_many_arguments)]
 fn crd(
+    group: &str,
     plural: &str,
     kind: &str,
     short: &[&str],
@@ -119,7 +121,12 @@ fn crd(
     names.insert("listKind".into(), json!(format!("{kind}List")));
     names.insert("plural".into(), json!(plural));
     names.insert("singular".into(), json!(kind.to_lowercase()));
-    names.insert("categories".into(), json!(["cert-manager"]));
+    let category = if group == GROUP {
+        "cert-manager"
+    } else {
+        "cert-manager-acme"
+    };
+    names.insert("categories".into(), json!([category]));
     if !short.is_empty() {
         names.insert("shortNames".into(), json!(short));
     }
@@ -127,11 +134,11 @@ fn crd(
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {
-            "name": format!("{plural}.{GROUP}"),
+            "name": format!("{plural}.{group}"),
             "labels": {"app.kubernetes.io/name": "certwright", "app.kubernetes.io/part-of": "certwright"}
         },
         "spec": {
-            "group": GROUP,
+            "group": group,
             "names": names,
             "scope": scope,
             "versions": [{
@@ -165,7 +172,8 @@ fn requiring(mut schema: Value, fields: &[&str]) -> Value {
     schema
 }
 
-/// The CRDs for Certificate, CertificateRequest, Issuer and ClusterIssuer.
+/// The CRDs for Certificate, CertificateRequest, Issuer, ClusterIssuer, and ACME's Order
+/// and Challenge.
 pub fn all() -> Vec<Value> {
     let mut cert_cols = vec![ready_columns()[0].clone()];
     cert_cols.push(json!({"name": "Secret", "type": "string", "jsonPath": ".spec.secretName"}));
@@ -183,8 +191,9 @@ pub fn all() -> Vec<Value> {
     ];
     let mut issuer_cols = ready_columns();
     issuer_cols.push(age());
-    vec![
+    [
         crd(
+            GROUP,
             "certificates",
             "Certificate",
             &["cert", "certs"],
@@ -195,6 +204,7 @@ pub fn all() -> Vec<Value> {
             "A Certificate asks for a signed certificate and key in a Secret, kept up to date.",
         ),
         crd(
+            GROUP,
             "certificaterequests",
             "CertificateRequest",
             &["cr", "crs"],
@@ -208,6 +218,7 @@ pub fn all() -> Vec<Value> {
             "A CertificateRequest asks an issuer to sign one certificate signing request.",
         ),
         crd(
+            GROUP,
             "issuers",
             "Issuer",
             &[],
@@ -218,6 +229,7 @@ pub fn all() -> Vec<Value> {
             "An Issuer signs certificates for its namespace.",
         ),
         crd(
+            GROUP,
             "clusterissuers",
             "ClusterIssuer",
             &[],
@@ -226,6 +238,59 @@ pub fn all() -> Vec<Value> {
             schema_of::<IssuerStatus>(),
             issuer_cols,
             "A ClusterIssuer signs certificates for every namespace.",
+        ),
+    ]
+    .into_iter()
+    .chain(acme_crds())
+    .collect()
+}
+
+/// The CRDs of ACME's Order and Challenge (acme.cert-manager.io/v1).
+fn acme_crds() -> [Value; 2] {
+    [
+        crd(
+            ACME_GROUP,
+            "orders",
+            "Order",
+            &[],
+            "Namespaced",
+            requiring(schema_of::<OrderSpec>(), &["issuerRef", "request"]),
+            schema_of::<OrderStatus>(),
+            vec![
+                json!({"name": "State", "type": "string", "jsonPath": ".status.state"}),
+                json!({"name": "Issuer", "type": "string", "priority": 1, "jsonPath": ".spec.issuerRef.name"}),
+                json!({"name": "Reason", "type": "string", "priority": 1, "jsonPath": ".status.reason", "description": ""}),
+                age(),
+            ],
+            "An Order is one ACME order, made for a CertificateRequest.",
+        ),
+        crd(
+            ACME_GROUP,
+            "challenges",
+            "Challenge",
+            &[],
+            "Namespaced",
+            requiring(
+                schema_of::<ChallengeSpec>(),
+                &[
+                    "authorizationURL",
+                    "dnsName",
+                    "issuerRef",
+                    "key",
+                    "solver",
+                    "token",
+                    "type",
+                    "url",
+                ],
+            ),
+            schema_of::<ChallengeStatus>(),
+            vec![
+                json!({"name": "State", "type": "string", "jsonPath": ".status.state"}),
+                json!({"name": "Domain", "type": "string", "jsonPath": ".spec.dnsName"}),
+                json!({"name": "Reason", "type": "string", "priority": 1, "jsonPath": ".status.reason", "description": ""}),
+                age(),
+            ],
+            "A Challenge is one ACME challenge an Order's authorization is solved with.",
         ),
     ]
 }

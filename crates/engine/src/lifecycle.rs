@@ -386,13 +386,7 @@ pub fn step(mut state: State, obs: &Observed<'_>) -> Step {
     };
     let digest = inputs_digest(&obs.params.issuance, issuer_digest);
     let key_str = key_str(obs);
-    let suggested_renewal = match obs.issuer {
-        Resolved::Ready(r) => material
-            .as_ref()
-            .and_then(|m| m.pair())
-            .and_then(|(_, chain)| r.issuer.renewal_time(&key_str, &chain[0], now)),
-        Resolved::Unavailable(_) => None,
-    };
+    let suggested_renewal = suggested_renewal(obs, material.as_ref(), &key_str);
     let decision = decide(&Inputs {
         key: &key_str,
         cert_name: obs.name,
@@ -878,6 +872,15 @@ fn pending_step(
     let mut s = Step::new(state, Summary::Pending, Some(wait.retry_at));
     s.effects = effects;
     s
+}
+
+/// When the issuer suggests renewing the certificate in the Secret, if it does.
+fn suggested_renewal(obs: &Observed<'_>, material: Option<&TlsMaterial>, key: &str) -> Option<i64> {
+    let Resolved::Ready(r) = obs.issuer else {
+        return None;
+    };
+    let (_, chain) = material?.pair()?;
+    r.issuer.renewal_time(key, &chain[0], obs.now)
 }
 
 fn key_str(obs: &Observed<'_>) -> String {

@@ -252,65 +252,81 @@ fn dns01(d: &Dns01Solver, f: &str, errors: &mut Vec<FieldError>) {
         ));
     }
     if let Some(r) = &d.rfc2136 {
-        let f = format!("{f}.rfc2136");
-        if r.nameserver.trim().is_empty() {
-            errors.push(fe("InvalidIssuer", format!("{f}.nameserver"), "required"));
-        } else if crate::acme::parse_nameserver(&r.nameserver).is_none() {
-            errors.push(fe(
-                "InvalidIssuer",
-                format!("{f}.nameserver"),
-                format!(
-                    "{:?} must be an IP address with an optional port (HOST, HOST:PORT, [IPv6]:PORT)",
-                    r.nameserver
-                ),
-            ));
-        }
-        if let Some(alg) = r.tsig_algorithm.as_deref() {
-            if crate::acme::TsigAlgorithm::parse(alg).is_none() {
-                errors.push(fe(
-                    "InvalidIssuer",
-                    format!("{f}.tsigAlgorithm"),
-                    format!("{alg:?} must be HMACMD5, HMACSHA1, HMACSHA256 or HMACSHA512"),
-                ));
-            }
-        }
-        if r.tsig_key_name.as_deref().is_some_and(|k| !k.is_empty()) {
-            match &r.tsig_secret_secret_ref {
-                Some(s) => secret_ref(s, &format!("{f}.tsigSecretSecretRef"), errors),
-                None => errors.push(fe(
-                    "InvalidIssuer",
-                    format!("{f}.tsigSecretSecretRef"),
-                    "required when tsigKeyName is set",
-                )),
-            }
-        }
+        rfc2136(r, &format!("{f}.rfc2136"), errors);
     }
     if let Some(r) = &d.route53 {
-        let f = format!("{f}.route53");
-        if r.role.as_deref().is_some_and(|s| !s.is_empty()) || r.auth.is_some() {
-            errors.push(fe(
-                "UnsupportedIssuer",
-                format!("{f}.role"),
-                "assuming a role or ambient AWS credentials are not supported by certwright; give accessKeyID (or accessKeyIDSecretRef) and secretAccessKeySecretRef",
-            ));
-        }
-        if r.access_key_id.is_some() && r.access_key_id_secret_ref.is_some() {
-            errors.push(fe(
-                "InvalidIssuer",
-                format!("{f}.accessKeyID"),
-                "accessKeyID and accessKeyIDSecretRef are mutually exclusive",
-            ));
-        }
-        if let Some(s) = &r.access_key_id_secret_ref {
-            secret_ref(s, &format!("{f}.accessKeyIDSecretRef"), errors);
-        }
-        match &r.secret_access_key_secret_ref {
-            Some(s) => secret_ref(s, &format!("{f}.secretAccessKeySecretRef"), errors),
+        route53(r, &format!("{f}.route53"), errors);
+    }
+}
+
+fn rfc2136(r: &crate::acme::Rfc2136Provider, f: &str, errors: &mut Vec<FieldError>) {
+    if r.nameserver.trim().is_empty() {
+        errors.push(fe("InvalidIssuer", format!("{f}.nameserver"), "required"));
+    } else if crate::acme::parse_nameserver(&r.nameserver).is_none() {
+        errors.push(fe(
+            "InvalidIssuer",
+            format!("{f}.nameserver"),
+            format!(
+                "{:?} must be an IP address with an optional port (HOST, HOST:PORT, [IPv6]:PORT)",
+                r.nameserver
+            ),
+        ));
+    }
+    let alg = r.tsig_algorithm.as_deref().unwrap_or("");
+    let signed = r.tsig_key_name.as_deref().is_some_and(|k| !k.is_empty());
+    use crate::acme::TsigAlgorithm as A;
+    match A::parse(alg) {
+        None => errors.push(fe(
+            "InvalidIssuer",
+            format!("{f}.tsigAlgorithm"),
+            format!("{alg:?} must be HMACMD5, HMACSHA1, HMACSHA256 or HMACSHA512"),
+        )),
+        Some(A::HmacMd5 | A::HmacSha1) if signed => errors.push(fe(
+            "UnsupportedIssuer",
+            format!("{f}.tsigAlgorithm"),
+            format!(
+                "{} is not supported by certwright (TSIG is signed with SHA-2 only): set HMACSHA256 or HMACSHA512, and the same on the DNS server's key",
+                if alg.is_empty() { "HMACMD5 (cert-manager's default when unset)" } else { alg }
+            ),
+        )),
+        Some(_) => {}
+    }
+    if signed {
+        match &r.tsig_secret_secret_ref {
+            Some(s) => secret_ref(s, &format!("{f}.tsigSecretSecretRef"), errors),
             None => errors.push(fe(
                 "InvalidIssuer",
-                format!("{f}.secretAccessKeySecretRef"),
-                "required (certwright does not read ambient AWS credentials)",
+                format!("{f}.tsigSecretSecretRef"),
+                "required when tsigKeyName is set",
             )),
         }
+    }
+}
+
+fn route53(r: &crate::acme::Route53Provider, f: &str, errors: &mut Vec<FieldError>) {
+    if r.role.as_deref().is_some_and(|s| !s.is_empty()) || r.auth.is_some() {
+        errors.push(fe(
+            "UnsupportedIssuer",
+            format!("{f}.role"),
+            "assuming a role or ambient AWS credentials are not supported by certwright; give accessKeyID (or accessKeyIDSecretRef) and secretAccessKeySecretRef",
+        ));
+    }
+    if r.access_key_id.is_some() && r.access_key_id_secret_ref.is_some() {
+        errors.push(fe(
+            "InvalidIssuer",
+            format!("{f}.accessKeyID"),
+            "accessKeyID and accessKeyIDSecretRef are mutually exclusive",
+        ));
+    }
+    if let Some(s) = &r.access_key_id_secret_ref {
+        secret_ref(s, &format!("{f}.accessKeyIDSecretRef"), errors);
+    }
+    match &r.secret_access_key_secret_ref {
+        Some(s) => secret_ref(s, &format!("{f}.secretAccessKeySecretRef"), errors),
+        None => errors.push(fe(
+            "InvalidIssuer",
+            format!("{f}.secretAccessKeySecretRef"),
+            "required (certwright does not read ambient AWS credentials)",
+        )),
     }
 }
