@@ -171,3 +171,152 @@ impl OrderRecord {
         s
     }
 }
+
+/// A name as cert-manager makes Order and Challenge names: the prefix cut to 52
+/// characters (ending on a letter or digit), a hyphen, and the FNV-1 32-bit hash of the
+/// object's JSON in decimal: at most 63 characters, the same for the same object.
+pub fn object_name(prefix: &str, json: &[u8]) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in json {
+        h = h.wrapping_mul(0x0100_0193);
+        h ^= u32::from(*b);
+    }
+    let mut p: String = prefix.chars().take(52).collect();
+    while p.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        p.pop();
+    }
+    format!("{p}-{h}")
+}
+
+impl OrderRecord {
+    /// The Order object's status, as cert-manager writes it.
+    pub fn order_status(&self) -> certwright_api::acme::OrderStatus {
+        use certwright_api::acme::{OrderAuthorization, OrderStatus};
+        OrderStatus {
+            url: self.url.clone(),
+            finalize_url: Some(self.finalize_url.clone()).filter(|u| !u.is_empty()),
+            certificate: None,
+            state: self.url.as_ref().map(|_| self.state.as_str().to_string()),
+            reason: Some(self.reason.clone()).filter(|r| !r.is_empty()),
+            authorizations: self
+                .challenges
+                .iter()
+                .map(|c| OrderAuthorization {
+                    url: c.authorization_url.clone(),
+                    identifier: Some(c.dns_name.clone()).filter(|d| !d.is_empty()),
+                    wildcard: Some(c.wildcard),
+                    initial_state: None,
+                })
+                .collect(),
+            failure_time: None,
+        }
+    }
+
+    /// The Challenge objects of the chosen challenges: spec (with the issuer's solver) and
+    /// status.
+    pub fn challenge_objects(
+        &self,
+        issuer: &certwright_api::acme::AcmeIssuer,
+        issuer_ref: &certwright_api::IssuerRef,
+    ) -> Vec<(
+        certwright_api::acme::ChallengeSpec,
+        certwright_api::acme::ChallengeStatus,
+    )> {
+        use certwright_api::acme::{ChallengeSpec, ChallengeStatus};
+        self.challenges
+            .iter()
+            .filter(|c| !c.url.is_empty())
+            .map(|c| {
+                let spec = ChallengeSpec {
+                    url: c.url.clone(),
+                    authorization_url: c.authorization_url.clone(),
+                    dns_name: c.dns_name.clone(),
+                    wildcard: c.wildcard,
+                    type_: c
+                        .kind
+                        .map(|k| match k {
+                            ChallengeKind::Http01 => "HTTP-01",
+                            ChallengeKind::Dns01 => "DNS-01",
+                        })
+                        .unwrap_or_default()
+                        .to_string(),
+                    token: c.token.clone(),
+                    key: c.key.clone(),
+                    solver: issuer.solvers.get(c.solver).cloned().unwrap_or_default(),
+                    issuer_ref: issuer_ref.clone(),
+                };
+                let status = ChallengeStatus {
+                    processing: !matches!(c.state.as_str(), "valid" | "invalid"),
+                    presented: c.presented,
+                    reason: Some(c.reason.clone()).filter(|r| !r.is_empty()),
+                    state: Some(c.state.clone()).filter(|s| !s.is_empty()),
+                };
+                (spec, status)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cert_managers_shape_and_stable() {
+        // FNV-1 32 of "" is the offset basis.
+        assert_eq!(object_name("web-1", b""), "web-1-2166136261");
+        let a = object_name("web-1", br#"{"request":"x"}"#);
+        assert_eq!(a, object_name("web-1", br#"{"request":"x"}"#));
+        assert_ne!(a, object_name("web-1", br#"{"request":"y"}"#));
+        let long = format!("{}-.-", "a".repeat(60));
+        let n = object_name(&long, b"{}");
+        assert!(
+            n.len() <= 63 && n.starts_with(&"a".repeat(52)) && !n.contains("--"),
+            "{n}"
+        );
+    }
+
+    #[test]
+    fn objects_mirror_the_record() {
+        let rec = OrderRecord {
+            url: Some("https://ca/order/1".into()),
+            state: OrderState::Pending,
+            finalize_url: "https://ca/finalize/1".into(),
+            challenges: vec![ChallengeRecord {
+                authorization_url: "https://ca/authz/1".into(),
+                dns_name: "a.example.com".into(),
+                kind: Some(ChallengeKind::Dns01),
+                url: "https://ca/chall/1".into(),
+                token: "tok".into(),
+                key: "digest".into(),
+                state: "pending".into(),
+                presented: true,
+                reason: "waiting for DNS-01 propagation".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let st = rec.order_status();
+        assert_eq!(st.state.as_deref(), Some("pending"));
+        assert_eq!(
+            st.authorizations[0].identifier.as_deref(),
+            Some("a.example.com")
+        );
+        let issuer = certwright_api::acme::AcmeIssuer {
+            solvers: vec![certwright_api::acme::AcmeSolver {
+                dns01: Some(Default::default()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let objs = rec.challenge_objects(&issuer, &Default::default());
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].0.type_, "DNS-01");
+        assert!(objs[0].0.solver.dns01.is_some());
+        assert!(objs[0].1.processing && objs[0].1.presented);
+        assert_eq!(
+            objs[0].1.reason.as_deref(),
+            Some("waiting for DNS-01 propagation")
+        );
+    }
+}
