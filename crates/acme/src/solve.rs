@@ -227,7 +227,11 @@ impl Dns01 {
                     .transport
                     .as_ref()
                     .ok_or("no HTTPS transport for Route 53")?;
-                let dns_zone = crate::dns::find_zone(&env.nameservers, &fq).await.ok();
+                // The DNS zone names the hosted zone, unless the spec gives its id.
+                let dns_zone = match r.hosted_zone_id.as_deref().filter(|z| !z.is_empty()) {
+                    Some(_) => None,
+                    None => crate::dns::find_zone(&env.nameservers, &fq).await.ok(),
+                };
                 let zone = r
                     .zone_for(t, name, dns_zone.as_ref().map(|z| z.to_string()).as_deref())
                     .await
