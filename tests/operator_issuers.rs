@@ -65,7 +65,7 @@ kind: Issuer
 metadata: {name: acme, namespace: demo}
 spec:
   acme:
-    server: https://127.0.0.1:14000/dir
+    server: https://127.0.0.1:9/dir
     privateKeySecretRef: {name: acme-account}
     solvers:
       - http01: {ingress: {}}
@@ -300,14 +300,20 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
         "{:?}",
         ready(&missing)
     );
+    // An ACME issuer whose server does not answer: its account key is generated, and the
+    // registration failure is its reason.
     let acme = wait_ready(
         &cp,
         &log,
         &format!("{DEMO}/issuers/acme"),
         "False",
-        "NotSupported",
+        "ErrRegisterACMEAccount",
     );
-    assert!(ready(&acme).2.contains("ACME"), "{:?}", ready(&acme));
+    assert!(
+        ready(&acme).2.contains("Failed to read the ACME directory"),
+        "{:?}",
+        ready(&acme)
+    );
     // Issuer conditions carry the generation they describe.
     let gen = missing["metadata"]["generation"].clone();
     let cond = missing["status"]["conditions"][0].clone();

@@ -98,7 +98,7 @@ impl Pebble {
                 .open(&log)
                 .expect("log")
         };
-        let mut chall = Command::new(bins.join("pebble-challtestsrv"))
+        let chall = Command::new(bins.join("pebble-challtestsrv"))
             .args([
                 "-dnsserver",
                 &dns,
@@ -121,6 +121,8 @@ impl Pebble {
             .stderr(logf())
             .spawn()
             .expect("starts pebble-challtestsrv");
+        // challtestsrv goes if BIND cannot start (skipped, or a failed assertion).
+        let mut chall = Reaped(Some(chall));
         let bind = match o
             .bind
             .as_deref()
@@ -128,12 +130,9 @@ impl Pebble {
         {
             None => None,
             Some(Some(b)) => Some(b),
-            Some(None) => {
-                let _ = chall.kill();
-                let _ = chall.wait();
-                return None;
-            }
+            Some(None) => return None,
         };
+        let chall = chall.0.take().expect("challtestsrv");
         let pebble_dns = bind
             .as_ref()
             .map(|b| b.address())
@@ -250,8 +249,41 @@ impl Pebble {
         self.management("/roots/0")
     }
 
+    /// Checks with `openssl verify` that a PEM chain file leads to the root Pebble issues
+    /// under (its intermediates taken from the chain).
+    pub fn assert_issued(&self, chain: &Path) {
+        let root = self.tmp().join("issuing-root.pem");
+        std::fs::write(&root, self.issuing_root()).expect("root");
+        let out = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&root)
+            .arg("-untrusted")
+            .arg(chain)
+            .arg(chain)
+            .output()
+            .expect("openssl");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && text.contains(": OK"), "{text}");
+    }
+
     pub fn tmp(&self) -> &Path {
         self._tmp.path()
+    }
+}
+
+/// A child process killed when dropped (unless taken).
+struct Reaped(Option<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 

@@ -30,6 +30,10 @@ pub const ACME_BACKOFF: BackoffPolicy = BackoffPolicy {
     cap: Duration::from_secs(8 * 3600),
 };
 
+/// While an order runs, its Certificate is stepped again this often (the step only reads
+/// what the run last reported): a shell without wake-ups still follows the order.
+const RUNNING_RECHECK: Duration = Duration::from_secs(2);
+
 /// What the shell is asked to look at again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
@@ -889,7 +893,7 @@ impl Issuer for AcmeHandle {
             };
             match jobs.get(&key) {
                 Some(JobSlot::Running(rec)) => {
-                    return pending(rec.summary(), Duration::from_secs(60), rec.to_state())
+                    return pending(rec.summary(), RUNNING_RECHECK, rec.to_state())
                 }
                 Some(JobSlot::Done(..)) => jobs.remove(&key),
                 None => None,
@@ -923,7 +927,7 @@ impl Issuer for AcmeHandle {
             }
         }
         match self.start(key, req, rec.clone()) {
-            Ok(()) => pending(rec.summary(), Duration::from_secs(60), rec.to_state()),
+            Ok(()) => pending(rec.summary(), RUNNING_RECHECK, rec.to_state()),
             Err(m) => Outcome::Failed {
                 reason: "InvalidRequest".into(),
                 message: m,

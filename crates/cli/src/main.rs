@@ -124,16 +124,16 @@ struct LocalRunArgs {
     /// With --once: how long to wait for ACME orders to finish (Go duration).
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     timeout: std::time::Duration,
+    #[command(flatten)]
+    acme: AcmeArgs,
+}
+
+/// ACME flags, the same for both runtimes (the DNS-01 ones with cert-manager's names).
+#[derive(clap::Args, Clone)]
+struct AcmeArgs {
     /// New ACME orders per Certificate per hour, at most.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     acme_max_orders_per_hour: u32,
-    #[command(flatten)]
-    dns01: Dns01Args,
-}
-
-/// DNS-01 flags, cert-manager's names, the same for both runtimes.
-#[derive(clap::Args, Clone)]
-struct Dns01Args {
     /// Recursive nameservers (HOST:PORT,...) that DNS-01 finds zones and their
     /// authoritative servers with (default: those of /etc/resolv.conf).
     #[arg(long, value_name = "HOST:PORT,...", value_parser = nameserver_list)]
@@ -146,6 +146,21 @@ struct Dns01Args {
     /// order fails (Go duration).
     #[arg(long, default_value = "5m", value_parser = go_duration)]
     dns01_propagation_timeout: std::time::Duration,
+}
+
+impl AcmeArgs {
+    fn config(&self) -> certwright_acme::Config {
+        let mut c = certwright_acme::Config {
+            max_orders_per_hour: self.acme_max_orders_per_hour,
+            propagation_timeout: self.dns01_propagation_timeout,
+            ..Default::default()
+        };
+        if let Some(ns) = &self.dns01_recursive_nameservers {
+            c.nameservers.recursive = ns.0.clone();
+        }
+        c.nameservers.recursive_only = self.dns01_recursive_nameservers_only;
+        c
+    }
 }
 
 /// A parsed `--dns01-recursive-nameservers` (one value holding the list).
@@ -190,6 +205,8 @@ struct OperatorArgs {
     /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
     #[arg(long, hide = true)]
     allow_test_issuers: bool,
+    #[command(flatten)]
+    acme: AcmeArgs,
 }
 
 fn main() -> ExitCode {
@@ -254,8 +271,7 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         allow_test_issuers,
         acme_http01_address,
         timeout,
-        acme_max_orders_per_hour,
-        dns01,
+        acme,
     } = args;
     logging::init(&log_level, &log_format)?;
     let workers = workers.unwrap_or_else(|| {
@@ -276,10 +292,7 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         clock: Default::default(),
         acme: certwright_local::acme::AcmeOptions {
             http01_address: acme_http01_address,
-            max_orders_per_hour: acme_max_orders_per_hour,
-            dns01_recursive_nameservers: dns01.dns01_recursive_nameservers.map(|n| n.0),
-            dns01_recursive_nameservers_only: dns01.dns01_recursive_nameservers_only,
-            dns01_propagation_timeout: Some(dns01.dns01_propagation_timeout),
+            config: acme.config(),
         },
         once_timeout: timeout,
     })?;
@@ -324,6 +337,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
         log_format,
         max_concurrent_reconciles,
         allow_test_issuers,
+        acme,
     } = args;
     logging::init(&log_level, &log_format)?;
     let metrics_address = if metrics_address.is_empty() {
@@ -361,7 +375,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers }, shutdown).await?;
+        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config() }, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

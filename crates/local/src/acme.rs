@@ -13,14 +13,9 @@ use std::sync::{Arc, Mutex};
 pub struct AcmeOptions {
     /// Serve HTTP-01 tokens here.
     pub http01_address: Option<SocketAddr>,
-    /// New orders per Certificate per hour, at most (0: the default).
-    pub max_orders_per_hour: u32,
-    /// `--dns01-recursive-nameservers` (None: the system's, from /etc/resolv.conf).
-    pub dns01_recursive_nameservers: Option<Vec<SocketAddr>>,
-    /// `--dns01-recursive-nameservers-only`.
-    pub dns01_recursive_nameservers_only: bool,
-    /// `--dns01-propagation-timeout` (None: the default, 5 minutes).
-    pub dns01_propagation_timeout: Option<std::time::Duration>,
+    /// What every ACME issuer shares (orders per hour, DNS-01 nameservers, propagation
+    /// timeout), the same settings as the operator's.
+    pub config: Config,
 }
 
 /// What orders and registrations asked to look at again.
@@ -70,18 +65,7 @@ impl LocalAcme {
                 }
             }
         });
-        let mut config = Config::default();
-        if opts.max_orders_per_hour > 0 {
-            config.max_orders_per_hour = opts.max_orders_per_hour;
-        }
-        if let Some(ns) = &opts.dns01_recursive_nameservers {
-            config.nameservers.recursive = ns.clone();
-        }
-        config.nameservers.recursive_only = opts.dns01_recursive_nameservers_only;
-        if let Some(t) = opts.dns01_propagation_timeout {
-            config.propagation_timeout = t;
-        }
-        let service = Service::new(rt.handle().clone(), config, waker, None);
+        let service = Service::new(rt.handle().clone(), opts.config.clone(), waker, None);
         let tokens = service.tokens();
         for state in in_flight {
             let rec = certwright_acme::OrderRecord::from_state(state);

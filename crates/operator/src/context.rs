@@ -34,6 +34,8 @@ pub struct Config {
     pub max_concurrent_reconciles: u16,
     /// Honour Issuers' `certwright.io/test-issuer` annotation (tests only; no flag).
     pub test_issuers: bool,
+    /// ACME settings (orders per hour, DNS-01 nameservers and propagation timeout).
+    pub acme: certwright_acme::Config,
 }
 
 /// An issuerRef as metric labels: (name, kind, group).
@@ -59,6 +61,8 @@ pub struct Context {
     pub(crate) own_writes: Arc<Mutex<HashMap<(String, String), String>>>,
     /// Failures per object, for the error policy's backoff.
     pub(crate) retries: Retries,
+    /// The ACME service: accounts, orders in flight, HTTP-01 tokens.
+    pub(crate) acme: certwright_acme::Service,
 }
 
 impl Context {

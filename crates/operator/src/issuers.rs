@@ -106,9 +106,9 @@ pub(crate) async fn reconcile<K: IssuerKinds>(
     let before: IssuerStatus = obj.status_or_default();
     let mut status = before.clone();
     let desc = resolve::describe(K::KIND_REF, &name, in_ns);
-    let checked = lookup::issuer_object(&ctx, &obj, desc, secret_ns.clone())
-        .await?
-        .check(t);
+    let found = lookup::issuer_object(&ctx, &obj, desc, secret_ns.clone()).await?;
+    status.acme = found.acme.as_ref().and_then(|(_, s)| s.clone());
+    let checked = found.check(t);
     let (ready, reason, message) = match checked {
         Ok(r) => (true, r.reason.to_string(), r.message.to_string()),
         Err(p) => (false, p.reason, p.message),
@@ -145,6 +145,9 @@ pub(crate) async fn reconcile<K: IssuerKinds>(
     }
     Ok(Action::requeue(if ready {
         RECHECK_READY
+    } else if reason == "ACMEAccountRegistering" || reason == "GeneratingAccountKey" {
+        // The registration runs in the background: look again in a moment.
+        Duration::from_secs(1)
     } else {
         RECHECK_NOT_READY
     }))

@@ -65,8 +65,17 @@ pub async fn run(
             instance: Some(config.instance.clone()),
         },
     );
+    // Orders report progress by being asked again: a Pending Certificate is looked at
+    // again within seconds (its next check), so the service needs no wake-ups here.
+    let acme = certwright_acme::Service::new(
+        tokio::runtime::Handle::current(),
+        config.acme.clone(),
+        Arc::new(|_| {}),
+        None,
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
+        acme,
         config,
         waiting: Default::default(),
         metrics,
