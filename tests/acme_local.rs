@@ -88,11 +88,18 @@ fn setup(o: &PebbleOptions) -> Option<Setup> {
 /// A Pebble validating HTTP-01 on a free port, that port, and a fresh state directory;
 /// None (skipped) without Pebble, openssl or curl.
 fn setup_http() -> Option<(Setup, u16)> {
+    setup_http_with(|_| {})
+}
+
+/// [`setup_http`] with Pebble's options tuned first.
+fn setup_http_with(tune: impl FnOnce(&mut PebbleOptions)) -> Option<(Setup, u16)> {
     if !common::require("openssl") || !common::require("curl") {
         return None;
     }
     let port = free_port();
-    Some((setup(&PebbleOptions::http(port))?, port))
+    let mut o = PebbleOptions::http(port);
+    tune(&mut o);
+    Some((setup(&o)?, port))
 }
 
 /// A Pebble behind BIND authoritative for `zone` (for DNS-01), BIND's address, and a
@@ -217,16 +224,12 @@ fn orders_created(p: &Pebble) -> usize {
 
 #[test]
 fn an_order_in_flight_survives_a_restart() {
-    if !common::require("openssl") || !common::require("curl") {
-        return;
-    }
-    let port = free_port();
     // Validation sleeps (up to 4 s per validation) keep the order pending long enough for
     // the first run to stop in the middle of it.
-    let mut o = PebbleOptions::http(port);
-    o.validation_sleeps = true;
-    o.env.push(("PEBBLE_VA_SLEEPTIME".into(), "4".into()));
-    let Some(Setup { pebble, dir, state }) = setup(&o) else {
+    let Some((Setup { pebble, dir, state }, port)) = setup_http_with(|o| {
+        o.validation_sleeps = true;
+        o.env.push(("PEBBLE_VA_SLEEPTIME".into(), "4".into()));
+    }) else {
         return;
     };
     let m = common::write(
@@ -772,15 +775,11 @@ fn renewal_information_decides_when_to_renew() {
 /// validation. 100 orders must all succeed; the ACME requests each took are reported.
 #[test]
 fn chaos_hundred_orders_all_succeed() {
-    if !common::require("openssl") || !common::require("curl") {
-        return;
-    }
-    let port = free_port();
-    let mut o = PebbleOptions::http(port);
-    o.validation_sleeps = true;
-    o.env.push(("PEBBLE_WFE_NONCEREJECT".into(), "50".into()));
-    o.env.push(("PEBBLE_AUTHZREUSE".into(), "50".into()));
-    let Some(Setup { pebble, dir, state }) = setup(&o) else {
+    let Some((Setup { pebble, dir, state }, port)) = setup_http_with(|o| {
+        o.validation_sleeps = true;
+        o.env.push(("PEBBLE_WFE_NONCEREJECT".into(), "50".into()));
+        o.env.push(("PEBBLE_AUTHZREUSE".into(), "50".into()));
+    }) else {
         return;
     };
     let mut m = manifests(&pebble, &["c0.example.test", "shared0.example.test"]);
