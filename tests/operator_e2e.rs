@@ -97,10 +97,7 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
     assert_eq!(code, 403);
     let tmp = tempfile::tempdir().expect("tmp");
     let log1 = tmp.path().join("operator-1.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = certwright_testkube::free_port().expect("port");
     let metrics_addr = format!("127.0.0.1:{port}");
     let op = start_operator(&kubeconfig, &log1, &["--metrics-address", &metrics_addr]);
     let started = std::time::Instant::now();

@@ -244,10 +244,7 @@ fn issuers_requests_and_conflicts_on_a_real_control_plane() {
     .expect("deny");
 
     let log = dir.join("operator.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
+    let port = certwright_testkube::free_port().expect("port");
     let metrics_addr = format!("127.0.0.1:{port}");
     let _op = Operator(start_operator(
         &kubeconfig,

@@ -5,7 +5,6 @@
 //! answers 127.0.0.1 for any name (and no AAAA), so no query leaves the machine.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,12 +25,9 @@ pub struct Pebble {
     _tmp: tempfile::TempDir,
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port that no other caller in this process got.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    certwright_testkube::free_port().expect("free port")
 }
 
 fn bin_dir() -> Option<PathBuf> {

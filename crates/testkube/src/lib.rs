@@ -36,11 +36,36 @@ fn missing_binaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
+/// A free loopback port that no other caller in this process got.
+///
+/// Ports come from below the kernel's ephemeral range (32768 and up), so an
+/// outgoing connection cannot take one between this check and the server's
+/// bind, and each is handed out once, so two servers started together never
+/// share one (binding port 0 twice can return the same port once released).
+pub fn free_port() -> Result<u16, String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each test process starts at its own offset so parallel binaries spread out.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(97) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return Ok(port);
+        }
+    }
+    Err(format!(
+        "no free loopback port between {LOW} and {}",
+        LOW + SPAN
+    ))
 }
 
 /// A running control plane. Dropping it stops every process and removes its files.
