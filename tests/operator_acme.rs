@@ -24,6 +24,22 @@ fn ready(obj: &serde_json::Value) -> (String, String) {
     )
 }
 
+/// demo/web-tls holds a chain that Pebble issued.
+fn assert_secret_issued(
+    cp: &certwright_testkube::ControlPlane,
+    pebble: &Pebble,
+    dir: &std::path::Path,
+) {
+    use base64::Engine;
+    let secret = get(cp, "/api/v1/namespaces/demo/secrets/web-tls");
+    let crt = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["tls.crt"].as_str().unwrap_or_default())
+        .expect("tls.crt");
+    let chain = dir.join("chain.pem");
+    std::fs::write(&chain, &crt).expect("chain");
+    pebble.assert_issued(&chain);
+}
+
 #[test]
 fn operator_issues_through_dns01() {
     let Some((cp, kubeconfig, _)) = operator_control_plane() else {
@@ -134,13 +150,349 @@ spec:
         })
         .unwrap_or_else(|e| panic!("{e}\n{}\npebble:\n{}", logs(), pebble.log_text()));
     assert_eq!(cert["status"]["revision"], 1, "{cert}");
-    let secret = get(&cp, "/api/v1/namespaces/demo/secrets/web-tls");
-    use base64::Engine;
-    let crt = base64::engine::general_purpose::STANDARD
-        .decode(secret["data"]["tls.crt"].as_str().unwrap_or_default())
-        .expect("tls.crt");
-    let chain = dir.path().join("chain.pem");
-    std::fs::write(&chain, &crt).expect("chain");
-    pebble.assert_issued(&chain);
+    assert_secret_issued(&cp, &pebble, dir.path());
     terminate(&mut op);
+}
+
+/// GET `path` from 127.0.0.1:`port` (HTTP/1.0): the status code and body.
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: web.example.test\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (code, body.unwrap_or_default())
+}
+
+/// A process killed when dropped (a stopped one too), whatever the test's outcome.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn lease_holder(cp: &certwright_testkube::ControlPlane) -> Option<String> {
+    let l = get(
+        cp,
+        "/apis/coordination.k8s.io/v1/namespaces/certwright/leases/certwright",
+    );
+    l["spec"]["holderIdentity"].as_str().map(str::to_string)
+}
+
+fn items(cp: &certwright_testkube::ControlPlane, path: &str) -> Vec<serde_json::Value> {
+    get(cp, path)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// How many of a challenge's objects are left: Challenges, Ingresses, Services and the
+/// solver's EndpointSlice in demo.
+fn solver_objects_left(cp: &certwright_testkube::ControlPlane, svc: &str) -> usize {
+    let n = |path: &str| items(cp, path).len();
+    n("/apis/acme.cert-manager.io/v1/namespaces/demo/challenges")
+        + n("/apis/networking.k8s.io/v1/namespaces/demo/ingresses")
+        + n("/api/v1/namespaces/demo/services")
+        + items(
+            cp,
+            "/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices",
+        )
+        .into_iter()
+        .filter(|s| s["metadata"]["name"] == svc)
+        .count()
+}
+
+/// A challenge in flight and its Order: cert-manager's fields and owners. The Order's
+/// name and ACME URL.
+fn assert_order_objects(
+    cp: &certwright_testkube::ControlPlane,
+    challenge: &serde_json::Value,
+) -> (String, String) {
+    assert_eq!(challenge["spec"]["type"], "HTTP-01", "{challenge}");
+    assert_eq!(challenge["spec"]["dnsName"], "web.example.test");
+    assert_eq!(challenge["spec"]["issuerRef"]["name"], "pebble");
+    let order_ref = &challenge["metadata"]["ownerReferences"][0];
+    assert_eq!(order_ref["kind"], "Order", "{challenge}");
+    let order_name = order_ref["name"].as_str().unwrap_or_default().to_string();
+    assert!(order_name.starts_with("web-1-"), "{order_name}");
+    let order = get(
+        cp,
+        &format!("/apis/acme.cert-manager.io/v1/namespaces/demo/orders/{order_name}"),
+    );
+    let order_url = order["status"]["url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(order_url.starts_with("https://127.0.0.1:"), "{order}");
+    assert_eq!(
+        order["metadata"]["ownerReferences"][0]["kind"],
+        "CertificateRequest"
+    );
+    assert_eq!(order["metadata"]["ownerReferences"][0]["name"], "web-1");
+    assert_eq!(order["spec"]["dnsNames"][0], "web.example.test", "{order}");
+
+    (order_name, order_url)
+}
+
+/// The demo namespace, the operator's HTTP-01 Service with two ready addresses and one
+/// not ready, and an Issuer with an Ingress solver (class, Service type, template).
+fn http01_manifests(pebble: &Pebble) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: demo}}
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: certwright-acme-http01, namespace: certwright}}
+spec:
+  ports: [{{name: http, port: 8089}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: certwright-acme-http01-x
+  namespace: certwright
+  labels: {{kubernetes.io/service-name: certwright-acme-http01}}
+addressType: IPv4
+endpoints:
+  - addresses: [10.1.2.3]
+    conditions: {{ready: true}}
+  - addresses: [10.1.2.4]
+    conditions: {{ready: true}}
+  - addresses: [10.1.2.5]
+    conditions: {{ready: false}}
+ports: [{{name: http, port: 8089, protocol: TCP}}]
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {{name: pebble, namespace: demo}}
+spec:
+  acme:
+    server: {server}
+    caBundle: {bundle}
+    privateKeySecretRef: {{name: pebble-account}}
+    solvers:
+      - http01:
+          ingress:
+            ingressClassName: nginx
+            serviceType: ClusterIP
+            ingressTemplate:
+              metadata:
+                labels: {{team: web}}
+                annotations: {{example.test/note: solver}}
+"#,
+        server = pebble.directory_url,
+        bundle = pebble.ca_bundle(),
+    )
+}
+
+/// The HTTP-01 solver's Service (no selector), EndpointSlice (the ready addresses of the
+/// operator's own Service) and Ingress (class, template, the token's path) for the one
+/// challenge in demo: the Service's name.
+fn assert_solver_routes(cp: &certwright_testkube::ControlPlane, path: &str) -> String {
+    let solver = items(cp, "/api/v1/namespaces/demo/services")
+        .into_iter()
+        .find(|s| s["metadata"]["labels"]["acme.cert-manager.io/http01-solver"] == "true")
+        .expect("a solver Service");
+    let svc = solver["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(svc.starts_with("cm-acme-http-solver-"), "{solver}");
+    assert_eq!(solver["spec"]["type"], "ClusterIP");
+    assert!(solver["spec"]["selector"].is_null(), "{solver}");
+    assert_eq!(solver["spec"]["ports"][0]["port"], 8089);
+    let slice = get(
+        cp,
+        &format!("/apis/discovery.k8s.io/v1/namespaces/demo/endpointslices/{svc}"),
+    );
+    let addresses: Vec<&str> = slice["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["addresses"][0].as_str())
+        .collect();
+    assert_eq!(
+        addresses,
+        ["10.1.2.3", "10.1.2.4"],
+        "ready addresses only: {slice}"
+    );
+    assert_eq!(
+        slice["metadata"]["labels"]["kubernetes.io/service-name"],
+        svc.as_str()
+    );
+    let ing = get(
+        cp,
+        &format!("/apis/networking.k8s.io/v1/namespaces/demo/ingresses/{svc}"),
+    );
+    assert_eq!(ing["spec"]["ingressClassName"], "nginx", "{ing}");
+    assert_eq!(ing["metadata"]["labels"]["team"], "web");
+    assert_eq!(
+        ing["metadata"]["annotations"]["example.test/note"],
+        "solver"
+    );
+    let rule = &ing["spec"]["rules"][0];
+    assert_eq!(rule["host"], "web.example.test");
+    assert_eq!(rule["http"]["paths"][0]["path"], path);
+    assert_eq!(
+        rule["http"]["paths"][0]["backend"]["service"]["name"],
+        svc.as_str()
+    );
+
+    svc
+}
+
+/// HTTP-01 in the operator: two replicas; Pebble validates through the standby's
+/// listener only, so the certificate proves that a replica that does not lead serves the
+/// token. While the order is in flight the Order and Challenge exist with cert-manager's
+/// fields, and so do the solver's Service (no selector), its EndpointSlice (the addresses
+/// of the operator's own HTTP-01 Service) and its Ingress (class, template). Then the
+/// leader stops mid-order; the standby takes over and finishes the same order (same Order
+/// URL, same CertificateRequest), and the challenge's objects are cleaned up.
+#[test]
+fn operator_http01_on_every_replica_and_a_leader_change_mid_order() {
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
+        return;
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let Some(pebble) = Pebble::start(&PebbleOptions::http(port_b)) else {
+        return;
+    };
+    let manifests = http01_manifests(&pebble);
+    cp.create_all(&manifests).expect("manifests");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |id: &str, port: u16| {
+        let log = dir.path().join(format!("{id}.log"));
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["operator", "--leader-elect", "--metrics-address", ""])
+            .args(["--acme-http01-address", &addr])
+            .args(["--acme-http01-service", "certwright/certwright-acme-http01"])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("POD_NAME", id)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"));
+        (cmd.spawn().expect("operator starts"), log)
+    };
+    let (a, log_a) = start("replica-a", port_a);
+    let a = Killed(a);
+    let logs = || {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        let b = dir.path().join("replica-b.log");
+        format!("A:\n{}\nB:\n{}", read(&log_a), read(&b))
+    };
+    cp.wait_for("replica-a leads", Duration::from_secs(30), || {
+        (lease_holder(&cp).as_deref() == Some("replica-a")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let (mut b, _) = start("replica-b", port_b);
+    cp.create_all(
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: web, namespace: demo}\nspec:\n  secretName: web-tls\n  issuerRef: {name: pebble}\n  dnsNames: [web.example.test]\n",
+    )
+    .expect("certificate");
+
+    // In flight: a Challenge marked presented (its Service and Ingress exist).
+    let challenge = cp
+        .wait_for("a presented Challenge", Duration::from_secs(60), || {
+            items(
+                &cp,
+                "/apis/acme.cert-manager.io/v1/namespaces/demo/challenges",
+            )
+            .into_iter()
+            .find(|c| c["status"]["presented"] == true)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let token = challenge["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let key = challenge["spec"]["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let path = format!("/.well-known/acme-challenge/{token}");
+    for (who, port) in [("leader", port_a), ("standby", port_b)] {
+        let got = cp
+            .wait_for(
+                &format!("the {who} serves the token"),
+                Duration::from_secs(10),
+                || {
+                    let r = http_get(port, &path);
+                    (r.0 == 200).then_some(r.1)
+                },
+            )
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+        assert_eq!(got, key, "{who}");
+    }
+    assert_eq!(http_get(port_b, "/.well-known/acme-challenge/nope").0, 404);
+    let (order_name, order_url) = assert_order_objects(&cp, &challenge);
+    let svc = assert_solver_routes(&cp, &path);
+
+    // The leader freezes mid-order (as a hung or partitioned pod would): its Lease
+    // expires and the standby finishes the same order.
+    let pid = rustix::process::Pid::from_raw(a.0.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).expect("SIGSTOP");
+    let at_stop = get(
+        &cp,
+        "/apis/cert-manager.io/v1/namespaces/demo/certificates/web",
+    );
+    assert_ne!(
+        ready(&at_stop).0,
+        "True",
+        "issued before the leader stopped: {at_stop}"
+    );
+    let cert = cp
+        .wait_for("Certificate web Ready", Duration::from_secs(120), || {
+            let o = get(
+                &cp,
+                "/apis/cert-manager.io/v1/namespaces/demo/certificates/web",
+            );
+            (ready(&o).0 == "True").then_some(o)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}\npebble:\n{}", logs(), pebble.log_text()));
+    assert_eq!(lease_holder(&cp).as_deref(), Some("replica-b"));
+    assert_eq!(cert["status"]["revision"], 1, "{cert}");
+    let order = get(
+        &cp,
+        &format!("/apis/acme.cert-manager.io/v1/namespaces/demo/orders/{order_name}"),
+    );
+    assert_eq!(
+        order["status"]["url"],
+        order_url.as_str(),
+        "the same order: {order}"
+    );
+    assert_eq!(order["status"]["state"], "valid", "{order}");
+    let requests = items(
+        &cp,
+        "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests",
+    );
+    assert_eq!(requests.len(), 1, "one request: {requests:?}");
+    let left = || solver_objects_left(&cp, &svc);
+    cp.wait_for(
+        "the challenge's objects removed",
+        Duration::from_secs(30),
+        || (left() == 0).then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    assert_eq!(
+        http_get(port_b, &path).0,
+        404,
+        "the token is no longer served"
+    );
+    drop(a);
+    assert_secret_issued(&cp, &pebble, dir.path());
+    terminate(&mut b);
 }

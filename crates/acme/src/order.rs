@@ -55,6 +55,9 @@ pub struct OrderJob {
     /// The Certificate's labels, for solver selectors.
     pub labels: BTreeMap<String, String>,
     pub tokens: Tokens,
+    /// Whether a token is served by every replica (operator), waited for before the
+    /// CA is told to validate.
+    pub http01_published: Option<crate::service::Http01Published>,
     /// DNS-01 solvers and the nameservers to check propagation with.
     pub dns: Arc<crate::solve::DnsSolvers>,
     /// The certificate id this order replaces (RFC 9773), sent with a new order.
@@ -118,6 +121,10 @@ impl From<AcmeError> for Stop {
         Stop::Acme(Box::new(e))
     }
 }
+
+/// How long a token may take to be served by every replica before the run stops (and
+/// is resumed later).
+const PUBLISH_LIMIT: Duration = Duration::from_secs(120);
 
 struct Poll {
     delay: Duration,
@@ -569,6 +576,37 @@ impl OrderJob {
             rec.challenges[i].presented = true;
             self.report(rec);
         }
+        if c.kind == Some(ChallengeKind::Http01) {
+            self.await_published(rec, i).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every replica serves the token (when the shell says there are
+    /// others): the CA validates at once and from several places.
+    async fn await_published(&self, rec: &mut OrderRecord, i: usize) -> Result<(), Stop> {
+        let Some(published) = &self.http01_published else {
+            return Ok(());
+        };
+        let token = rec.challenges[i].token.clone();
+        let started = Instant::now();
+        while !(published.0)(&token) {
+            if started.elapsed() > PUBLISH_LIMIT {
+                let msg = format!(
+                    "the HTTP-01 token was not served by every replica within {}s",
+                    PUBLISH_LIMIT.as_secs()
+                );
+                self.mark(rec, i, "pending", &msg);
+                return Err(Stop::Retry(Duration::from_secs(30)));
+            }
+            self.mark(
+                rec,
+                i,
+                "pending",
+                "waiting for every replica to serve the HTTP-01 token",
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         Ok(())
     }
 
@@ -886,6 +924,7 @@ mod tests {
             }],
             labels: BTreeMap::new(),
             tokens: Tokens::default(),
+            http01_published: None,
             dns: Arc::new(crate::solve::DnsSolvers {
                 solvers: vec![],
                 nameservers: Default::default(),

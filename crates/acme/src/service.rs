@@ -54,6 +54,20 @@ pub struct Config {
     pub nameservers: crate::dns::Nameservers,
     /// How long a DNS-01 record may take to be served before the order fails.
     pub propagation_timeout: Duration,
+    /// Where HTTP-01 tokens are served by more than this process (operator replicas):
+    /// says whether a token is served everywhere, so the CA is not told to validate
+    /// before it is. None: the token table of this process is all there is.
+    pub http01_published: Option<Http01Published>,
+}
+
+/// Whether an HTTP-01 token (by its value) is served by every replica.
+#[derive(Clone)]
+pub struct Http01Published(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Http01Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Http01Published")
+    }
 }
 
 impl Default for Config {
@@ -65,6 +79,7 @@ impl Default for Config {
                 recursive_only: false,
             },
             propagation_timeout: Duration::from_secs(300),
+            http01_published: None,
         }
     }
 }
@@ -723,6 +738,7 @@ impl AcmeHandle {
             identifiers,
             labels: req.labels.clone(),
             tokens: inner.tokens.clone(),
+            http01_published: inner.config.http01_published.clone(),
             dns: self.dns.clone(),
             replaces: self.replaces(req.current),
             thumbprint: self.account.thumbprint.clone(),

@@ -122,7 +122,7 @@ pub struct Http01Solver {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Http01Ingress {
-    /// The Service type in front of the solver: ClusterIP (default) or NodePort.
+    /// The type of the solver Service: NodePort (the default, as cert-manager) or ClusterIP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<String>,
     /// The IngressClass of the solver's Ingress (spec.ingressClassName).

@@ -205,8 +205,25 @@ struct OperatorArgs {
     /// Honour Issuers' certwright.io/test-issuer annotation (for certwright's own tests).
     #[arg(long, hide = true)]
     allow_test_issuers: bool,
+    /// Serve ACME HTTP-01 tokens on this address (every replica serves every token).
+    #[arg(long, value_name = "HOST:PORT")]
+    acme_http01_address: Option<std::net::SocketAddr>,
+    /// The operator's Service in front of --acme-http01-address: HTTP-01 solver Services
+    /// route to its ready addresses (NAMESPACE/NAME).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = namespaced_name)]
+    acme_http01_service: Option<(String, String)>,
     #[command(flatten)]
     acme: AcmeArgs,
+}
+
+/// A `NAMESPACE/NAME` flag value.
+fn namespaced_name(s: &str) -> Result<(String, String), String> {
+    match s.split_once('/') {
+        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((ns.to_string(), name.to_string()))
+        }
+        _ => Err(format!("{s:?} is not NAMESPACE/NAME")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -337,6 +354,8 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
         log_format,
         max_concurrent_reconciles,
         allow_test_issuers,
+        acme_http01_address,
+        acme_http01_service,
         acme,
     } = args;
     logging::init(&log_level, &log_format)?;
@@ -375,7 +394,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config() }, shutdown).await?;
+        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service }, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

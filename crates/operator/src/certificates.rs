@@ -147,7 +147,7 @@ async fn record_request(
     cert: &CertificateObject,
     request: &CertificateRequest,
     limit: u32,
-) -> Result<(), Error> {
+) -> Result<RequestObject, Error> {
     let ns = cert.namespace().unwrap_or_default();
     let api: Api<RequestObject> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = cert.metadata.uid.clone().unwrap_or_default();
@@ -166,8 +166,8 @@ async fn record_request(
         ..Default::default()
     };
     let new = RequestObject::new(metadata, request.spec.clone());
-    match api.create(&PostParams::default(), &new).await {
-        Ok(_) => {}
+    let written = match api.create(&PostParams::default(), &new).await {
+        Ok(o) => o,
         Err(kube::Error::Api(e)) if e.code == 409 => {
             // The same request, further along: its annotations (issuer state, failed
             // inputs) are replaced whole.
@@ -182,17 +182,18 @@ async fn record_request(
             }
             let patch = AnnotationsPatch::new(annotations);
             api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+                .await?
         }
         Err(e) => return Err(e.into()),
-    }
+    };
     let status = StatusPatch {
         status: &request.status,
     };
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
         .await?;
     let revision = lifecycle::request_revision(&name);
-    prune_requests(&api, &uid, revision, limit).await
+    prune_requests(&api, &uid, revision, limit).await?;
+    Ok(written)
 }
 
 /// Deletes a Certificate's CertificateRequests older than its last `limit` revisions
@@ -413,6 +414,7 @@ async fn apply(
     current: Option<&Secret>,
     mut step: lifecycle::Step,
     t: i64,
+    acme: Option<&certwright_api::acme::AcmeIssuer>,
 ) -> Result<lifecycle::Step, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let key_str = format!("{ns}/{}", obj.name_any());
@@ -427,11 +429,14 @@ async fn apply(
                         return Err(e);
                     };
                     let failed = lifecycle::refused(*r, &key_str, &message, t);
-                    return Box::pin(apply(ctx, obj, params, None, failed, t)).await;
+                    return Box::pin(apply(ctx, obj, params, None, failed, t, acme)).await;
                 }
             }
             Effect::Request { request, limit, .. } => {
-                record_request(ctx, obj, &request, limit).await?
+                let written = record_request(ctx, obj, &request, limit).await?;
+                if let Some(acme) = acme {
+                    crate::acme_objects::sync(ctx, &written, &request, acme).await?;
+                }
             }
             Effect::StoreKey { name, pem } => store_key(ctx, obj, &name, &pem.0).await?,
             Effect::DeleteKey { name } => {
@@ -575,9 +580,9 @@ async fn reconcile_certificate(
     }
     let passwords = lifecycle::passwords(&ns, &params, &password_secrets);
     let issuance = &params.issuance;
-    let resolved = lookup::issuer(ctx, &ns, &issuance.issuer_name, issuance.issuer_kind)
-        .await?
-        .resolve(t);
+    let found = lookup::issuer(ctx, &ns, &issuance.issuer_name, issuance.issuer_kind).await?;
+    let resolved = found.resolve(t);
+    let acme = found.acme_spec().cloned();
     let observation = Observation {
         ns: ns.clone(),
         name: name.clone(),
@@ -600,7 +605,16 @@ async fn reconcile_certificate(
             w.remove(&cert_key);
         }
     }
-    let step = apply(ctx, &obj, &params, current_obj.as_ref(), step, t).await?;
+    let step = apply(
+        ctx,
+        &obj,
+        &params,
+        current_obj.as_ref(),
+        step,
+        t,
+        acme.as_ref(),
+    )
+    .await?;
     patch_status(ctx, &ns, &name, &before, &step.state.status).await?;
     match step.summary {
         Summary::Issued { .. } => {

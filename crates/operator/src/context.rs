@@ -36,6 +36,11 @@ pub struct Config {
     pub test_issuers: bool,
     /// ACME settings (orders per hour, DNS-01 nameservers and propagation timeout).
     pub acme: certwright_acme::Config,
+    /// Where every replica serves HTTP-01 tokens (None: nowhere; HTTP-01 cannot work).
+    pub acme_http01_address: Option<std::net::SocketAddr>,
+    /// The operator's own Service in front of that address (namespace, name): the solver
+    /// Services in Certificates' namespaces get its ready addresses.
+    pub acme_http01_service: Option<(String, String)>,
 }
 
 /// An issuerRef as metric labels: (name, kind, group).

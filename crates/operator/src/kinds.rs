@@ -27,6 +27,8 @@ use std::fmt::Debug;
 pub trait Kind: Clone + Debug + Send + Sync + 'static {
     const KIND: &'static str;
     const PLURAL: &'static str;
+    /// The API group (cert-manager.io, or acme.cert-manager.io for Orders and Challenges).
+    const GROUP: &'static str = GROUP;
     /// kube's `NamespaceResourceScope` or `ClusterResourceScope`.
     type Scope;
     type Spec: DeserializeOwned + Serialize + Clone + Debug + Send + Sync;
@@ -35,11 +37,15 @@ pub trait Kind: Clone + Debug + Send + Sync + 'static {
 
 macro_rules! kind {
     ($marker:ident, $kind:literal, $plural:literal, $scope:ty, $spec:ty, $status:ty) => {
+        kind!($marker, $kind, $plural, $scope, $spec, $status, GROUP);
+    };
+    ($marker:ident, $kind:literal, $plural:literal, $scope:ty, $spec:ty, $status:ty, $group:expr) => {
         #[derive(Clone, Debug)]
         pub struct $marker;
         impl Kind for $marker {
             const KIND: &'static str = $kind;
             const PLURAL: &'static str = $plural;
+            const GROUP: &'static str = $group;
             type Scope = $scope;
             type Spec = $spec;
             type Status = $status;
@@ -80,6 +86,27 @@ kind!(
     IssuerStatus
 );
 
+// ACME orders, written from a pending request's record, and their challenges: every
+// replica serves the HTTP-01 tokens of these.
+kind!(
+    Orders,
+    "Order",
+    "orders",
+    NamespaceResourceScope,
+    certwright_api::acme::OrderSpec,
+    certwright_api::acme::OrderStatus,
+    certwright_api::acme::ACME_GROUP
+);
+kind!(
+    Challenges,
+    "Challenge",
+    "challenges",
+    NamespaceResourceScope,
+    certwright_api::acme::ChallengeSpec,
+    certwright_api::acme::ChallengeStatus,
+    certwright_api::acme::ACME_GROUP
+);
+
 /// Issuers and ClusterIssuers: one spec, in a namespace or cluster-wide.
 pub trait IssuerKinds: Kind<Spec = IssuerSpec, Status = IssuerStatus> {
     const KIND_REF: IssuerKind;
@@ -115,6 +142,8 @@ pub type CertificateObject = Typed<Certificates>;
 pub type RequestObject = Typed<CertificateRequests>;
 pub type IssuerObject = Typed<Issuers>;
 pub type ClusterIssuerObject = Typed<ClusterIssuers>;
+pub type OrderObject = Typed<Orders>;
+pub type ChallengeObject = Typed<Challenges>;
 
 /// An object's spec as read.
 #[derive(Clone, Debug)]
@@ -160,7 +189,7 @@ impl<K: Kind> Typed<K> {
         };
         let m = &self.metadata;
         Ok(Object {
-            api_version: API_VERSION.into(),
+            api_version: <Self as kube::Resource>::api_version(&()).into_owned(),
             kind: K::KIND.into(),
             metadata: certwright_api::ObjectMeta {
                 name: m.name.clone().unwrap_or_default(),
@@ -195,13 +224,17 @@ impl<K: Kind> kube::Resource for Typed<K> {
         K::KIND.into()
     }
     fn group(_: &()) -> Cow<'_, str> {
-        GROUP.into()
+        K::GROUP.into()
     }
     fn version(_: &()) -> Cow<'_, str> {
         "v1".into()
     }
     fn api_version(_: &()) -> Cow<'_, str> {
-        API_VERSION.into()
+        if K::GROUP == GROUP {
+            API_VERSION.into()
+        } else {
+            format!("{}/v1", K::GROUP).into()
+        }
     }
     fn plural(_: &()) -> Cow<'_, str> {
         K::PLURAL.into()
@@ -275,8 +308,9 @@ impl<K: Kind> Serialize for Typed<K> {
             #[serde(skip_serializing_if = "Option::is_none")]
             status: Option<&'a T>,
         }
+        let api_version = <Self as kube::Resource>::api_version(&());
         Out {
-            api_version: API_VERSION,
+            api_version: &api_version,
             kind: K::KIND,
             metadata: &self.metadata,
             spec: match &self.spec {

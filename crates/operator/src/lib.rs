@@ -13,8 +13,10 @@
 //! Lease that lets one replica reconcile, `observe` serves metrics and health. This file
 //! only wires them together.
 
+mod acme_objects;
 mod certificates;
 mod context;
+mod http01;
 mod issuers;
 pub mod kinds;
 pub mod leader;
@@ -51,6 +53,7 @@ pub async fn run(
         tokio::spawn(observe::serve(listener, metrics.clone()));
     }
     client.apiserver_version().await?;
+    let acme = acme_service(&client, &config).await?;
     metrics.ready.store(true, Ordering::Relaxed);
     let lost = Arc::new(AtomicBool::new(false));
     let lease = config.leader_election.clone();
@@ -64,14 +67,6 @@ pub async fn run(
             controller: "certwright".into(),
             instance: Some(config.instance.clone()),
         },
-    );
-    // Orders report progress by being asked again: a Pending Certificate is looked at
-    // again within seconds (its next check), so the service needs no wake-ups here.
-    let acme = certwright_acme::Service::new(
-        tokio::runtime::Handle::current(),
-        config.acme.clone(),
-        Arc::new(|_| {}),
-        None,
     );
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -98,6 +93,34 @@ pub async fn run(
     }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// The ACME service, and what every replica does for it whether it leads or not: follow
+/// the Challenges and serve their HTTP-01 tokens.
+async fn acme_service(client: &Client, config: &Config) -> Result<certwright_acme::Service, Error> {
+    let watch = http01::Watch::new();
+    let mut acme_config = config.acme.clone();
+    acme_config.http01_published = Some(watch.published());
+    // Orders report progress by being asked again: a Pending Certificate is looked at
+    // again within seconds (its next check), so the service needs no wake-ups here.
+    let acme = certwright_acme::Service::new(
+        tokio::runtime::Handle::current(),
+        acme_config,
+        Arc::new(|_| {}),
+        None,
+    );
+    if let Some(addr) = config.acme_http01_address {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Other(format!("ACME HTTP-01 address {addr}: {e}")))?;
+        tracing::info!(address = %addr, "serving ACME HTTP-01 tokens");
+        tokio::spawn(certwright_acme::solve::serve_http01(
+            listener,
+            acme.tokens(),
+        ));
+    }
+    tokio::spawn(watch.run(client.clone(), config.namespace.clone(), acme.tokens()));
+    Ok(acme)
 }
 
 /// Resolves when the controllers must stop: at `shutdown`, or when the Lease is lost

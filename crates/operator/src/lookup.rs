@@ -50,6 +50,14 @@ impl IssuerFound {
         })
     }
 
+    /// The issuer's ACME spec, when it is a valid ACME issuer.
+    pub(crate) fn acme_spec(&self) -> Option<&certwright_api::acme::AcmeIssuer> {
+        match self.spec.as_ref()? {
+            Ok(IssuerType::Acme(a)) => Some(a),
+            _ => None,
+        }
+    }
+
     /// What a Certificate's or CertificateRequest's issuerRef resolves to.
     pub(crate) fn resolve(&self, now: i64) -> Resolved {
         resolve::resolve(self.found(now).as_ref(), &self.desc)

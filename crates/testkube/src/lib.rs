@@ -449,6 +449,8 @@ pub fn collection_for(v: &serde_json::Value) -> Result<String, String> {
         "Issuer" => ("issuers", false),
         "CertificateRequest" => ("certificaterequests", false),
         "Route" => ("routes", false),
+        "EndpointSlice" => ("endpointslices", false),
+        "Ingress" => ("ingresses", false),
         other => return Err(format!("no collection known for kind {other:?}")),
     };
     let base = if api_version.contains('/') {
