@@ -40,6 +40,40 @@ fn assert_secret_issued(
     pebble.assert_issued(&chain);
 }
 
+/// The ACME client's requests under cert-manager's metric names and labels.
+fn assert_acme_metrics(port: u16, directory_url: &str) {
+    let (code, m) = http_get(port, "/metrics");
+    assert_eq!(code, 200, "{m}");
+    let host = directory_url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let count = |path: &str, method: &str, status: &str| -> f64 {
+        let series = format!(
+            "certmanager_http_acme_client_request_count{{scheme=\"https\",host=\"{host}\",path=\"{path}\",method=\"{method}\",status=\"{status}\"}} "
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(count("new-order", "POST", "201"), 1.0, "one order:\n{m}");
+    assert_eq!(
+        count("new-account", "POST", "201"),
+        1.0,
+        "one account:\n{m}"
+    );
+    assert!(count("challenge", "POST", "200") >= 1.0, "{m}");
+    assert!(count("finalize", "POST", "200") >= 1.0, "{m}");
+    assert!(count("authorization", "POST", "200") >= 1.0, "{m}");
+    assert!(!m.contains("path=\"other\""), "every request named:\n{m}");
+    assert!(
+        m.contains(&format!("certmanager_http_acme_client_request_duration_seconds_count{{scheme=\"https\",host=\"{host}\",path=\"new-order\",method=\"POST\",status=\"201\"}} 1")),
+        "{m}"
+    );
+}
+
 #[test]
 fn operator_issues_through_dns01() {
     let Some((cp, kubeconfig, _)) = operator_control_plane() else {
@@ -98,12 +132,13 @@ spec:
     cp.create_all(&manifests).expect("manifests");
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("operator.log");
+    let metrics_port = free_port();
     let mut op = start_operator(
         &kubeconfig,
         &log,
         &[
             "--metrics-address",
-            "",
+            &format!("127.0.0.1:{metrics_port}"),
             "--dns01-recursive-nameservers",
             &bind,
         ],
@@ -151,6 +186,7 @@ spec:
         .unwrap_or_else(|e| panic!("{e}\n{}\npebble:\n{}", logs(), pebble.log_text()));
     assert_eq!(cert["status"]["revision"], 1, "{cert}");
     assert_secret_issued(&cp, &pebble, dir.path());
+    assert_acme_metrics(metrics_port, &pebble.directory_url);
     terminate(&mut op);
 }
 

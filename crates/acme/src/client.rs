@@ -209,24 +209,29 @@ fn httpdate(s: &str) -> Option<SystemTime> {
 }
 
 fn action_of(url: &str, d: &Directory) -> &'static str {
+    // Servers name their paths freely (Pebble: /authZ/, /chalZ/, /my-order/): the
+    // directory's URLs first, then the usual words in the path, case aside.
+    let path = url.to_ascii_lowercase();
     if url == d.new_nonce {
         "new-nonce"
     } else if url == d.new_account {
         "new-account"
     } else if url == d.new_order {
         "new-order"
-    } else if url.contains("/chal") {
+    } else if path.contains("/chal") {
         "challenge"
-    } else if url.contains("/authz") {
+    } else if path.contains("/authz") {
         "authorization"
-    } else if url.contains("/finalize") {
+    } else if path.contains("finalize") {
         "finalize"
-    } else if url.contains("/cert") {
+    } else if path.contains("/cert") {
         "certificate"
-    } else if url.contains("/order") {
+    } else if path.contains("order") {
         "order"
-    } else if url.contains("/acct") || url.contains("/account") {
+    } else if path.contains("acct") || path.contains("account") {
         "account"
+    } else if path.contains("renewal") {
+        "renewal-info"
     } else {
         "other"
     }

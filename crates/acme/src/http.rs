@@ -178,7 +178,11 @@ impl Transport {
         if let Some(rec) = &self.recorder {
             rec(&RequestRecord {
                 scheme: uri.scheme_str().unwrap_or_default().to_string(),
-                host: uri.host().unwrap_or_default().to_string(),
+                // As Go's URL.Host, which cert-manager labels with: the port too.
+                host: uri
+                    .authority()
+                    .map(|a| a.as_str().rsplit('@').next().unwrap_or_default().to_string())
+                    .unwrap_or_default(),
                 action,
                 method: method_name(&method),
                 status: result.as_ref().map(|r| r.status.as_u16()).unwrap_or(0),

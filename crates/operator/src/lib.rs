@@ -53,7 +53,7 @@ pub async fn run(
         tokio::spawn(observe::serve(listener, metrics.clone()));
     }
     client.apiserver_version().await?;
-    let acme = acme_service(&client, &config).await?;
+    let acme = acme_service(&client, &config, &metrics).await?;
     metrics.ready.store(true, Ordering::Relaxed);
     let lost = Arc::new(AtomicBool::new(false));
     let lease = config.leader_election.clone();
@@ -97,7 +97,11 @@ pub async fn run(
 
 /// The ACME service, and what every replica does for it whether it leads or not: follow
 /// the Challenges and serve their HTTP-01 tokens.
-async fn acme_service(client: &Client, config: &Config) -> Result<certwright_acme::Service, Error> {
+async fn acme_service(
+    client: &Client,
+    config: &Config,
+    metrics: &Arc<observe::Metrics>,
+) -> Result<certwright_acme::Service, Error> {
     let watch = http01::Watch::new();
     let mut acme_config = config.acme.clone();
     acme_config.http01_published = Some(watch.published());
@@ -107,7 +111,10 @@ async fn acme_service(client: &Client, config: &Config) -> Result<certwright_acm
         tokio::runtime::Handle::current(),
         acme_config,
         Arc::new(|_| {}),
-        None,
+        Some({
+            let metrics = metrics.clone();
+            Arc::new(move |r: &certwright_acme::http::RequestRecord| metrics.acme_request(r))
+        }),
     );
     if let Some(addr) = config.acme_http01_address {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -50,6 +50,23 @@ struct ReadyLabels {
     condition: &'static str,
 }
 
+/// cert-manager's labels for ACME client requests (`path` holds the ACME action).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AcmeLabels {
+    scheme: String,
+    host: String,
+    path: &'static str,
+    method: &'static str,
+    status: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn acme_histogram() -> Histogram {
+    // 10 ms to about 40 s.
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
 const CONDITIONS: [&str; 3] = ["True", "False", "Unknown"];
 
 /// The operator's metrics; counters and histograms are updated by reconcile directly.
@@ -73,6 +90,10 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     /// Seconds from the start of a reconciliation that issued to its Secret written.
     pub issuance_duration: Histogram,
+    /// A gauge that only grows: under cert-manager's name, which OpenMetrics would turn
+    /// into `..._count_total` were it typed counter.
+    acme_requests: Family<AcmeLabels, Gauge<u64, std::sync::atomic::AtomicU64>>,
+    acme_duration: HistogramFamily<AcmeLabels>,
     pub ready: AtomicBool,
 }
 
@@ -94,6 +115,8 @@ impl Default for Metrics {
             // 1 ms to about 33 s.
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             issuance_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            acme_requests: Family::default(),
+            acme_duration: Family::new_with_constructor(acme_histogram),
             ready: AtomicBool::new(false),
         };
         let r = &mut m.registry;
@@ -120,6 +143,18 @@ impl Default for Metrics {
             "certmanager_certificate_ready_status",
             "The ready status of the certificate.",
             m.ready_status.clone(),
+        );
+        // cert-manager's names as its /metrics shows them (subsystem http); its duration
+        // is a summary, prometheus-client has histograms (quantiles come from buckets).
+        r.register(
+            "certmanager_http_acme_client_request_count",
+            "The number of requests made by the ACME client.",
+            m.acme_requests.clone(),
+        );
+        r.register(
+            "certmanager_http_acme_client_request_duration_seconds",
+            "The HTTP request latencies in seconds for the ACME client.",
+            m.acme_duration.clone(),
         );
         for (name, help, c) in [
             (
@@ -170,6 +205,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one ACME request and its duration.
+    pub fn acme_request(&self, r: &certwright_acme::http::RequestRecord) {
+        let labels = AcmeLabels {
+            scheme: r.scheme.clone(),
+            host: r.host.clone(),
+            path: r.action,
+            method: r.method,
+            status: r.status.to_string(),
+        };
+        self.acme_requests.get_or_create(&labels).inc();
+        self.acme_duration
+            .get_or_create(&labels)
+            .observe(r.duration.as_secs_f64());
+    }
+
     pub fn set(&self, ns: &str, name: &str, m: CertMetric) {
         let labels = CertLabels {
             name: name.to_string(),
