@@ -187,7 +187,91 @@ spec:
     assert_eq!(cert["status"]["revision"], 1, "{cert}");
     assert_secret_issued(&cp, &pebble, dir.path());
     assert_acme_metrics(metrics_port, &pebble.directory_url);
+    assert_external_request_signed(&cp, &pebble, dir.path(), &logs);
     terminate(&mut op);
+}
+
+/// A CertificateRequest made by someone else (a CSR of their own) for the ACME issuer is
+/// signed through an order that is kept on the request (its issuer state) and shown as an
+/// Order owned by it.
+fn assert_external_request_signed(
+    cp: &certwright_testkube::ControlPlane,
+    pebble: &Pebble,
+    dir: &std::path::Path,
+    logs: &dyn Fn() -> String,
+) {
+    let key = dir.join("ext.key");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-subj", "/CN=ext.example.test"])
+        .args(["-addext", "subjectAltName=DNS:ext.example.test", "-keyout"])
+        .arg(&key)
+        .output()
+        .expect("openssl req");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use base64::Engine;
+    let csr = base64::engine::general_purpose::STANDARD.encode(&out.stdout);
+    let cr = serde_json::json!({
+        "apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+        "metadata": {"name": "ext", "namespace": "demo"},
+        "spec": {"request": csr, "issuerRef": {"name": "pebble", "kind": "ClusterIssuer"},
+                 "usages": ["digital signature", "key encipherment"]}
+    });
+    cp.admin(
+        "POST",
+        "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests",
+        Some(&cr.to_string()),
+    )
+    .expect("request");
+    let signed = cp
+        .wait_for(
+            "the external request signed",
+            Duration::from_secs(60),
+            || {
+                let o = get(
+                    cp,
+                    "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests/ext",
+                );
+                (ready(&o).0 == "True").then_some(o)
+            },
+        )
+        .unwrap_or_else(|e| {
+            let cr = get(
+                cp,
+                "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests/ext",
+            );
+            panic!("{e}\n{cr}\n{}", logs())
+        });
+    let state = signed["metadata"]["annotations"]["certwright.io/issuer-state"]
+        .as_str()
+        .unwrap_or_default();
+    let record: serde_json::Value = serde_json::from_str(state).unwrap_or_default();
+    let order_url = record["url"].as_str().unwrap_or_default();
+    assert!(order_url.starts_with("https://127.0.0.1:"), "{signed}");
+    let orders = items(cp, "/apis/acme.cert-manager.io/v1/namespaces/demo/orders");
+    let order = orders
+        .iter()
+        .find(|o| o["metadata"]["ownerReferences"][0]["name"] == "ext")
+        .unwrap_or_else(|| panic!("no Order for the request: {orders:?}"));
+    assert_eq!(order["status"]["url"], order_url, "{order}");
+    assert_eq!(order["status"]["state"], "valid", "{order}");
+    let crt = base64::engine::general_purpose::STANDARD
+        .decode(signed["status"]["certificate"].as_str().unwrap_or_default())
+        .expect("certificate");
+    let chain = dir.join("ext.pem");
+    std::fs::write(&chain, crt).expect("chain");
+    pebble.assert_issued(&chain);
 }
 
 /// GET `path` from 127.0.0.1:`port` (HTTP/1.0): the status code and body.
@@ -531,4 +615,108 @@ fn operator_http01_on_every_replica_and_a_leader_change_mid_order() {
     drop(a);
     assert_secret_issued(&cp, &pebble, dir.path());
     terminate(&mut b);
+}
+
+/// The reference scenario's external PKI in the operator: examples/e2e/external's
+/// `letsencrypt` ClusterIssuer (Route 53 DNS-01) and the customer route's Certificate, as
+/// written except for the server (Pebble), its caBundle, the hosted zone and the endpoint
+/// (moto, whose records are copied into BIND, authoritative for example.com).
+#[test]
+fn operator_scenario_route_certificate_through_route53() {
+    if !common::require("nsupdate") || !common::require("openssl") {
+        return;
+    }
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
+        return;
+    };
+    let mut o = PebbleOptions::http(free_port());
+    o.bind = Some("example.com".into());
+    let Some(pebble) = Pebble::start(&o) else {
+        return;
+    };
+    let Some(moto) = common::moto::Moto::start() else {
+        return;
+    };
+    let bind = pebble.bind.as_ref().expect("bind");
+    let zone_id = moto.create_zone("example.com");
+    let _copier = common::moto::Copier::start(&moto, &zone_id, bind);
+    let text = std::fs::read_to_string(repo().join("examples/e2e/external/letsencrypt.yaml"))
+        .expect("example");
+    let le = "server: https://acme-v02.api.letsencrypt.org/directory";
+    assert!(text.contains(le) && text.contains("hostedZoneID: Z0EXAMPLE"));
+    let example = text
+        .replace(
+            le,
+            &format!(
+                "server: {}\n    caBundle: {}",
+                pebble.directory_url,
+                pebble.ca_bundle()
+            ),
+        )
+        .replace(
+            "hostedZoneID: Z0EXAMPLE",
+            &format!("hostedZoneID: {zone_id}"),
+        );
+    cp.create_all(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: cert-manager}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: route53-credentials, namespace: cert-manager}\nstringData: {aws_secret_access_key: wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY}\n",
+    )
+    .expect("namespaces and credentials");
+    cp.create_all(&example).expect("example");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("operator.log");
+    let op = std::process::Command::new(bin())
+        .args(["operator", "--metrics-address", ""])
+        .args(["--dns01-recursive-nameservers", &bind.address()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("AWS_ENDPOINT_URL_ROUTE_53", &moto.endpoint)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("operator starts");
+    let mut op = Killed(op);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    cp.wait_for(
+        "Certificate route-customer Ready",
+        Duration::from_secs(120),
+        || {
+            let o = get(
+                &cp,
+                "/apis/cert-manager.io/v1/namespaces/demo/certificates/route-customer",
+            );
+            (ready(&o).0 == "True").then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}\npebble:\n{}", logs(), pebble.log_text()));
+    use base64::Engine;
+    let secret = get(&cp, "/api/v1/namespaces/demo/secrets/route-customer");
+    let b64 = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][k].as_str().unwrap_or_default())
+            .expect(k)
+    };
+    assert!(
+        b64("tls.key").starts_with(b"-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8 asked for"
+    );
+    let chain = dir.path().join("chain.pem");
+    std::fs::write(&chain, b64("tls.crt")).expect("chain");
+    pebble.assert_issued(&chain);
+    let orders = items(&cp, "/apis/acme.cert-manager.io/v1/namespaces/demo/orders");
+    assert_eq!(orders.len(), 1, "{orders:?}");
+    assert_eq!(orders[0]["status"]["state"], "valid");
+    let left = items(
+        &cp,
+        "/apis/acme.cert-manager.io/v1/namespaces/demo/challenges",
+    );
+    assert!(left.is_empty(), "DNS-01 Challenges removed: {left:?}");
+    assert_eq!(
+        orders[0]["spec"]["dnsNames"][0],
+        "customer-demo.apps.example.com"
+    );
+    let rrset = format!("/2013-04-01/hostedzone/{zone_id}/rrset");
+    assert!(
+        moto.requests().iter().any(|r| r.path == rrset),
+        "the spec's hostedZoneID was not used"
+    );
+    terminate(&mut op.0);
 }

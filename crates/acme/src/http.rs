@@ -181,7 +181,13 @@ impl Transport {
                 // As Go's URL.Host, which cert-manager labels with: the port too.
                 host: uri
                     .authority()
-                    .map(|a| a.as_str().rsplit('@').next().unwrap_or_default().to_string())
+                    .map(|a| {
+                        a.as_str()
+                            .rsplit('@')
+                            .next()
+                            .unwrap_or_default()
+                            .to_string()
+                    })
                     .unwrap_or_default(),
                 action,
                 method: method_name(&method),

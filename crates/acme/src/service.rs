@@ -715,7 +715,18 @@ impl AcmeHandle {
                 value: d.clone(),
             })
             .collect();
-        identifiers.extend(req.spec.ip_addresses.iter().map(|ip| Identifier {
+        let mut ips = req.spec.ip_addresses.clone();
+        if identifiers.is_empty() && ips.is_empty() {
+            // A request made by someone else: the names are the CSR's.
+            let (dns, csr_ips) =
+                certwright_pki::inspect::csr_alt_names(&csr_der).map_err(|e| e.to_string())?;
+            identifiers.extend(dns.into_iter().map(|d| Identifier {
+                type_: "dns".into(),
+                value: d,
+            }));
+            ips = csr_ips;
+        }
+        identifiers.extend(ips.iter().map(|ip| Identifier {
             type_: "ip".into(),
             value: ip.to_string(),
         }));
@@ -917,7 +928,11 @@ impl Issuer for AcmeHandle {
         };
         if let Some(JobSlot::Done(end, rec)) = slot {
             return match end {
-                End::Issued(chain) => Outcome::Issued(Issued { chain, ca: vec![] }),
+                End::Issued(chain) => Outcome::Issued(Issued {
+                    chain,
+                    ca: vec![],
+                    state: rec.to_state(),
+                }),
                 End::Failed { reason, message } => Outcome::Failed { reason, message },
                 End::Retry { after } => pending(rec.summary(), after, rec.to_state()),
             };

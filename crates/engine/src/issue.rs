@@ -92,6 +92,9 @@ pub fn build_request(spec: &IssuanceSpec, key: &PrivateKey) -> Result<String, Re
 pub struct Issued {
     pub chain: Vec<Vec<u8>>,
     pub ca: Vec<Vec<u8>>,
+    /// What the issuer kept about the issuance (an ACME order's record), recorded with
+    /// the issued request so that shells can show how it ended; null for most issuers.
+    pub state: serde_json::Value,
 }
 
 impl Issued {
@@ -236,6 +239,7 @@ impl Issuer for SelfSigned {
             Ok(der) => Outcome::Issued(Issued {
                 chain: vec![der.clone()],
                 ca: vec![der],
+                state: serde_json::Value::Null,
             }),
             Err(e) => failed("SigningError", format!("signing: {e}")),
         }
@@ -407,6 +411,7 @@ impl Issuer for CaIssuer {
                 Outcome::Issued(Issued {
                     chain,
                     ca: vec![self.material.root.der.clone()],
+                    state: serde_json::Value::Null,
                 })
             }
             Err(e) => failed("SigningError", format!("signing: {e}")),

@@ -707,7 +707,7 @@ fn issue_certificate(
     match outcome {
         Outcome::Issued(issued) => match issued.check(&key) {
             Ok((chain, ca)) => {
-                let at = attempt(req.build(RequestResult::Issued(&chain, &ca)));
+                let at = attempt(req.build(RequestResult::Issued(&chain, &ca, &issued.state)));
                 let m = Material {
                     key: &key,
                     chain: &chain,
@@ -957,7 +957,8 @@ pub fn refused(r: Refusable, key: &str, message: &str, now: i64) -> Step {
 
 /// How a recorded request ended.
 enum RequestResult<'a> {
-    Issued(&'a [CertInfo], &'a [CertInfo]),
+    /// Issued: the chain, the CA, and what the issuer kept about it (or null).
+    Issued(&'a [CertInfo], &'a [CertInfo], &'a serde_json::Value),
     /// Not answered yet: the issuer's state and what it said, if it said anything.
     Pending(Option<(&'a serde_json::Value, &'a str)>),
 }
@@ -997,7 +998,10 @@ impl RequestRecord<'_> {
             (ann::REQUEST_REASON.to_string(), self.trigger.to_string()),
         ]);
         match result {
-            RequestResult::Issued(chain, ca) => {
+            RequestResult::Issued(chain, ca, state) => {
+                if !state.is_null() {
+                    annotations.insert(ann::ISSUER_STATE.into(), state.to_string());
+                }
                 let pem_of = |c: &[CertInfo]| {
                     c.iter()
                         .map(|c| certwright_pki::pem::encode("CERTIFICATE", &c.der))

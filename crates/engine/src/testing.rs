@@ -40,6 +40,7 @@ impl Issuer for Garbage {
         Outcome::Issued(Issued {
             chain: vec![b"not a certificate".to_vec()],
             ca: vec![],
+            state: serde_json::Value::Null,
         })
     }
 }

@@ -199,6 +199,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
     let empty = issue::Issued {
         chain: vec![],
         ca: vec![],
+        state: serde_json::Value::Null,
     };
     assert!(empty
         .check(&key)
@@ -208,6 +209,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
     let garbage = issue::Issued {
         chain: vec![vec![0x30, 0x03, 0x02, 0x01]],
         ca: vec![],
+        state: serde_json::Value::Null,
     };
     assert!(garbage
         .check(&key)

@@ -101,8 +101,22 @@ where
     Ok(())
 }
 
-/// Brings the Order and Challenges of an ACME request up to date with its record (a
-/// pending request), or with its end (issued or failed).
+/// How a request ended: the Order's final state and, for a failure, why.
+fn ended(request: &CertificateRequest) -> Option<(&'static str, Option<String>)> {
+    let ready = request
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))?;
+    match ready {
+        c if c.status == "True" => Some(("valid", None)),
+        c if c.reason == "Failed" => Some(("errored", Some(c.message.clone()))),
+        _ => None,
+    }
+}
+
+/// Brings the Order and Challenges of an ACME request up to date with its record (kept
+/// with the request while pending and once issued), and with its end: the Order keeps
+/// the final state, the Challenges and their solver resources go.
 pub(crate) async fn sync(
     ctx: &Context,
     owner: &RequestObject,
@@ -112,18 +126,55 @@ pub(crate) async fn sync(
     let ns = owner.namespace().unwrap_or_default();
     let name = order_name(request);
     let orders: Api<OrderObject> = Api::namespaced(ctx.client.clone(), &ns);
+    let end = ended(request);
     let record = request
         .metadata
         .annotations
         .get(ann::ISSUER_STATE)
         .and_then(|s| serde_json::from_str(s).ok())
-        .map(|v| OrderRecord::from_state(&v));
-    let Some(rec) = record else {
-        return finish(ctx, &orders, &name, request).await;
+        .map(|v| OrderRecord::from_state(&v))
+        .filter(|r| r.url.is_some());
+    let order = match record {
+        Some(rec) => {
+            let order = write_order(&orders, owner, request, &rec, end.as_ref()).await?;
+            if end.is_none() {
+                return write_challenges(ctx, &order, request, &rec, issuer).await;
+            }
+            order
+        }
+        None => {
+            let Some((state, reason)) = &end else {
+                return Ok(());
+            };
+            let Some(order) = orders.get_opt(&name).await? else {
+                return Ok(());
+            };
+            let mut status = order.status.clone().unwrap_or_default();
+            if status.state.as_deref() != Some(state) {
+                status.state = Some(state.to_string());
+                if reason.is_some() {
+                    status.reason = reason.clone();
+                    status.failure_time =
+                        request.status.as_ref().and_then(|s| s.failure_time.clone());
+                }
+                set_status(&orders, &order, &status).await?;
+            }
+            order
+        }
     };
-    if rec.url.is_none() {
-        return Ok(());
-    }
+    remove_challenges(ctx, &order).await
+}
+
+/// The Order as the record has it (with the final state once the request ended).
+async fn write_order(
+    orders: &Api<OrderObject>,
+    owner: &RequestObject,
+    request: &CertificateRequest,
+    rec: &OrderRecord,
+    end: Option<&(&'static str, Option<String>)>,
+) -> Result<OrderObject, Error> {
+    let ns = owner.namespace().unwrap_or_default();
+    let name = order_name(request);
     let mut spec = OrderSpec {
         request: request.spec.request.clone(),
         issuer_ref: request.spec.issuer_ref.clone(),
@@ -140,11 +191,31 @@ pub(crate) async fn sync(
         }
     }
     let order = ensure(
-        &orders,
+        orders,
         OrderObject::new(meta(&name, &ns, owned_by(owner)), spec),
     )
     .await?;
-    set_status(&orders, &order, &rec.order_status()).await?;
+    let mut status = rec.order_status();
+    if let Some((state, reason)) = end {
+        status.state = Some(state.to_string());
+        if reason.is_some() {
+            status.reason = reason.clone();
+        }
+    }
+    set_status(orders, &order, &status).await?;
+    Ok(order)
+}
+
+/// The Challenges of an order in flight, and (once presented) their solver resources.
+async fn write_challenges(
+    ctx: &Context,
+    order: &OrderObject,
+    request: &CertificateRequest,
+    rec: &OrderRecord,
+    issuer: &certwright_api::acme::AcmeIssuer,
+) -> Result<(), Error> {
+    let ns = order.namespace().unwrap_or_default();
+    let name = order.name_any();
     let challenges: Api<ChallengeObject> = Api::namespaced(ctx.client.clone(), &ns);
     for (spec, mut status) in rec.challenge_objects(issuer, &request.spec.issuer_ref) {
         let cname = object_name(
@@ -157,7 +228,7 @@ pub(crate) async fn sync(
             .as_ref()
             .and_then(|h| h.ingress.clone())
             .filter(|_| spec.type_ == "HTTP-01");
-        let new = ChallengeObject::new(meta(&cname, &ns, owned_by(&order)), spec.clone());
+        let new = ChallengeObject::new(meta(&cname, &ns, owned_by(order)), spec.clone());
         let ch = ensure(&challenges, new).await?;
         if status.presented {
             if let Some(ing) = &ingress {
@@ -172,35 +243,8 @@ pub(crate) async fn sync(
     Ok(())
 }
 
-/// A request that ended: its Order (if any) gets the final state, its Challenges and
-/// their solver resources go.
-async fn finish(
-    ctx: &Context,
-    orders: &Api<OrderObject>,
-    name: &str,
-    request: &CertificateRequest,
-) -> Result<(), Error> {
-    let ready = request
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let (state, reason) = match ready {
-        Some(c) if c.status == "True" => ("valid", None),
-        Some(c) if c.reason == "Failed" => ("errored", Some(c.message.clone())),
-        _ => return Ok(()),
-    };
-    let Some(order) = orders.get_opt(name).await? else {
-        return Ok(());
-    };
-    let mut status = order.status.clone().unwrap_or_default();
-    if status.state.as_deref() != Some(state) {
-        status.state = Some(state.into());
-        if reason.is_some() {
-            status.reason = reason;
-            status.failure_time = request.status.as_ref().and_then(|s| s.failure_time.clone());
-        }
-        set_status(orders, &order, &status).await?;
-    }
+/// Deletes an order's Challenges and their solver resources.
+async fn remove_challenges(ctx: &Context, order: &OrderObject) -> Result<(), Error> {
     let ns = order.namespace().unwrap_or_default();
     let challenges: Api<ChallengeObject> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = order.metadata.uid.clone().unwrap_or_default();

@@ -90,30 +90,28 @@ pub(crate) async fn reconcile(
         None
     };
     let issuer = resolved.issuer.clone();
-    let (spec, csr_pem, t) = (params.issuance.clone(), params.csr_pem.clone(), job.t);
-    let (subject, labels) = (job.id.clone(), obj.labels().clone());
-    let outcome = tokio::task::spawn_blocking(move || {
-        issuer.process(&Request {
-            subject: &subject,
-            labels: &labels,
-            csr_pem: &csr_pem,
-            spec: &spec,
-            key: key.as_ref(),
-            state: &serde_json::Value::Null,
-            current: None,
-            now: t,
-        })
-    })
-    .await
-    .map_err(|e| Error::Other(e.to_string()))?;
+    // What the issuer keeps between steps (an ACME order's record), kept on the request
+    // so that a restart or another replica resumes the same order.
+    let state: serde_json::Value = obj
+        .annotations()
+        .get(ann::ISSUER_STATE)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    let outcome = process(issuer, &params, key, &state, &job, obj.labels().clone()).await?;
+    let acme = found.acme_spec().map(|a| (a, cr));
     match outcome {
-        Outcome::Issued(issued) => job.signed(status, &issued.chain, &issued.ca).await,
+        Outcome::Issued(issued) => {
+            job.keep_state(&state, &issued.state, acme, Some(Ok(())))
+                .await?;
+            job.signed(status, &issued.chain, &issued.ca).await
+        }
         Outcome::Pending {
             reason,
             message,
             retry_after,
-            ..
+            state: next,
         } => {
+            job.keep_state(&state, &next, acme, None).await?;
             job.pending(status, &format!("{reason}: {message}")).await?;
             Ok(Action::requeue(retry_after))
         }
@@ -122,9 +120,38 @@ pub(crate) async fn reconcile(
                 reason: "Failed".into(),
                 message: format!("{reason}: {message}"),
             };
+            job.keep_state(&state, &state, acme, Some(Err(p.message.clone())))
+                .await?;
             job.fail(status, &p).await
         }
     }
+}
+
+/// Asks the issuer about the request (off the async threads: signing is CPU work).
+async fn process(
+    issuer: Arc<dyn certwright_engine::issue::Issuer>,
+    params: &validate::RequestParams,
+    key: Option<PrivateKey>,
+    state: &serde_json::Value,
+    job: &Job<'_>,
+    labels: std::collections::BTreeMap<String, String>,
+) -> Result<Outcome, Error> {
+    let (spec, csr_pem, t) = (params.issuance.clone(), params.csr_pem.clone(), job.t);
+    let (subject, state) = (job.id.clone(), state.clone());
+    tokio::task::spawn_blocking(move || {
+        issuer.process(&Request {
+            subject: &subject,
+            labels: &labels,
+            csr_pem: &csr_pem,
+            spec: &spec,
+            key: key.as_ref(),
+            state: &state,
+            current: None,
+            now: t,
+        })
+    })
+    .await
+    .map_err(|e| Error::Other(e.to_string()))
 }
 
 /// A request that is Ready, Failed or Denied is done with, as in cert-manager.
@@ -233,6 +260,47 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
+    /// Keeps the issuer's state on the request when it changed and, for an ACME issuer,
+    /// shows it as an Order and Challenges (`ended`: issued, failed, or still pending).
+    async fn keep_state(
+        &self,
+        before: &serde_json::Value,
+        after: &serde_json::Value,
+        acme: Option<(&certwright_api::acme::AcmeIssuer, CertificateRequest)>,
+        ended: Option<Result<(), String>>,
+    ) -> Result<(), Error> {
+        if after != before && !after.is_null() {
+            let patch = crate::resources::AnnotationsPatch::new(std::collections::BTreeMap::from(
+                [(ann::ISSUER_STATE.to_string(), Some(after.to_string()))],
+            ));
+            self.api
+                .patch(
+                    &self.obj.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+        let Some((issuer, mut view)) = acme else {
+            return Ok(());
+        };
+        if !after.is_null() {
+            view.metadata
+                .annotations
+                .insert(ann::ISSUER_STATE.into(), after.to_string());
+        }
+        if let Some(end) = ended {
+            let mut st = CertificateRequestStatus::default();
+            let (ok, reason, message) = match &end {
+                Ok(()) => (true, "Issued", ""),
+                Err(m) => (false, "Failed", m.as_str()),
+            };
+            set_condition(&mut st.conditions, "Ready", ok, reason, message, self.t);
+            view.status = Some(st);
+        }
+        crate::acme_objects::sync(self.ctx, self.obj, &view, issuer).await
+    }
+
     async fn write_status(&self, status: &CertificateRequestStatus) -> Result<(), Error> {
         if self.before != status {
             self.api

@@ -17,6 +17,8 @@ pub enum InspectError {
     NoCertificate(String),
     #[error("certificate #{index}: not a valid X.509 certificate: {reason}")]
     Parse { index: usize, reason: String },
+    #[error("not a valid certificate request: {0}")]
+    Request(String),
 }
 
 /// Why a certificate chain does not verify.
@@ -249,6 +251,33 @@ impl CertInfo {
 }
 
 /// DER certificates of every CERTIFICATE block of a PEM document, in order.
+/// The DNS names and IP addresses a certificate request (DER) asks for in its
+/// subjectAltName extension.
+pub fn csr_alt_names(der: &[u8]) -> Result<(Vec<String>, Vec<IpAddr>), InspectError> {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::ParsedExtension;
+    let (_, csr) = X509CertificationRequest::from_der(der)
+        .map_err(|e| InspectError::Request(e.to_string()))?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        let ParsedExtension::SubjectAlternativeName(san) = ext else {
+            continue;
+        };
+        for n in &san.general_names {
+            match n {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => ips.push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                    16 => ips.push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok((dns, ips))
+}
+
 pub fn pem_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, InspectError> {
     let blocks = pem::decode_all(input)?;
     let certs: Vec<Vec<u8>> = blocks
