@@ -574,6 +574,7 @@ fn operator_http01_on_every_replica_and_a_leader_change_mid_order() {
         "True",
         "issued before the leader stopped: {at_stop}"
     );
+    assert_tables_mid_order(&cp, &order_name);
     let cert = cp
         .wait_for("Certificate web Ready", Duration::from_secs(120), || {
             let o = get(
@@ -595,6 +596,10 @@ fn operator_http01_on_every_replica_and_a_leader_change_mid_order() {
         "the same order: {order}"
     );
     assert_eq!(order["status"]["state"], "valid", "{order}");
+    let (_, rows) = cp
+        .table("/apis/acme.cert-manager.io/v1/namespaces/demo/orders")
+        .expect("orders table");
+    assert_eq!(rows[0][..2], [order_name.clone(), "valid".to_string()]);
     let requests = items(
         &cp,
         "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests",
@@ -614,7 +619,93 @@ fn operator_http01_on_every_replica_and_a_leader_change_mid_order() {
     );
     drop(a);
     assert_secret_issued(&cp, &pebble, dir.path());
+    assert_named_ingress_edited_and_restored(&cp, &logs);
     terminate(&mut b);
+}
+
+/// What `kubectl get orders,challenges` shows mid-order (the CRDs' printer columns, as the
+/// server's Table).
+fn assert_tables_mid_order(cp: &certwright_testkube::ControlPlane, order_name: &str) {
+    let (cols, rows) = cp
+        .table("/apis/acme.cert-manager.io/v1/namespaces/demo/orders")
+        .expect("orders table");
+    assert_eq!(cols, ["Name", "State", "Age"], "{rows:?}");
+    assert_eq!(rows[0][0], order_name);
+    assert!(
+        ["pending", "ready", "processing"].contains(&rows[0][1].as_str()),
+        "{rows:?}"
+    );
+    let (cols, rows) = cp
+        .table("/apis/acme.cert-manager.io/v1/namespaces/demo/challenges")
+        .expect("challenges table");
+    assert_eq!(cols, ["Name", "State", "Domain", "Age"], "{rows:?}");
+    assert!(
+        ["pending", "processing", "valid"].contains(&rows[0][1].as_str())
+            && rows[0][2] == "web.example.test",
+        "{rows:?}"
+    );
+}
+
+/// `http01.ingress.name`: the token's path is added to the user's Ingress and taken out
+/// again (two spec changes: generation 3), the user's own rule untouched.
+fn assert_named_ingress_edited_and_restored(
+    cp: &certwright_testkube::ControlPlane,
+    logs: &dyn Fn() -> String,
+) {
+    cp.create_all(
+        r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: demo}
+spec:
+  rules:
+    - host: shop.example.test
+      http:
+        paths:
+          - {path: /, pathType: Prefix, backend: {service: {name: shop, port: {number: 80}}}}
+"#,
+    )
+    .expect("ingress");
+    let issuer = get(
+        cp,
+        "/apis/cert-manager.io/v1/namespaces/demo/issuers/pebble",
+    );
+    let mut named = serde_json::json!({
+        "apiVersion": "cert-manager.io/v1", "kind": "Issuer",
+        "metadata": {"name": "pebble-named", "namespace": "demo"},
+        "spec": issuer["spec"].clone(),
+    });
+    named["spec"]["acme"]["solvers"] =
+        serde_json::json!([{"http01": {"ingress": {"name": "shop"}}}]);
+    cp.admin(
+        "POST",
+        "/apis/cert-manager.io/v1/namespaces/demo/issuers",
+        Some(&named.to_string()),
+    )
+    .expect("issuer");
+    cp.create_all(
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: shop, namespace: demo}\nspec:\n  secretName: shop-tls\n  issuerRef: {name: pebble-named}\n  dnsNames: [shop.example.test]\n",
+    )
+    .expect("certificate");
+    cp.wait_for("Certificate shop Ready", Duration::from_secs(60), || {
+        let o = get(
+            cp,
+            "/apis/cert-manager.io/v1/namespaces/demo/certificates/shop",
+        );
+        (ready(&o).0 == "True").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let ing = cp
+        .wait_for("the path taken out again", Duration::from_secs(30), || {
+            let i = get(
+                cp,
+                "/apis/networking.k8s.io/v1/namespaces/demo/ingresses/shop",
+            );
+            (i["metadata"]["generation"] == 3).then_some(i)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let rules = ing["spec"]["rules"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rules.len(), 1, "{ing}");
+    assert_eq!(rules[0]["http"]["paths"][0]["path"], "/", "{ing}");
 }
 
 /// The reference scenario's external PKI in the operator: examples/e2e/external's

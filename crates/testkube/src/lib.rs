@@ -261,7 +261,57 @@ impl ControlPlane {
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), String> {
+        self.request_as(token, method, path, body, "application/json")
+    }
+
+    /// A list as `kubectl get` shows it: the server's Table (the CRDs' printer columns),
+    /// as (column names, rows of cells as text), columns of priority 0 only.
+    pub fn table(&self, path: &str) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+        let accept = "application/json;as=Table;v=v1;g=meta.k8s.io";
+        let (code, text) = self.request_as(ADMIN_TOKEN, "GET", path, None, accept)?;
+        if code != 200 {
+            return Err(format!("GET {path} as a Table: HTTP {code}: {text}"));
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let columns = v["columnDefinitions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let shown: Vec<usize> = (0..columns.len())
+            .filter(|i| columns[*i]["priority"].as_i64().unwrap_or(0) == 0)
+            .collect();
+        let names = shown
+            .iter()
+            .map(|i| columns[*i]["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        let rows = v["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                shown
+                    .iter()
+                    .map(|i| match &r["cells"][*i] {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => String::new(),
+                        other => other.to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        Ok((names, rows))
+    }
+
+    fn request_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        accept: &str,
+    ) -> Result<(u16, String), String> {
         let mut cmd = Command::new("curl");
+        cmd.args(["-H", &format!("Accept: {accept}")]);
         cmd.args([
             "-sS",
             "--max-time",
