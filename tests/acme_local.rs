@@ -1024,3 +1024,111 @@ fn acme_external_account_binding_problems_are_named() {
         "the HMAC key leaked"
     );
 }
+
+/// The issuer's `profile` is sent (Pebble's `shortlived` profile: 6-day certificates),
+/// `preferredChain` picks the alternate chain whose root has that name (Pebble with an
+/// alternate root), and `disableAccountKeyGeneration` without the Secret says so.
+#[test]
+fn profile_preferred_chain_and_no_key_generation() {
+    let Some((Setup { pebble, dir, state }, port)) =
+        setup_http_with(|o| o.env.push(("PEBBLE_ALTERNATE_ROOTS".into(), "1".into())))
+    else {
+        return;
+    };
+    let alternate = pebble.management("/roots/1");
+    let root1 = dir.path().join("root1.pem");
+    std::fs::write(&root1, &alternate).expect("root 1");
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in"])
+        .arg(&root1)
+        .output()
+        .expect("openssl");
+    let subject = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let cn = subject
+        .strip_prefix("subject=CN=")
+        .unwrap_or_else(|| panic!("{subject}"))
+        .to_string();
+    let url = pebble.directory_url.clone();
+    let b = pebble.ca_bundle();
+    let http01 = "      - http01:\n          ingress: {}\n";
+    let mut m = acme_issuer(
+        "short",
+        &url,
+        Some(&b),
+        "acct",
+        "\n    profile: shortlived",
+        http01,
+    );
+    m += &acme_issuer(
+        "alt",
+        &url,
+        Some(&b),
+        "acct",
+        &format!("\n    preferredChain: \"{cn}\""),
+        http01,
+    );
+    m += &acme_issuer(
+        "nokey",
+        &url,
+        Some(&b),
+        "missing",
+        "\n    disableAccountKeyGeneration: true",
+        http01,
+    );
+    m += &acme_cert("short", "short", "short.example.test");
+    m += &acme_cert("alt", "alt", "alt.example.test");
+    m += &acme_cert("nokey", "nokey", "nokey.example.test");
+    let m = common::write(dir.path(), "m.yaml", &m);
+    let out = local_once(&pebble, &m, &state, port);
+    let log = common::text(&out);
+    let status = common::status_json(&state);
+    for ok in ["short", "alt"] {
+        assert_eq!(cert_conditions(&status, ok).0, "True", "{ok}: {log}");
+    }
+    let (ready, text) = cert_conditions(&status, "nokey");
+    assert_eq!(ready, "False", "{text}");
+    assert!(
+        text.contains("disableAccountKeyGeneration is set"),
+        "{text}"
+    );
+    assert!(
+        !common::secret_dir(&state, "cert-manager", "missing").exists(),
+        "no key generated"
+    );
+
+    let c = status["certificates"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "short").cloned())
+        .unwrap_or_default();
+    let t = |f: &str| {
+        time::OffsetDateTime::parse(
+            c["status"][f].as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect(f)
+    };
+    let days = (t("notAfter") - t("notBefore")).whole_days();
+    assert!(
+        (5..=6).contains(&days),
+        "the shortlived profile: {days} days"
+    );
+
+    // The alternate chain leads to root 1, not to the default root 0.
+    let chain = common::secret_dir(&state, "demo", "alt").join("tls.crt");
+    let verify = |root: &Path| {
+        Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(root)
+            .arg("-untrusted")
+            .arg(&chain)
+            .arg(&chain)
+            .output()
+            .expect("openssl")
+            .status
+            .success()
+    };
+    assert!(verify(&root1), "the preferred chain ends at {cn}");
+    let root0 = dir.path().join("root0.pem");
+    std::fs::write(&root0, pebble.issuing_root()).expect("root 0");
+    assert!(!verify(&root0), "not the default chain");
+}
