@@ -16,6 +16,9 @@ export CERTWRIGHT_MOTO_SERVER
 # Helm, to render the chart in deploy/helm (built once, then cached).
 CERTWRIGHT_HELM="$(bash scripts/helm-bin.sh)"
 export CERTWRIGHT_HELM
+# cert-manager's CLI, cmctl, for the compatibility checks (built once, then cached).
+CERTWRIGHT_CMCTL="$(bash scripts/cmctl-bin.sh)"
+export CERTWRIGHT_CMCTL
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log="$(mktemp)"

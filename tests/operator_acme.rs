@@ -575,6 +575,7 @@ fn operator_http01_on_every_replica_and_a_leader_change_mid_order() {
         "issued before the leader stopped: {at_stop}"
     );
     assert_tables_mid_order(&cp, &order_name);
+    assert_cmctl_status_mid_order(&cp, &order_name, &challenge);
     let cert = cp
         .wait_for("Certificate web Ready", Duration::from_secs(120), || {
             let o = get(
@@ -644,6 +645,35 @@ fn assert_tables_mid_order(cp: &certwright_testkube::ControlPlane, order_name: &
             && rows[0][2] == "web.example.test",
         "{rows:?}"
     );
+}
+
+/// `cmctl status certificate` mid-order: cert-manager's CLI finds the request, its Order
+/// and its Challenge through their owners, as it does with cert-manager.
+fn assert_cmctl_status_mid_order(
+    cp: &certwright_testkube::ControlPlane,
+    order_name: &str,
+    challenge: &serde_json::Value,
+) {
+    let Some(cmctl) = common::cmctl() else {
+        return;
+    };
+    let (ok, out) = common::run_cmctl(
+        &cmctl,
+        &cp.kubeconfig,
+        &["status", "certificate", "web", "-n", "demo"],
+    );
+    assert!(ok, "{out}");
+    let challenge_name = challenge["metadata"]["name"].as_str().unwrap_or_default();
+    for want in [
+        "CertificateRequest:",
+        "Name: web-1",
+        "Order:",
+        &format!("Name: {order_name}"),
+        "Challenges:",
+        &format!("Name: {challenge_name}, Type: HTTP-01"),
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}");
+    }
 }
 
 /// `http01.ingress.name`: the token's path is added to the user's Ingress and taken out

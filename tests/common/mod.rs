@@ -38,6 +38,38 @@ pub fn require(tool: &str) -> bool {
     found
 }
 
+/// cert-manager's CLI (`scripts/cmctl-bin.sh`, CERTWRIGHT_CMCTL). In CI a missing cmctl
+/// fails the test; elsewhere the test is skipped with the reason printed.
+pub fn cmctl() -> Option<PathBuf> {
+    let path = std::env::var("CERTWRIGHT_CMCTL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/certwright-cmctl/v2.5.0/cmctl"));
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!(
+        "cmctl is not built ({}); run scripts/cmctl-bin.sh or set CERTWRIGHT_CMCTL",
+        path.display()
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}: .ci/run builds it");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Runs cmctl with `args` against the control plane of `kubeconfig`: its exit status and
+/// its output (stdout then stderr).
+pub fn run_cmctl(cmctl: &Path, kubeconfig: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(cmctl)
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .output()
+        .expect("cmctl runs");
+    (out.status.success(), text(&out))
+}
+
 pub fn run(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)

@@ -1,0 +1,156 @@
+//! cert-manager's own CLI, cmctl v2.5.0, against the operator on a real control plane:
+//! `status certificate`, `renew`, `inspect secret` and `create certificaterequest
+//! --fetch-certificate` give the outcomes they give with cert-manager.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const MANIFESTS: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: demo}
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: self, namespace: demo}
+spec: {selfSigned: {}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: ca, namespace: demo}
+spec:
+  secretName: ca
+  issuerRef: {name: self}
+  commonName: cmctl-ca
+  isCA: true
+  privateKey: {algorithm: ECDSA}
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: ca, namespace: demo}
+spec: {ca: {secretName: ca}}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: web, namespace: demo}
+spec:
+  secretName: web-tls
+  issuerRef: {name: ca}
+  dnsNames: [web.demo.svc]
+  privateKey: {algorithm: ECDSA}
+"#;
+
+fn revision(cp: &certwright_testkube::ControlPlane) -> i64 {
+    cp.admin(
+        "GET",
+        "/apis/cert-manager.io/v1/namespaces/demo/certificates/web",
+        None,
+    )
+    .ok()
+    .and_then(|c| c["status"]["revision"].as_i64())
+    .unwrap_or(0)
+}
+
+#[test]
+fn cmctl_status_renew_inspect_and_create_work_against_certwright() {
+    let Some(cmctl) = common::cmctl() else {
+        return;
+    };
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
+        return;
+    };
+    cp.create_all(MANIFESTS).expect("manifests");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("operator.log");
+    let mut op = start_operator(&kubeconfig, &log, &["--metrics-address", ""]);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    cp.wait_for("web issued", Duration::from_secs(30), || {
+        (revision(&cp) == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let admin = &cp.kubeconfig;
+
+    let (ok, out) = run_cmctl(
+        &cmctl,
+        admin,
+        &["status", "certificate", "web", "-n", "demo"],
+    );
+    assert!(ok, "{out}");
+    for want in [
+        "Name: web",
+        "Namespace: demo",
+        "Certificate is up to date and has not expired",
+        "DNS Names:",
+        "- web.demo.svc",
+        "Issuer:",
+        "Name: ca",
+        "Kind: Issuer",
+        "Secret:",
+        "Name: web-tls",
+    ] {
+        assert!(out.contains(want), "status: {want:?} not in:\n{out}");
+    }
+
+    let (ok, out) = run_cmctl(
+        &cmctl,
+        admin,
+        &["inspect", "secret", "web-tls", "-n", "demo"],
+    );
+    assert!(ok, "{out}");
+    for want in [
+        "Valid for:",
+        "DNS Names:",
+        "web.demo.svc",
+        "Issued By:",
+        "cmctl-ca",
+    ] {
+        assert!(out.contains(want), "inspect: {want:?} not in:\n{out}");
+    }
+
+    let (ok, out) = run_cmctl(&cmctl, admin, &["renew", "web", "-n", "demo"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("Manually triggered issuance of Certificate demo/web"),
+        "{out}"
+    );
+    cp.wait_for("web renewed", Duration::from_secs(30), || {
+        (revision(&cp) == 2).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    // A request from a Certificate manifest: cmctl makes the key and CSR, creates the
+    // CertificateRequest, waits for it to be signed and writes the certificate.
+    let manifest = common::write(
+        dir.path(),
+        "req.yaml",
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: req, namespace: demo}\nspec:\n  secretName: unused\n  issuerRef: {name: ca}\n  commonName: req.demo.svc\n  dnsNames: [req.demo.svc]\n  privateKey: {algorithm: ECDSA}\n",
+    );
+    let key = dir.path().join("req.key");
+    let crt = dir.path().join("req.crt");
+    let (ok, out) = run_cmctl(
+        &cmctl,
+        admin,
+        &[
+            "create",
+            "certificaterequest",
+            "req",
+            "-n",
+            "demo",
+            "--from-certificate-file",
+            &manifest.display().to_string(),
+            "--output-key-file",
+            &key.display().to_string(),
+            "--output-certificate-file",
+            &crt.display().to_string(),
+            "--fetch-certificate",
+            "--timeout",
+            "2m",
+        ],
+    );
+    assert!(ok, "{out}\n{}", logs());
+    let pem = std::fs::read_to_string(&crt).expect("the certificate written");
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    assert!(key.is_file());
+    terminate(&mut op);
+}
