@@ -147,6 +147,30 @@ fn reference_scenario_legacy_is_ready_and_converts() {
     write(&conv_dir, "services.yaml", &y);
     let out = once(&[&conv_dir], &tmp.path().join("state2"));
     assert!(out.status.success(), "{}", text(&out));
+
+    // Directories as `local run` takes them; -R for subdirectories; a missing path named.
+    let legacy = repo().join("examples/e2e/legacy").display().to_string();
+    let dir = run(&["convert", "-f", &legacy]);
+    assert!(dir.status.success(), "{}", text(&dir));
+    let y = String::from_utf8_lossy(&dir.stdout);
+    assert!(
+        y.contains("kind: ClusterIssuer") && y.contains("kind: Certificate"),
+        "{y}"
+    );
+    assert!(
+        !y.contains("name: letsencrypt"),
+        "a subdirectory without -R: {y}"
+    );
+    let rec = run(&["convert", "-R", "-f", &legacy]);
+    assert!(rec.status.success(), "{}", text(&rec));
+    assert!(String::from_utf8_lossy(&rec.stdout).contains("name: letsencrypt"));
+    let missing = run(&["convert", "-f", "/nonexistent/manifests"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/manifests"),
+        "{}",
+        text(&missing)
+    );
 }
 
 const CERT: &str = r#"apiVersion: cert-manager.io/v1

@@ -351,6 +351,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_ca_issuers_url_field_has_cert_managers_spelling_and_the_old_one_is_read() {
+        for field in ["issuingCertificateURLs", "issuingCertificateUrls"] {
+            let text = format!(
+                "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {{name: ca, namespace: d}}\nspec:\n  ca:\n    secretName: ca\n    {field}: [http://pki.example.com/ca.crt]\n"
+            );
+            let docs = parse_documents(&text, "f.yaml");
+            let Ok(Resource::Issuer(i)) = &docs[0].result else {
+                panic!("{field}: {:?}", docs[0].result.as_ref().err());
+            };
+            let ca = i.spec.ca.as_ref().expect("ca");
+            assert_eq!(
+                ca.issuing_certificate_urls,
+                ["http://pki.example.com/ca.crt"]
+            );
+            let written = serde_json::to_value(ca).expect("json");
+            assert!(written.get("issuingCertificateURLs").is_some(), "{written}");
+        }
+    }
+
+    #[test]
     fn deep_huge_or_exploding_documents_are_refused() {
         let head = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\ndata: ";
         let reason = |text: &str| -> &'static str {

@@ -311,7 +311,14 @@ pub struct CaIssuer {
     pub crl_distribution_points: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ocsp_servers: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// URLs where the issuing CA's certificate is served (cert-manager's spelling;
+    /// `issuingCertificateUrls`, which certwright once used, is still read).
+    #[serde(
+        default,
+        rename = "issuingCertificateURLs",
+        alias = "issuingCertificateUrls",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub issuing_certificate_urls: Vec<String>,
 }
 

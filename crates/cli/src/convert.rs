@@ -9,12 +9,18 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub fn run(files: &[PathBuf]) -> Result<ExitCode> {
+/// Converts the manifests under `paths` (files, and directories as `local run` reads
+/// them: their `.yaml`, `.yml` and `.json` files, subdirectories too with `recursive`).
+pub fn run(paths: &[PathBuf], recursive: bool) -> Result<ExitCode> {
     let mut out: Vec<Value> = Vec::new();
     let mut issuer_idx = Vec::new();
     let mut acme_configs = Vec::new();
-    let mut errors = 0;
-    for f in files {
+    let (files, unreadable) = certwright_local::model::manifest_files(paths, recursive);
+    let mut errors = unreadable.len();
+    for (_, p) in &unreadable {
+        eprintln!("error: {}", p.message);
+    }
+    for f in &files {
         let text =
             std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         for doc in manifest::parse_documents(&text, &f.display().to_string()) {

@@ -70,8 +70,12 @@ enum Command {
     Operator(OperatorArgs),
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
+        /// Manifest files or directories (.yaml, .yml, .json), repeatable.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Also read manifests in subdirectories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
     },
 }
 
@@ -244,7 +248,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => local_run(args),
         Command::Status { state, output } => status::print(&state, &output),
         Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
-        Command::Convert { files } => convert::run(&files),
+        Command::Convert { files, recursive } => convert::run(&files, recursive),
         Command::Operator(args) => operator(args),
         Command::Renew {
             names,

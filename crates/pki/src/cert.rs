@@ -417,7 +417,7 @@ pub fn sign_csr(
     csr: &Csr,
     is_ca: bool,
     validity: &Validity,
-    serial: &[u8; 16],
+    serial: &[u8; SERIAL_LEN],
     signer: &Signer<'_>,
     usages: Option<&Usages<'_>>,
 ) -> Result<Vec<u8>, CertError> {
@@ -441,7 +441,9 @@ pub fn sign_csr(
             .cloned(),
     );
     let mut serial = *serial;
-    serial[0] &= 0x7f; // positive INTEGER, RFC 5280 §4.1.2.2
+    // A positive INTEGER of exactly 20 octets (RFC 5280 §4.1.2.2 allows up to 20): the top
+    // bit clear, the next one set so that no leading zero byte shortens it.
+    serial[0] = (serial[0] & 0x7f) | 0x40;
     let tbs = crate::x509::Tbs {
         subject: &csr.subject_der,
         spki: &csr.spki_der,
@@ -501,10 +503,13 @@ pub(crate) fn write_certificate(
     ]))
 }
 
-/// A fresh 128-bit random serial number.
-pub fn random_serial() -> [u8; 16] {
+/// Serial numbers' length in octets: 20, as cert-manager's (Go's) certificates have.
+pub const SERIAL_LEN: usize = 20;
+
+/// A fresh random serial number (158 random bits once [`sign_csr`] fixes the top two).
+pub fn random_serial() -> [u8; SERIAL_LEN] {
     use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-    let mut s = [0u8; 16];
+    let mut s = [0u8; SERIAL_LEN];
     // The system RNG failing is unrecoverable; fall back to a digest of the time so a
     // serial is still unique in practice.
     if SystemRandom::new().fill(&mut s).is_err() {
@@ -513,7 +518,7 @@ pub fn random_serial() -> [u8; 16] {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let d = digest::digest(&digest::SHA256, &t.to_be_bytes());
-        s.copy_from_slice(&d.as_ref()[..16]);
+        s.copy_from_slice(&d.as_ref()[..SERIAL_LEN]);
     }
     s
 }

@@ -389,7 +389,7 @@ mod tests {
                         not_before: 1_700_000_000,
                         not_after: 1_800_000_000,
                     },
-                    &[0x42; 16],
+                    &[0x42; 20],
                     &CertSigner::Ca {
                         name_der: &ca_subject,
                         key_id: Some(&[1u8; 20]),
@@ -433,7 +433,7 @@ mod tests {
                     not_before: 1_700_000_000,
                     not_after: 1_800_000_000,
                 },
-                &[0x42; 16],
+                &[0x42; 20],
                 &CertSigner::SelfSigned(&key),
                 None,
             )
@@ -442,6 +442,10 @@ mod tests {
                 certificate_parts(&cert).expect("parts")[1],
                 der_name.as_slice()
             );
+            // The serial: 20 octets, positive, as cert-manager's (Go's) certificates.
+            let info = crate::inspect::CertInfo::parse(&cert).expect("parses");
+            assert_eq!(info.serial_hex.len(), 40, "{}", info.serial_hex);
+            assert!(info.serial_hex.starts_with("42"), "{}", info.serial_hex);
         }
     }
 

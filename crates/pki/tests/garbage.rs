@@ -62,7 +62,7 @@ fn parsers_survive_mutated_input() {
             not_before: 0,
             not_after: 1 << 31,
         },
-        &[7; 16],
+        &[7; 20],
         &Signer::SelfSigned(&key),
         None,
     )

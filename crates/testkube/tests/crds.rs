@@ -73,6 +73,22 @@ fn generated_crds_accept_cert_manager_manifests() {
         acme["spec"]["acme"]["solvers"][1]["dns01"]["route53"]["region"], "eu-west-1",
         "ACME config kept whole"
     );
+    // cert-manager's spelling of the CA issuer's URL fields, kept by the schema.
+    let ca = cp
+        .admin(
+            "GET",
+            "/apis/cert-manager.io/v1/namespaces/sandbox/issuers/ca-issuer",
+            None,
+        )
+        .expect("get");
+    assert_eq!(
+        ca["spec"]["ca"]["issuingCertificateURLs"][0], "http://pki.example.com/ca.crt",
+        "{ca}"
+    );
+    assert_eq!(
+        ca["spec"]["ca"]["ocspServers"][0],
+        "http://ocsp.example.com"
+    );
     // The schema types fields: a string where a list belongs is refused.
     let bad = r#"{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"bad","namespace":"sandbox"},
         "spec":{"secretName":"s","issuerRef":{"name":"ca-issuer"},"dnsNames":"not-a-list"}}"#;
