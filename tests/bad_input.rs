@@ -31,6 +31,7 @@ fn make_cert(cn: &str, is_ca: bool, not_before: i64, not_after: i64) -> (String,
         &cert::random_serial(),
         &Signer::SelfSigned(&key),
         None,
+        &[],
     )
     .expect("sign");
     (

@@ -208,7 +208,7 @@ fn ca_pair() -> (String, String) {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs() as i64;
-    let Outcome::Issued(i) = issue::SelfSigned.process(&Request {
+    let Outcome::Issued(i) = issue::SelfSigned::default().process(&Request {
         subject: "demo/test",
         labels: &Default::default(),
         csr_pem: &csr,

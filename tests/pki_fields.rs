@@ -1,6 +1,7 @@
 //! Every certificate field the spec can ask for, read back by OpenSSL: subject fields,
-//! literal subjects, all SAN types, usages, name constraints, serials, validity, and
-//! nothing the spec did not ask for.
+//! literal subjects, all SAN types, usages, name constraints, serials, validity, the
+//! issuers' CRL distribution points and authority information access, and nothing the
+//! spec did not ask for.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::process::Command;
 const MANIFEST: &str = r#"apiVersion: cert-manager.io/v1
 kind: Issuer
 metadata: {name: self, namespace: f}
-spec: {selfSigned: {}}
+spec: {selfSigned: {crlDistributionPoints: ["http://pki.example.com/root.crl"]}}
 ---
 apiVersion: cert-manager.io/v1
 kind: Certificate
@@ -32,7 +33,12 @@ spec:
 apiVersion: cert-manager.io/v1
 kind: Issuer
 metadata: {name: ca, namespace: f}
-spec: {ca: {secretName: ca}}
+spec:
+  ca:
+    secretName: ca
+    crlDistributionPoints: ["http://pki.example.com/ca.crl"]
+    ocspServers: ["http://ocsp.example.com"]
+    issuingCertificateURLs: ["http://pki.example.com/ca.crt"]
 ---
 apiVersion: cert-manager.io/v1
 kind: Certificate
@@ -93,6 +99,9 @@ fn every_field_reaches_the_certificate_and_nothing_else_does() {
     assert!(ca.contains("email:bad.example.com"), "{ca}");
     assert!(ca.contains("CA:TRUE"), "{ca}");
     assert!(ca.contains("Certificate Sign"), "{ca}");
+    // The self-signed issuer's CRL distribution point, as cert-manager writes it.
+    assert!(ca.contains("X509v3 CRL Distribution Points:"), "{ca}");
+    assert!(ca.contains("URI:http://pki.example.com/root.crl"), "{ca}");
 
     let leaf_path = secret_dir(&state, "f", "leaf").join("tls.crt");
     let leaf = x509_text(&leaf_path);
@@ -131,10 +140,21 @@ fn every_field_reaches_the_certificate_and_nothing_else_does() {
             "X509v3 Key Usage: critical",
             "X509v3 Extended Key Usage:",
             "X509v3 Subject Alternative Name:",
+            "X509v3 CRL Distribution Points:",
         ],
         "{leaf}"
     );
-    // A 128-bit serial and the requested lifetime.
+    // The CA issuer's URLs: CRL distribution point and Authority Information Access.
+    for want in [
+        "Full Name:",
+        "URI:http://pki.example.com/ca.crl",
+        "Authority Information Access:",
+        "OCSP - URI:http://ocsp.example.com",
+        "CA Issuers - URI:http://pki.example.com/ca.crt",
+    ] {
+        assert!(leaf.contains(want), "missing {want:?} in\n{leaf}");
+    }
+    // A 20-octet serial, as cert-manager's, and the requested lifetime.
     let serial = Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in"])
         .arg(&leaf_path)
@@ -144,7 +164,7 @@ fn every_field_reaches_the_certificate_and_nothing_else_does() {
         .trim()
         .trim_start_matches("serial=")
         .to_string();
-    assert!(hex.len() >= 30 && hex.len() <= 32, "serial {hex}");
+    assert_eq!(hex.len(), 40, "serial {hex}");
     let dates = Command::new("openssl")
         .args(["x509", "-noout", "-startdate", "-enddate", "-in"])
         .arg(&leaf_path)

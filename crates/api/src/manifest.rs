@@ -367,7 +367,16 @@ mod tests {
             );
             let written = serde_json::to_value(ca).expect("json");
             assert!(written.get("issuingCertificateURLs").is_some(), "{written}");
+            assert!(crate::validate::issuer(i).is_ok());
         }
+        // URLs go into certificates as IA5Strings: anything else is refused, named.
+        let text = "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: ca, namespace: d}\nspec:\n  ca:\n    secretName: ca\n    ocspServers: [\"http://ocsp example\"]\n";
+        let docs = parse_documents(text, "f.yaml");
+        let Ok(Resource::Issuer(i)) = &docs[0].result else {
+            panic!("parses");
+        };
+        let errs = crate::validate::issuer(i).expect_err("refused");
+        assert_eq!(errs[0].field, "spec.ca.ocspServers[0]", "{errs:?}");
     }
 
     #[test]

@@ -203,8 +203,12 @@ fn failed(reason: &str, message: impl Into<String>) -> Outcome {
     }
 }
 
-/// Signs a request with its own key.
-pub struct SelfSigned;
+/// Signs a request with its own key; `extra`: the issuer's URL extensions
+/// (`crlDistributionPoints`).
+#[derive(Default)]
+pub struct SelfSigned {
+    pub extra: Vec<cert::Extension>,
+}
 
 impl Issuer for SelfSigned {
     fn process(&self, req: &Request<'_>) -> Outcome {
@@ -235,6 +239,7 @@ impl Issuer for SelfSigned {
             &cert::random_serial(),
             &Signer::SelfSigned(key),
             Some(&usages(req.spec).as_usages()),
+            &self.extra,
         ) {
             Ok(der) => Outcome::Issued(Issued {
                 chain: vec![der.clone()],
@@ -369,9 +374,11 @@ impl CaMaterial {
     }
 }
 
-/// Signs requests with a CA's key.
+/// Signs requests with a CA's key; `extra`: the issuer's URL extensions (CRL
+/// distribution points, OCSP servers, issuing certificate URLs).
 pub struct CaIssuer {
     pub material: CaMaterial,
+    pub extra: Vec<cert::Extension>,
 }
 
 impl Issuer for CaIssuer {
@@ -398,6 +405,7 @@ impl Issuer for CaIssuer {
             &cert::random_serial(),
             &signer,
             Some(&usages(req.spec).as_usages()),
+            &self.extra,
         ) {
             Ok(der) => {
                 // tls.crt: leaf plus the CA's chain without a self-signed root, which goes

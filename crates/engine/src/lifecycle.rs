@@ -1106,7 +1106,7 @@ mod tests {
         let ready = match test {
             Some(t) => crate::testing::issuer(t).expect("test issuer"),
             None => Ready {
-                issuer: std::sync::Arc::new(crate::issue::SelfSigned),
+                issuer: std::sync::Arc::new(crate::issue::SelfSigned::default()),
                 policy: BackoffPolicy::LOCAL,
                 digest: "selfSigned".into(),
                 reason: "IsReady",

@@ -81,14 +81,16 @@ pub fn check(found: &Found<'_>) -> Result<Ready, Problem> {
         return crate::testing::issuer(name);
     }
     match kind {
-        IssuerType::SelfSigned => Ok(Ready {
-            issuer: Arc::new(issue::SelfSigned),
+        IssuerType::SelfSigned(urls) => Ok(Ready {
+            issuer: Arc::new(issue::SelfSigned {
+                extra: url_extensions(urls),
+            }),
             policy: BackoffPolicy::LOCAL,
             digest: "selfSigned".into(),
             reason: "IsReady",
             message: "",
         }),
-        IssuerType::Ca { secret_name } => {
+        IssuerType::Ca { secret_name, urls } => {
             let sdesc = format!("{}/{secret_name}", found.secret_ns);
             let secret = match &found.ca_secret {
                 Some(Ok(Some(s))) => *s,
@@ -109,7 +111,10 @@ pub fn check(found: &Found<'_>) -> Result<Ready, Problem> {
                 .map_err(|e| Problem::new(e.reason, e.message))?;
             let digest = format!("ca:{}", m.chain[0].sha256_fingerprint());
             Ok(Ready {
-                issuer: Arc::new(CaIssuer { material: m }),
+                issuer: Arc::new(CaIssuer {
+                    material: m,
+                    extra: url_extensions(urls),
+                }),
                 policy: BackoffPolicy::LOCAL,
                 digest,
                 reason: "KeyPairVerified",
@@ -124,6 +129,16 @@ pub fn check(found: &Found<'_>) -> Result<Ready, Problem> {
             )),
         },
     }
+}
+
+fn url_extensions(
+    u: &certwright_api::validate::IssuerUrls,
+) -> Vec<certwright_pki::cert::Extension> {
+    certwright_pki::cert::url_extensions(
+        &u.crl_distribution_points,
+        &u.ocsp_servers,
+        &u.issuing_certificate_urls,
+    )
 }
 
 /// Resolves a Certificate's (or CertificateRequest's) issuer: `None` when it does not
@@ -147,7 +162,7 @@ mod tests {
 
     #[test]
     fn reasons_are_cert_managers() {
-        let ss = IssuerType::SelfSigned;
+        let ss = IssuerType::SelfSigned(Default::default());
         let found = |spec, ca| Found {
             desc: "Issuer \"x\" in namespace \"demo\"",
             spec,
@@ -161,6 +176,7 @@ mod tests {
         assert_eq!((r.reason, r.message), ("IsReady", ""));
         let ca = IssuerType::Ca {
             secret_name: "root".into(),
+            urls: Default::default(),
         };
         let e = check(&found(Ok(&ca), Some(Ok(None)))).expect_err("missing");
         assert_eq!(e.reason, "ErrGetKeyPair");

@@ -28,7 +28,7 @@ impl Issuer for PendingTwice {
                 state: serde_json::json!({"order": "test-order", "polls": polls + 1}),
             };
         }
-        issue::SelfSigned.process(req)
+        issue::SelfSigned::default().process(req)
     }
 }
 

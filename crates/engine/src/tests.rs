@@ -134,7 +134,7 @@ fn missing_secret_issues_and_fresh_certificate_is_up_to_date() {
         trigger(&decide_at(&p, None, None, &none, NOW)),
         Some(Trigger::DoesNotExist)
     );
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let last = last_for(&p, &s);
     match decide_at(&p, Some(&s), Some(&last), &none, NOW + 1) {
         Decision::UpToDate {
@@ -179,7 +179,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
     let p = params(BASIC);
     let key = PrivateKey::generate(p.issuance.key()).expect("key");
     let csr = issue::build_request(&p.issuance, &key).expect("csr");
-    let out = SelfSigned.process(&Request {
+    let out = SelfSigned::default().process(&Request {
         subject: "demo/test",
         labels: &Default::default(),
         csr_pem: &csr,
@@ -218,7 +218,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
         .contains("cannot be read"));
     // A duration whose notAfter would pass 9999-12-31 fails, it is not encoded wrongly.
     let far = params(&format!("{BASIC}\nduration: 100000000h"));
-    let out = SelfSigned.process(&Request {
+    let out = SelfSigned::default().process(&Request {
         subject: "demo/test",
         labels: &Default::default(),
         csr_pem: &issue::build_request(&far.issuance, &key).expect("csr"),
@@ -237,7 +237,7 @@ fn issued_certificates_are_checked_against_the_request_key() {
 #[test]
 fn one_minute_renewal_demo() {
     let p = params(&format!("{BASIC}\nduration: 1h1m\nrenewBefore: 1h"));
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let last = last_for(&p, &s);
     match decide_at(&p, Some(&s), Some(&last), &Failures::default(), NOW) {
         Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, NOW + 60),
@@ -260,7 +260,7 @@ fn one_minute_renewal_demo() {
 #[test]
 fn an_issuers_suggested_renewal_replaces_the_specs() {
     let p = params(&format!("{BASIC}\nduration: 1h1m\nrenewBefore: 1h"));
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let last = last_for(&p, &s);
     let f = Failures::default();
     match decide_suggested(&p, Some(&s), Some(&last), &f, NOW, Some(NOW + 1800)) {
@@ -280,7 +280,7 @@ fn an_issuers_suggested_renewal_replaces_the_specs() {
 #[test]
 fn spec_changes_reissue_and_name_the_fields() {
     let p = params(BASIC);
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let last = last_for(&p, &s);
     let p2 = params("secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c, c.demo.svc, extra]\nduration: 48h");
     match decide_at(&p2, Some(&s), Some(&last), &Failures::default(), NOW) {
@@ -340,7 +340,7 @@ fn spec_changes_reissue_and_name_the_fields() {
 #[test]
 fn broken_secrets_reissue() {
     let p = params(BASIC);
-    let mut s = issue_with(&p, &SelfSigned, NOW, None);
+    let mut s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let other = PrivateKey::generate(p.issuance.key()).expect("key");
     s.data.insert(
         keys::TLS_KEY.into(),
@@ -393,7 +393,7 @@ fn failures_back_off_until_inputs_change() {
 #[test]
 fn rotation_policy_never_reuses_a_fitting_key() {
     let p = params(&format!("{BASIC}\nprivateKey: {{rotationPolicy: Never}}"));
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let last = last_for(&p, &s);
     match decide_at(
         &p,
@@ -421,10 +421,18 @@ fn rotation_policy_never_reuses_a_fitting_key() {
 #[test]
 fn ca_issuer_chains_to_root_and_caps_lifetime() {
     let root_p = params("secretName: rootca\nissuerRef: {name: self}\ncommonName: ca.self-signer.cert-manager\nisCA: true\nduration: 100h");
-    let root = issue_with(&root_p, &SelfSigned, NOW, None);
+    let root = issue_with(&root_p, &SelfSigned::default(), NOW, None);
     let ca = CaMaterial::from_secret("cert-manager/rootca", &root, NOW).expect("valid CA");
     let leaf_p = params("secretName: s\nissuerRef: {name: internal-issuer, kind: ClusterIssuer}\ncommonName: c.demo.svc\ndnsNames: [c]\nprivateKey: {algorithm: ECDSA, encoding: PKCS8}");
-    let leaf = issue_with(&leaf_p, &CaIssuer { material: ca }, NOW, None);
+    let leaf = issue_with(
+        &leaf_p,
+        &CaIssuer {
+            material: ca,
+            extra: vec![],
+        },
+        NOW,
+        None,
+    );
     let chain = inspect::parse_pem_chain(&leaf.data[keys::TLS_CRT]).expect("chain");
     let roots = inspect::parse_pem_chain(&leaf.data[keys::CA_CRT]).expect("ca");
     assert_eq!(chain.len(), 1, "a root is not repeated in tls.crt");
@@ -450,7 +458,7 @@ fn ca_issuer_chains_to_root_and_caps_lifetime() {
 #[test]
 fn rendering_is_stable_and_compares_content() {
     let p = params(&format!("{BASIC}\nkeystores: {{jks: {{create: true, password: changeme}}, pkcs12: {{create: true, password: changeme}}}}"));
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let m = TlsMaterial::read(&s);
     let mat = material(&m);
     let pw = Passwords {
@@ -482,7 +490,7 @@ fn rendering_is_stable_and_compares_content() {
 #[test]
 fn cert_utils_annotation_gives_java_keystores() {
     let p = params(BASIC);
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let m = TlsMaterial::read(&s);
     let mat = material(&m);
     let mut ann = std::collections::BTreeMap::new();
@@ -512,7 +520,7 @@ fn in_a_cluster_others_labels_and_annotations_stay_and_are_no_change() {
         ))
     };
     let p = with_template("tier: front");
-    let s = issue_with(&p, &SelfSigned, NOW, None);
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let m = TlsMaterial::read(&s);
     let mat = material(&m);
     let pw = Passwords::default();
@@ -573,7 +581,7 @@ fn usages_come_from_the_spec_even_when_the_request_does_not_carry_them() {
         ),
         "no usages in the request"
     );
-    let s = issue_with(&p, &SelfSigned, NOW, Some(key));
+    let s = issue_with(&p, &SelfSigned::default(), NOW, Some(key));
     let material = TlsMaterial::read(&s);
     let leaf = &material.pair().expect("pair").1[0];
     assert_eq!(leaf.key_usages, ["digital signature"]);

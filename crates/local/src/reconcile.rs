@@ -482,7 +482,7 @@ mod tests {
                     state: serde_json::json!({"order": "o-1", "polls": polls + 1}),
                 };
             }
-            issue::SelfSigned.process(req)
+            issue::SelfSigned::default().process(req)
         }
     }
 

@@ -122,7 +122,7 @@ pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
             )
         };
         match entry.kind.as_ref().ok()? {
-            IssuerType::Ca { secret_name } => writer
+            IssuerType::Ca { secret_name, .. } => writer
                 .get(&(ns, secret_name.clone()))
                 .filter(|w| *w != k)
                 .cloned(),

@@ -404,6 +404,55 @@ pub struct Validity {
     pub not_after: i64,
 }
 
+pub const OID_CRL_DP: &str = "2.5.29.31";
+pub const OID_AIA: &str = "1.3.6.1.5.5.7.1.1";
+const OID_AD_OCSP: &str = "1.3.6.1.5.5.7.48.1";
+const OID_AD_CA_ISSUERS: &str = "1.3.6.1.5.5.7.48.2";
+
+/// A URI GeneralName ([6] IA5String).
+fn uri_name(url: &str) -> Vec<u8> {
+    der::tlv(der::ctx_prim(6), url.as_bytes())
+}
+
+/// The extensions an issuer writes with its URLs, as Go's x509 package (and so
+/// cert-manager) writes them: CRL Distribution Points, one distribution point per URL
+/// (a full name of one URI); Authority Information Access, the OCSP servers then the
+/// issuing certificate's URLs. None for empty lists.
+pub fn url_extensions(crl: &[String], ocsp: &[String], issuing: &[String]) -> Vec<Extension> {
+    let mut out = Vec::new();
+    if !ocsp.is_empty() || !issuing.is_empty() {
+        let access = |method: &str, url: &String| der::seq(&[&der::oid(method), &uri_name(url)]);
+        let descriptions: Vec<Vec<u8>> = ocsp
+            .iter()
+            .map(|u| access(OID_AD_OCSP, u))
+            .chain(issuing.iter().map(|u| access(OID_AD_CA_ISSUERS, u)))
+            .collect();
+        let parts: Vec<&[u8]> = descriptions.iter().map(Vec::as_slice).collect();
+        out.push(Extension {
+            oid: OID_AIA.into(),
+            critical: false,
+            value: der::seq(&parts),
+        });
+    }
+    if !crl.is_empty() {
+        // DistributionPoint { distributionPoint [0] { fullName [0] { URI } } }.
+        let points: Vec<Vec<u8>> = crl
+            .iter()
+            .map(|u| {
+                let full_name = der::tlv(der::ctx(0), &uri_name(u));
+                der::seq(&[&der::tlv(der::ctx(0), &full_name)])
+            })
+            .collect();
+        let parts: Vec<&[u8]> = points.iter().map(Vec::as_slice).collect();
+        out.push(Extension {
+            oid: OID_CRL_DP.into(),
+            critical: false,
+            value: der::seq(&parts),
+        });
+    }
+    out
+}
+
 /// Which requested extensions a signer copies into the certificate.
 const COPIED: [&str; 4] = [OID_SAN, OID_KU, OID_EKU, OID_NC];
 
@@ -413,6 +462,7 @@ const COPIED: [&str; 4] = [OID_SAN, OID_KU, OID_EKU, OID_NC];
 /// two write the same bytes.
 ///
 /// With `usages`, key usage and extended key usage come from them instead of the request.
+/// `extra` extensions (the issuer's, see [`url_extensions`]) come last.
 pub fn sign_csr(
     csr: &Csr,
     is_ca: bool,
@@ -420,6 +470,7 @@ pub fn sign_csr(
     serial: &[u8; SERIAL_LEN],
     signer: &Signer<'_>,
     usages: Option<&Usages<'_>>,
+    extra: &[Extension],
 ) -> Result<Vec<u8>, CertError> {
     let (issuer, key, authority_key_id) = match signer {
         Signer::SelfSigned(k) => (csr.subject_der.as_slice(), *k, None),
@@ -440,6 +491,7 @@ pub fn sign_csr(
             .filter(|e| usages.is_none() || (e.oid != OID_KU && e.oid != OID_EKU))
             .cloned(),
     );
+    extensions.extend(extra.iter().cloned());
     let mut serial = *serial;
     // A positive INTEGER of exactly 20 octets (RFC 5280 §4.1.2.2 allows up to 20): the top
     // bit clear, the next one set so that no leading zero byte shortens it.

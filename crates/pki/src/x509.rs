@@ -359,6 +359,13 @@ mod tests {
                     &[0x01, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
                     &[0, 0, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
                 ];
+                // The issuer's URL extensions after the request's, as sign_csr adds them.
+                let mut exts = csr.extensions.clone();
+                exts.extend(crate::cert::url_extensions(
+                    &["http://pki.example.com/ca.crl".into()],
+                    &["http://ocsp.example.com".into()],
+                    &["http://pki.example.com/ca.crt".into()],
+                ));
                 for (aki, serial) in [None, Some(&[7u8; 20][..])].into_iter().zip(serials) {
                     let tbs = Tbs {
                         subject: &csr.subject_der,
@@ -370,7 +377,7 @@ mod tests {
                         is_ca: profile.is_ca,
                         subject_key_id: crate::cert::key_identifier(&csr.spki_der).expect("id"),
                         authority_key_id: aki,
-                        extensions: &csr.extensions,
+                        extensions: &exts,
                     };
                     let ours = crate::cert::write_certificate(&tbs, &ca_key).expect("writes");
                     let theirs = certificate(&tbs, &ca_key).expect("rcgen writes it");
@@ -399,6 +406,7 @@ mod tests {
                         key: &usages_key,
                         ext: &usages_ext,
                     }),
+                    &[],
                 )
                 .expect("signs");
                 let info = crate::inspect::CertInfo::parse(&cert).expect("reads back");
@@ -436,6 +444,7 @@ mod tests {
                 &[0x42; 20],
                 &CertSigner::SelfSigned(&key),
                 None,
+                &[],
             )
             .expect("signs");
             assert_eq!(

@@ -65,6 +65,7 @@ fn parsers_survive_mutated_input() {
         &[7; 20],
         &Signer::SelfSigned(&key),
         None,
+        &[],
     )
     .expect("sign");
     let key_pem = key.to_pem(KeyEncoding::Pkcs1).expect("pem");

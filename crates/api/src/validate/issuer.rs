@@ -7,16 +7,42 @@ use crate::types::{Issuer, SecretKeySelector};
 /// What an Issuer is, once validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssuerType {
-    SelfSigned,
-    Ca { secret_name: String },
+    SelfSigned(IssuerUrls),
+    Ca {
+        secret_name: String,
+        urls: IssuerUrls,
+    },
     Acme(Box<AcmeIssuer>),
+}
+
+/// The URLs a CA or self-signed issuer writes into the certificates it signs, as
+/// cert-manager does: CRL Distribution Points, and Authority Information Access (OCSP
+/// servers, then where the issuing certificate is served).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerUrls {
+    pub crl_distribution_points: Vec<String>,
+    pub ocsp_servers: Vec<String>,
+    pub issuing_certificate_urls: Vec<String>,
+}
+
+/// URLs go into certificates as IA5Strings: printable ASCII, not empty.
+fn check_urls(field: &str, urls: &[String], errors: &mut Vec<FieldError>) {
+    for (i, u) in urls.iter().enumerate() {
+        if u.is_empty() || !u.chars().all(|c| c.is_ascii_graphic()) {
+            errors.push(fe(
+                "InvalidIssuer",
+                format!("{field}[{i}]"),
+                format!("{u:?} must be a URL of printable ASCII characters"),
+            ));
+        }
+    }
 }
 
 impl IssuerType {
     /// The Secret (in the issuer's Secret namespace) that signing needs, if any.
     pub fn ca_secret(&self) -> Option<&str> {
         match self {
-            IssuerType::Ca { secret_name } => Some(secret_name),
+            IssuerType::Ca { secret_name, .. } => Some(secret_name),
             _ => None,
         }
     }
@@ -47,8 +73,13 @@ pub fn issuer(issuer: &Issuer) -> Result<IssuerType, Vec<FieldError>> {
         ));
         return Err(errors);
     }
-    let t = if s.self_signed.is_some() {
-        IssuerType::SelfSigned
+    let t = if let Some(ss) = &s.self_signed {
+        let f = "spec.selfSigned.crlDistributionPoints";
+        check_urls(f, &ss.crl_distribution_points, &mut errors);
+        IssuerType::SelfSigned(IssuerUrls {
+            crl_distribution_points: ss.crl_distribution_points.clone(),
+            ..Default::default()
+        })
     } else if let Some(ca) = &s.ca {
         if ca.secret_name.is_empty() {
             errors.push(fe("InvalidIssuer", "spec.ca.secretName", "required"));
@@ -62,8 +93,24 @@ pub fn issuer(issuer: &Issuer) -> Result<IssuerType, Vec<FieldError>> {
                 ),
             ));
         }
+        check_urls(
+            "spec.ca.crlDistributionPoints",
+            &ca.crl_distribution_points,
+            &mut errors,
+        );
+        check_urls("spec.ca.ocspServers", &ca.ocsp_servers, &mut errors);
+        check_urls(
+            "spec.ca.issuingCertificateURLs",
+            &ca.issuing_certificate_urls,
+            &mut errors,
+        );
         IssuerType::Ca {
             secret_name: ca.secret_name.clone(),
+            urls: IssuerUrls {
+                crl_distribution_points: ca.crl_distribution_points.clone(),
+                ocsp_servers: ca.ocsp_servers.clone(),
+                issuing_certificate_urls: ca.issuing_certificate_urls.clone(),
+            },
         }
     } else if let Some(a) = &s.acme {
         acme(a, &mut errors);

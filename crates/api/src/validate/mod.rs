@@ -14,7 +14,7 @@ pub use certificate::{
     certificate, CertificateParams, IssuanceSpec, JksOutput, PasswordSource, Pkcs12Output,
     RenewBefore, RotationPolicy, SubjectSpec,
 };
-pub use issuer::{issuer, IssuerType};
+pub use issuer::{issuer, IssuerType, IssuerUrls};
 pub use request::{certificate_request, RequestParams};
 
 use crate::duration;
