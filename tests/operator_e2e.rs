@@ -167,6 +167,13 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
         .any(|c| c["type"] == "Ready" && c["status"] == "True"));
     let c = cert(&cp, "demo", "customer");
     assert_eq!(c["status"]["revision"], 1);
+    // Every condition says which generation it is about (kstatus, GitOps tools).
+    for cond in c["status"]["conditions"].as_array().expect("conditions") {
+        assert_eq!(
+            cond["observedGeneration"], c["metadata"]["generation"],
+            "{c}"
+        );
+    }
     for f in ["notBefore", "notAfter", "renewalTime"] {
         assert!(c["status"][f].is_string(), "{f}");
     }

@@ -136,6 +136,9 @@ pub struct Observed<'a> {
     pub recorded_revision: &'a dyn Fn() -> Option<i64>,
     /// Unix seconds.
     pub now: i64,
+    /// The Certificate's `metadata.generation`, written as every condition's
+    /// `observedGeneration` (kstatus and GitOps tools read it); None where there is none.
+    pub generation: Option<i64>,
 }
 
 /// What to do, in this order.
@@ -366,8 +369,17 @@ pub fn request_revision(name: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// One step of a Certificate's lifecycle.
-pub fn step(mut state: State, obs: &Observed<'_>) -> Step {
+/// One step of a Certificate's lifecycle; every condition says which generation of the
+/// Certificate it was computed for.
+pub fn step(state: State, obs: &Observed<'_>) -> Step {
+    let mut s = step_for(state, obs);
+    for c in &mut s.state.status.conditions {
+        c.observed_generation = obs.generation;
+    }
+    s
+}
+
+fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
     let now = obs.now;
     let passwords = match obs.passwords {
         Ok(p) => p,
@@ -1150,6 +1162,7 @@ mod tests {
                     pending_key: pending_key.as_ref(),
                     recorded_revision: &none,
                     now,
+                    generation: Some(3),
                 },
             );
             for e in &s.effects {

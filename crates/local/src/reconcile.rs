@@ -313,6 +313,7 @@ pub fn certificate(
         pending_key: pending_key.as_ref(),
         recorded_revision: &recorded,
         now,
+        generation: None,
     };
     let step = lifecycle::step(rec.take_state(), &obs);
     apply(ctx, rec, step, key, &params.secret_name)

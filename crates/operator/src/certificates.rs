@@ -378,6 +378,7 @@ struct Observation {
     passwords: Result<certwright_engine::render::Passwords, Problem>,
     pending_key: Option<PrivateKey>,
     labels: std::collections::BTreeMap<String, String>,
+    generation: Option<i64>,
     t: i64,
 }
 
@@ -399,6 +400,7 @@ impl Observation {
                 pending_key: self.pending_key.as_ref(),
                 recorded_revision: &none,
                 now: self.t,
+                generation: self.generation,
             },
         )
     }
@@ -494,6 +496,9 @@ async fn read_certificate(
         &problem.message,
         t,
     );
+    for c in &mut status.conditions {
+        c.observed_generation = obj.metadata.generation;
+    }
     patch_status(ctx, ns, name, &before, &status).await?;
     Ok(None)
 }
@@ -592,6 +597,7 @@ async fn reconcile_certificate(
         passwords,
         pending_key,
         labels: obj.labels().clone(),
+        generation: obj.metadata.generation,
         t,
     };
     // Key generation and signing are CPU work: off the async threads.
