@@ -70,6 +70,15 @@ fn cmctl_status_renew_inspect_and_create_work_against_certwright() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
     let admin = &cp.kubeconfig;
+    // The issuer annotations as cert-manager writes them: the kind defaulted, the group
+    // as the spec says (omitted here: empty).
+    let secret = cp
+        .admin("GET", "/api/v1/namespaces/demo/secrets/web-tls", None)
+        .expect("secret");
+    let a = &secret["metadata"]["annotations"];
+    assert_eq!(a["cert-manager.io/issuer-name"], "ca", "{a}");
+    assert_eq!(a["cert-manager.io/issuer-kind"], "Issuer", "{a}");
+    assert_eq!(a["cert-manager.io/issuer-group"], "", "{a}");
 
     let (ok, out) = run_cmctl(
         &cmctl,

@@ -338,9 +338,11 @@ fn check_owner(
             .get(ann::ISSUER_KIND)
             .map(String::as_str)
             .unwrap_or("Issuer");
+        // Empty (cert-manager writes the spec's group, empty when omitted): the default.
         let group = a
             .get(ann::ISSUER_GROUP)
             .map(String::as_str)
+            .filter(|g| !g.is_empty())
             .unwrap_or(certwright_api::GROUP);
         if (name.as_str(), kind, group)
             != (

@@ -237,7 +237,11 @@ pub fn issued_annotations(
     a.insert(ann::CERT_NAME.into(), cert_name.into());
     a.insert(ann::ISSUER_NAME.into(), s.issuer_name.clone());
     a.insert(ann::ISSUER_KIND.into(), s.issuer_kind.as_str().into());
-    a.insert(ann::ISSUER_GROUP.into(), s.issuer_group.clone());
+    // As cert-manager: the kind defaults to Issuer, the group is what the spec says.
+    a.insert(
+        ann::ISSUER_GROUP.into(),
+        params.issuer_group_written.clone(),
+    );
     a.insert(
         ann::COMMON_NAME.into(),
         leaf.common_name.clone().unwrap_or_default(),

@@ -249,6 +249,9 @@ pub struct CertificateParams {
     pub output_combined_pem: bool,
     /// How many CertificateRequests of this Certificate to keep (None: all).
     pub revision_history_limit: Option<u32>,
+    /// `issuerRef.group` as written (empty when omitted): cert-manager's issuer-group
+    /// annotation says what the spec says. Not part of the issuance (no reissue).
+    pub issuer_group_written: String,
 }
 
 fn password_source(
@@ -407,6 +410,7 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
         output_der: out.der,
         output_combined_pem: out.combined_pem,
         revision_history_limit,
+        issuer_group_written: spec.issuer_ref.group.clone().unwrap_or_default(),
     })
 }
 
