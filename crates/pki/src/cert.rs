@@ -256,7 +256,7 @@ impl Profile {
     }
 }
 
-fn basic_constraints(is_ca: bool) -> Extension {
+pub(crate) fn basic_constraints(is_ca: bool) -> Extension {
     Extension {
         oid: OID_BC.into(),
         critical: true,
@@ -515,7 +515,7 @@ pub fn sign_csr(
 }
 
 /// The DER writer's certificate, with the extensions in rcgen's order: authority and
-/// subject key identifiers, basic constraints, then the rest.
+/// (for a CA) subject key identifiers, basic constraints, then the rest.
 pub(crate) fn write_certificate(
     tbs: &crate::x509::Tbs<'_>,
     key: &PrivateKey,
@@ -528,11 +528,14 @@ pub(crate) fn write_certificate(
             value: der::seq(&[&der::tlv(der::ctx_prim(0), id)]),
         });
     }
-    exts.push(Extension {
-        oid: OID_SKI.into(),
-        critical: false,
-        value: der::octets(&tbs.subject_key_id),
-    });
+    // A subject key identifier on CA certificates only, as cert-manager's (Go's) have.
+    if tbs.is_ca {
+        exts.push(Extension {
+            oid: OID_SKI.into(),
+            critical: false,
+            value: der::octets(&tbs.subject_key_id),
+        });
+    }
     exts.push(basic_constraints(tbs.is_ca));
     exts.extend(tbs.extensions.iter().cloned());
     let alg = key.signature_algorithm();

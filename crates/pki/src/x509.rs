@@ -236,14 +236,22 @@ fn certificate_parts(cert: &[u8]) -> Option<[&[u8]; 3]> {
 pub(crate) fn certificate(tbs: &Tbs<'_>, key: &PrivateKey) -> Option<Vec<u8>> {
     let signer = Signer::new(key)?;
     let public = PublicKey::new(tbs.spki, None)?;
-    let mut p = params(tbs.subject, tbs.extensions)?;
+    // rcgen writes a subject key identifier with any basic constraints it writes; a leaf
+    // has none (as cert-manager's), so its basic constraints go first among the rest.
+    let mut p = if tbs.is_ca {
+        params(tbs.subject, tbs.extensions)?
+    } else {
+        let mut exts = vec![crate::cert::basic_constraints(false)];
+        exts.extend(tbs.extensions.iter().cloned());
+        params(tbs.subject, &exts)?
+    };
     p.not_before = der::utc(tbs.not_before);
     p.not_after = der::utc(tbs.not_after);
     p.serial_number = Some(SerialNumber::from_slice(tbs.serial));
     p.is_ca = if tbs.is_ca {
         IsCa::Ca(BasicConstraints::Unconstrained)
     } else {
-        IsCa::ExplicitNoCa
+        IsCa::NoCa
     };
     p.key_identifier_method = KeyIdMethod::PreSpecified(tbs.subject_key_id.clone());
     p.use_authority_key_identifier_extension = tbs.authority_key_id.is_some();
