@@ -12,6 +12,12 @@ pub const IP_SANS: &str = "cert-manager.io/ip-sans";
 pub const URI_SANS: &str = "cert-manager.io/uri-sans";
 pub const EMAIL_SANS: &str = "cert-manager.io/email-sans";
 pub const SUBJECT_ORGANIZATIONS: &str = "cert-manager.io/subject-organizations";
+pub const SUBJECT_ORGANIZATIONAL_UNITS: &str = "cert-manager.io/subject-organizationalunits";
+pub const SUBJECT_COUNTRIES: &str = "cert-manager.io/subject-countries";
+pub const SUBJECT_PROVINCES: &str = "cert-manager.io/subject-provinces";
+pub const SUBJECT_LOCALITIES: &str = "cert-manager.io/subject-localities";
+pub const SUBJECT_POSTAL_CODES: &str = "cert-manager.io/subject-postalcodes";
+pub const SUBJECT_STREET_ADDRESSES: &str = "cert-manager.io/subject-streetaddresses";
 /// cert-manager's label on Secrets it manages.
 /// certwright's record on a Secret of what its certificate was issued for (the issuance
 /// spec, the certificate's fingerprint, the revision), written in the same update as the

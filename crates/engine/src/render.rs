@@ -256,15 +256,38 @@ pub fn issued_annotations(
             .join(","),
     );
     a.insert(ann::URI_SANS.into(), leaf.uris.join(","));
-    if !leaf.email_addresses.is_empty() {
-        a.insert(ann::EMAIL_SANS.into(), leaf.email_addresses.join(","));
-    }
-    if let Some(f) = &s.subject.fields {
-        if !f.organizations.is_empty() {
-            a.insert(ann::SUBJECT_ORGANIZATIONS.into(), f.organizations.join(","));
-        }
+    a.insert(ann::EMAIL_SANS.into(), leaf.email_addresses.join(","));
+    // The issued certificate's subject, each list one CSV line, as cert-manager writes them.
+    let f = &leaf.subject_fields;
+    for (key, values) in [
+        (ann::SUBJECT_ORGANIZATIONS, &f.organizations),
+        (ann::SUBJECT_ORGANIZATIONAL_UNITS, &f.organizational_units),
+        (ann::SUBJECT_COUNTRIES, &f.countries),
+        (ann::SUBJECT_PROVINCES, &f.provinces),
+        (ann::SUBJECT_LOCALITIES, &f.localities),
+        (ann::SUBJECT_POSTAL_CODES, &f.postal_codes),
+        (ann::SUBJECT_STREET_ADDRESSES, &f.street_addresses),
+    ] {
+        a.insert(key.into(), csv_line(values));
     }
     a
+}
+
+/// One CSV line, quoted as Go's encoding/csv quotes (a field with a comma, a quote or a
+/// line break, or starting with a space, is quoted and its quotes doubled).
+fn csv_line(values: &[String]) -> String {
+    values
+        .iter()
+        .map(|v| {
+            let quote = v.contains([',', '"', '\r', '\n']) || v.starts_with(char::is_whitespace);
+            if quote {
+                format!("\"{}\"", v.replace('"', "\"\""))
+            } else {
+                v.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Keys whose content differs between `desired` and `current`. PEM values compare by

@@ -587,3 +587,37 @@ fn usages_come_from_the_spec_even_when_the_request_does_not_carry_them() {
     assert_eq!(leaf.key_usages, ["digital signature"]);
     assert_eq!(leaf.ext_key_usages, ["client auth"]);
 }
+
+#[test]
+fn secret_annotations_are_cert_managers() {
+    let p = params(
+        "secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c.demo.svc]\nsubject:\n  organizations: [\"Acme, Inc.\", Ops]\n  countries: [NL]\n  streetAddresses: [\" Damrak 1\"]",
+    );
+    let secret = issue_with(&p, &SelfSigned::default(), NOW, None);
+    let a = &secret.annotations;
+    let get = |k: &str| a.get(k).map(String::as_str);
+    assert_eq!(
+        get("cert-manager.io/subject-organizations"),
+        Some("\"Acme, Inc.\",Ops")
+    );
+    assert_eq!(get("cert-manager.io/subject-countries"), Some("NL"));
+    assert_eq!(
+        get("cert-manager.io/subject-streetaddresses"),
+        Some("\" Damrak 1\"")
+    );
+    for empty in [
+        "cert-manager.io/subject-organizationalunits",
+        "cert-manager.io/subject-provinces",
+        "cert-manager.io/subject-localities",
+        "cert-manager.io/subject-postalcodes",
+        "cert-manager.io/email-sans",
+        "cert-manager.io/issuer-group",
+    ] {
+        assert_eq!(
+            get(empty),
+            Some(""),
+            "{empty}: written, empty, as cert-manager"
+        );
+    }
+    assert_eq!(get("cert-manager.io/issuer-kind"), Some("Issuer"));
+}

@@ -74,6 +74,29 @@ pub struct CertInfo {
     pub signature_algorithm: String,
     pub tbs_der: Vec<u8>,
     pub signature: Vec<u8>,
+    /// The subject's attributes by type (what cert-manager's subject-* annotations say).
+    pub subject_fields: crate::name::SubjectFields,
+}
+
+/// The subject's attributes by type, each in the order it appears.
+fn subject_fields(n: &x509_parser::x509::X509Name<'_>) -> crate::name::SubjectFields {
+    let values = |oid: &str| -> Vec<String> {
+        n.iter_attributes()
+            .filter(|a| a.attr_type().to_id_string() == oid)
+            .filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect()
+    };
+    crate::name::SubjectFields {
+        common_name: values("2.5.4.3").into_iter().next(),
+        countries: values("2.5.4.6"),
+        provinces: values("2.5.4.8"),
+        localities: values("2.5.4.7"),
+        street_addresses: values("2.5.4.9"),
+        postal_codes: values("2.5.4.17"),
+        organizations: values("2.5.4.10"),
+        organizational_units: values("2.5.4.11"),
+        serial_number: values("2.5.4.5").into_iter().next(),
+    }
 }
 
 fn hex(b: &[u8], sep: &str) -> String {
@@ -123,6 +146,7 @@ impl CertInfo {
             signature_algorithm: c.signature_algorithm.algorithm.to_id_string(),
             tbs_der: c.tbs_certificate.as_ref().to_vec(),
             signature: c.signature_value.data.to_vec(),
+            subject_fields: subject_fields(c.subject()),
         };
         info.read_alt_names(&c);
         info.read_usages(&c);
