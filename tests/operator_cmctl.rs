@@ -97,9 +97,32 @@ fn cmctl_status_renew_inspect_and_create_work_against_certwright() {
         "Kind: Issuer",
         "Secret:",
         "Name: web-tls",
+        // cert-manager's four Events of an issuance, with their source.
+        "Events:",
+        "Issuing",
+        "Generated",
+        "Requested",
+        "Created new CertificateRequest resource \"web-1\"",
+        "The certificate has been successfully issued",
     ] {
         assert!(out.contains(want), "status: {want:?} not in:\n{out}");
     }
+    // Each Event with its age and source, as cmctl prints them from cert-manager's.
+    let events: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("Events:"))
+        .skip(3)
+        .take_while(|l| l.starts_with("  Normal") || l.starts_with("  Warning"))
+        .collect();
+    assert_eq!(events.len(), 4, "{out}");
+    for e in &events {
+        assert!(
+            !e.contains("<unknown>") && e.contains("certwright"),
+            "{e}\n{out}"
+        );
+    }
+    let why = "Issuing certificate as Secret does not exist";
+    assert!(out.contains(why), "{out}");
 
     let (ok, out) = run_cmctl(
         &cmctl,

@@ -163,6 +163,9 @@ pub enum Effect {
     Event {
         warning: bool,
         reason: &'static str,
+        /// What was done (the Events API's `action`): events of one reason but another
+        /// action are not folded into one series.
+        action: &'static str,
         message: String,
     },
 }
@@ -464,6 +467,7 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
             tracing::info!(certificate = %key_str, reason = trigger.reason(), message = %message, "issuing");
             let attempt = AttemptInputs {
                 trigger: trigger.reason(),
+                message,
                 digest,
                 policy,
                 reuse_key,
@@ -594,8 +598,35 @@ fn next_revision(state: &State, last: Option<&LastIssuance>, obs: &Observed<'_>)
         + 1
 }
 
+/// The Events cert-manager records when an issuance starts: why, the new private key (not
+/// with rotationPolicy Never), and the request made.
+fn attempt_events(a: &AttemptInputs, request_name: &str) -> Vec<Effect> {
+    let event = |reason: &'static str, action: &'static str, message: String| Effect::Event {
+        warning: false,
+        reason,
+        action,
+        message,
+    };
+    let mut out = vec![event("Issuing", "Trigger", a.message.clone())];
+    if !a.reuse_key {
+        out.push(event(
+            "Generated",
+            "GenerateKey",
+            "Generated a new private key".into(),
+        ));
+    }
+    out.push(event(
+        "Requested",
+        "Request",
+        format!("Created new CertificateRequest resource \"{request_name}\""),
+    ));
+    out
+}
+
 struct AttemptInputs {
     trigger: &'static str,
+    /// Why the attempt is made, for people (the Issuing condition's and Event's message).
+    message: String,
     digest: String,
     policy: BackoffPolicy,
     reuse_key: bool,
@@ -667,7 +698,7 @@ fn issue_certificate(
 ) -> Step {
     let now = obs.now;
     let params = obs.params;
-    let (pending, key, effects) = match attempt_key(&mut state, obs, material, a.reuse_key) {
+    let (pending, key, mut effects) = match attempt_key(&mut state, obs, material, a.reuse_key) {
         Ok(v) => v,
         Err(p) => return blocked(state, &p, now, Some(now + 30)),
     };
@@ -688,6 +719,9 @@ fn issue_certificate(
             }
         },
     };
+    if pending.is_none() {
+        effects.extend(attempt_events(&a, &request_name));
+    }
     let subject = key_str(obs);
     let outcome = issuer.process(&Request {
         subject: &subject,
@@ -810,7 +844,8 @@ fn issued_step(
     effects.push(Effect::Event {
         warning: false,
         reason: "Issuing",
-        message: format!("The certificate has been successfully issued (revision {revision})"),
+        action: "Issue",
+        message: "The certificate has been successfully issued".into(),
     });
     tracing::info!(
         certificate = %key_str(obs),
@@ -944,6 +979,7 @@ fn failure(
     effects.push(Effect::Event {
         warning: true,
         reason: "Failed",
+        action: "Issue",
         message: msg,
     });
     tracing::warn!(certificate = %key, reason, message, attempts, "issuance failed");
@@ -1245,7 +1281,11 @@ mod tests {
             Pending::from_request(issued).is_none(),
             "issued is not pending"
         );
-        assert_eq!(w.events, ["Issuing"]);
+        assert_eq!(
+            w.events,
+            ["Issuing", "Generated", "Requested", "Issuing"],
+            "cert-manager's four Events, the last once the pending request is issued"
+        );
     }
 
     #[test]

@@ -448,6 +448,7 @@ async fn apply(
             Effect::Event {
                 warning,
                 reason,
+                action,
                 message,
             } => {
                 let type_ = if warning {
@@ -455,7 +456,7 @@ async fn apply(
                 } else {
                     EventType::Normal
                 };
-                event(ctx, obj, type_, reason, &message, "Issue").await
+                event(ctx, obj, type_, reason, &message, action).await
             }
         }
     }

@@ -54,7 +54,7 @@ pub struct Context {
     /// Secret change wakes them, so a CA issued a moment ago unblocks them at once.
     pub(crate) waiting: Arc<Mutex<HashSet<(String, String)>>>,
     pub(crate) metrics: Arc<observe::Metrics>,
-    pub(crate) recorder: kube::runtime::events::Recorder,
+    pub(crate) recorder: crate::events::Recorder,
     /// issuerRef (name, kind, group) per Certificate, for metric labels.
     pub(crate) issuer_labels: Mutex<HashMap<(String, String), IssuerLabels>>,
     /// Which issuers sign with which CA Secret.

@@ -16,6 +16,7 @@
 mod acme_objects;
 mod certificates;
 mod context;
+mod events;
 mod http01;
 mod issuers;
 pub mod kinds;
@@ -61,13 +62,7 @@ pub async fn run(
         tracing::info!("operator stopped before becoming leader");
         return Ok(());
     };
-    let recorder = kube::runtime::events::Recorder::new(
-        client.clone(),
-        kube::runtime::events::Reporter {
-            controller: "certwright".into(),
-            instance: Some(config.instance.clone()),
-        },
-    );
+    let recorder = events::Recorder::new(client.clone(), "certwright", &config.instance);
     let ctx = Arc::new(Context {
         client: client.clone(),
         acme,

@@ -4,7 +4,7 @@
 use certwright_api::API_VERSION;
 use certwright_engine::SecretData;
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 
 use crate::context::Context;
 use crate::kinds::CertificateObject;
@@ -39,14 +39,13 @@ pub(crate) async fn event<K: kube::Resource<DynamicType = ()>>(
     action: &str,
 ) {
     let reference = obj.object_ref(&());
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+    let note: String = note.chars().take(1000).collect();
+    let warning = matches!(type_, EventType::Warning);
+    if let Err(e) = ctx
+        .recorder
+        .publish(&reference, warning, reason, action, &note)
+        .await
+    {
         tracing::warn!(error = %e, "cannot record event");
     }
 }
