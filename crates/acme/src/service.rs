@@ -907,6 +907,11 @@ impl Issuer for AcmeHandle {
         if slot.refresh_at <= now && !slot.fetching {
             slot.fetching = true;
             drop(ari);
+            // Busy from now until a step has seen the answer: a `--once` run must not end
+            // while the fetch is in flight.
+            if let Ok(mut u) = self.service.inner.unseen.lock() {
+                u.insert(format!("ari|{id}"));
+            }
             self.fetch_renewal_info(id, subject.to_string(), now);
         }
         chosen
