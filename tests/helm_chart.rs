@@ -120,7 +120,7 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         &helm,
         &[
             "--set",
-            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false",
+            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false",
         ],
     );
     let objs = objects(&custom);
@@ -129,6 +129,19 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
     }
     assert!(!args.iter().any(|x| x == "--leader-elect"), "{args:?}");
+    // The webhook is on by default (the plain manifests have it) and can be turned off.
+    assert!(!args.iter().any(|x| x.starts_with("--webhook")), "{args:?}");
+    for k in [
+        "MutatingWebhookConfiguration /certwright-webhook",
+        "ValidatingWebhookConfiguration /certwright-webhook",
+        "Service certwright/certwright-webhook",
+    ] {
+        assert!(plain.contains_key(k), "deploy/ has {k}");
+        assert!(
+            !objs.contains_key(k),
+            "{k} rendered with webhook.enabled=false"
+        );
+    }
     let d = &objs["Deployment certwright/certwright"];
     assert_eq!(d["spec"]["replicas"], 1);
     let c = &d["spec"]["template"]["spec"]["containers"][0];

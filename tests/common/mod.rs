@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bind;
+pub mod catalogue;
 pub mod moto;
 pub mod pebble;
 

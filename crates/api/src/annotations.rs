@@ -18,6 +18,7 @@ pub const SUBJECT_PROVINCES: &str = "cert-manager.io/subject-provinces";
 pub const SUBJECT_LOCALITIES: &str = "cert-manager.io/subject-localities";
 pub const SUBJECT_POSTAL_CODES: &str = "cert-manager.io/subject-postalcodes";
 pub const SUBJECT_STREET_ADDRESSES: &str = "cert-manager.io/subject-streetaddresses";
+pub const SUBJECT_SERIAL_NUMBER: &str = "cert-manager.io/subject-serialnumber";
 /// cert-manager's label on Secrets it manages.
 /// certwright's record on a Secret of what its certificate was issued for (the issuance
 /// spec, the certificate's fingerprint, the revision), written in the same update as the

@@ -135,7 +135,9 @@ fn crd(
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": format!("{plural}.{group}"),
-            "labels": {"app.kubernetes.io/name": "certwright", "app.kubernetes.io/part-of": "certwright"}
+            // The version label is what `cmctl version` reports as the server's version.
+            "labels": {"app.kubernetes.io/name": "certwright", "app.kubernetes.io/part-of": "certwright",
+                       "app.kubernetes.io/version": concat!("v", env!("CARGO_PKG_VERSION"))}
         },
         "spec": {
             "group": group,

@@ -67,7 +67,7 @@ enum Command {
     /// Print the CustomResourceDefinitions (cert-manager.io/v1) generated from the types.
     Crds,
     /// Run in a Kubernetes cluster (kubeconfig from KUBECONFIG, ~/.kube/config, or in-cluster).
-    Operator(OperatorArgs),
+    Operator(Box<OperatorArgs>),
     /// Print the cert-manager.io/v1 equivalent of manifests (legacy v1alpha1 converted).
     Convert {
         /// Manifest files or directories (.yaml, .yml, .json), repeatable.
@@ -218,6 +218,69 @@ struct OperatorArgs {
     acme_http01_service: Option<(String, String)>,
     #[command(flatten)]
     acme: AcmeArgs,
+    #[command(flatten)]
+    webhook: WebhookArgs,
+}
+
+/// The admission webhooks (validation at apply time, the requester on CertificateRequests).
+#[derive(clap::Args)]
+struct WebhookArgs {
+    /// Serve the admission webhooks on this address (every replica serves them).
+    #[arg(long, value_name = "HOST:PORT")]
+    webhook_address: Option<std::net::SocketAddr>,
+    /// The Service in front of --webhook-address (NAMESPACE/NAME): its DNS names go into
+    /// the serving certificate.
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = namespaced_name)]
+    webhook_service: Option<(String, String)>,
+    /// Another name or IP address for the serving certificate (repeatable).
+    #[arg(long, value_name = "NAME_OR_IP")]
+    webhook_host: Vec<String>,
+    /// The Secret holding the webhook's CA (NAMESPACE/NAME; default: certwright-webhook-ca
+    /// in the Service's namespace, else $POD_NAMESPACE, else certwright).
+    #[arg(long, value_name = "NAMESPACE/NAME", value_parser = namespaced_name)]
+    webhook_ca_secret: Option<(String, String)>,
+    /// The Mutating- and ValidatingWebhookConfiguration whose caBundle is kept current.
+    #[arg(long, default_value = "certwright-webhook")]
+    webhook_configuration: String,
+    /// Life of each replica's serving certificate (replaced at two thirds; Go duration).
+    #[arg(long, default_value = "168h", value_parser = go_duration)]
+    webhook_certificate_duration: std::time::Duration,
+    /// Life of the webhook's CA (replaced at two thirds; Go duration).
+    #[arg(long, default_value = "8760h", value_parser = go_duration)]
+    webhook_ca_duration: std::time::Duration,
+}
+
+impl WebhookArgs {
+    fn config(&self) -> Option<certwright_operator::webhook::WebhookConfig> {
+        let address = self.webhook_address?;
+        let mut hosts = Vec::new();
+        if let Some((ns, name)) = &self.webhook_service {
+            hosts.extend([
+                format!("{name}.{ns}.svc"),
+                format!("{name}.{ns}.svc.cluster.local"),
+                format!("{name}.{ns}"),
+                name.clone(),
+            ]);
+        }
+        hosts.extend(self.webhook_host.iter().cloned());
+        let namespace = self
+            .webhook_service
+            .as_ref()
+            .map(|(ns, _)| ns.clone())
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "certwright".into());
+        Some(certwright_operator::webhook::WebhookConfig {
+            address,
+            hosts,
+            ca_secret: self
+                .webhook_ca_secret
+                .clone()
+                .unwrap_or((namespace, "certwright-webhook-ca".into())),
+            configuration: self.webhook_configuration.clone(),
+            leaf_duration: self.webhook_certificate_duration,
+            ca_duration: self.webhook_ca_duration,
+        })
+    }
 }
 
 /// A `NAMESPACE/NAME` flag value.
@@ -249,7 +312,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { state, output } => status::print(&state, &output),
         Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
         Command::Convert { files, recursive } => convert::run(&files, recursive),
-        Command::Operator(args) => operator(args),
+        Command::Operator(args) => operator(*args),
         Command::Renew {
             names,
             namespace,
@@ -361,7 +424,9 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
         acme_http01_address,
         acme_http01_service,
         acme,
+        webhook,
     } = args;
+    let webhook = webhook.config();
     logging::init(&log_level, &log_format)?;
     let metrics_address = if metrics_address.is_empty() {
         None
@@ -398,7 +463,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service }, shutdown).await?;
+        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service, webhook }, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

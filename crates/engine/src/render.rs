@@ -256,10 +256,15 @@ pub fn issued_annotations(
             .join(","),
     );
     a.insert(ann::URI_SANS.into(), leaf.uris.join(","));
-    a.insert(ann::EMAIL_SANS.into(), leaf.email_addresses.join(","));
-    // The issued certificate's subject, each list one CSV line, as cert-manager writes them.
+    // The issued certificate's subject, each list one CSV line, and its email addresses, as
+    // cert-manager writes them: left out when empty (cert-manager's AnnotationsForCertificate
+    // keeps only common-name and the three SAN lists when empty).
     let f = &leaf.subject_fields;
+    if let Some(serial) = f.serial_number.as_ref().filter(|s| !s.is_empty()) {
+        a.insert(ann::SUBJECT_SERIAL_NUMBER.into(), serial.clone());
+    }
     for (key, values) in [
+        (ann::EMAIL_SANS, &leaf.email_addresses),
         (ann::SUBJECT_ORGANIZATIONS, &f.organizations),
         (ann::SUBJECT_ORGANIZATIONAL_UNITS, &f.organizational_units),
         (ann::SUBJECT_COUNTRIES, &f.countries),
@@ -268,7 +273,9 @@ pub fn issued_annotations(
         (ann::SUBJECT_POSTAL_CODES, &f.postal_codes),
         (ann::SUBJECT_STREET_ADDRESSES, &f.street_addresses),
     ] {
-        a.insert(key.into(), csv_line(values));
+        if !values.is_empty() {
+            a.insert(key.into(), csv_line(values));
+        }
     }
     a
 }

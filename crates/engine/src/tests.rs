@@ -591,7 +591,7 @@ fn usages_come_from_the_spec_even_when_the_request_does_not_carry_them() {
 #[test]
 fn secret_annotations_are_cert_managers() {
     let p = params(
-        "secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c.demo.svc]\nsubject:\n  organizations: [\"Acme, Inc.\", Ops]\n  countries: [NL]\n  streetAddresses: [\" Damrak 1\"]",
+        "secretName: s\nissuerRef: {name: self}\ncommonName: c.demo.svc\ndnsNames: [c.demo.svc]\nsubject:\n  serialNumber: \"1234\"\n  organizations: [\"Acme, Inc.\", Ops]\n  countries: [NL]\n  streetAddresses: [\" Damrak 1\"]",
     );
     let secret = issue_with(&p, &SelfSigned::default(), NOW, None);
     let a = &secret.annotations;
@@ -605,12 +605,23 @@ fn secret_annotations_are_cert_managers() {
         get("cert-manager.io/subject-streetaddresses"),
         Some("\" Damrak 1\"")
     );
-    for empty in [
+    assert_eq!(get("cert-manager.io/subject-serialnumber"), Some("1234"));
+    for absent in [
         "cert-manager.io/subject-organizationalunits",
         "cert-manager.io/subject-provinces",
         "cert-manager.io/subject-localities",
         "cert-manager.io/subject-postalcodes",
         "cert-manager.io/email-sans",
+    ] {
+        assert_eq!(
+            get(absent),
+            None,
+            "{absent}: left out when empty, as cert-manager"
+        );
+    }
+    for empty in [
+        "cert-manager.io/ip-sans",
+        "cert-manager.io/uri-sans",
         "cert-manager.io/issuer-group",
     ] {
         assert_eq!(

@@ -41,6 +41,8 @@ pub struct Config {
     /// The operator's own Service in front of that address (namespace, name): the solver
     /// Services in Certificates' namespaces get its ready addresses.
     pub acme_http01_service: Option<(String, String)>,
+    /// The admission webhooks every replica serves (None: not served).
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// An issuerRef as metric labels: (name, kind, group).

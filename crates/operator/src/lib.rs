@@ -26,6 +26,7 @@ pub mod observe;
 mod requests;
 mod resources;
 mod watches;
+pub mod webhook;
 
 pub use certwright_api::annotations::LAST_ISSUANCE;
 pub use context::{Config, Context, Error};
@@ -54,6 +55,9 @@ pub async fn run(
         tokio::spawn(observe::serve(listener, metrics.clone()));
     }
     client.apiserver_version().await?;
+    if let Some(w) = &config.webhook {
+        webhook::start(&client, w.clone()).await?;
+    }
     let acme = acme_service(&client, &config, &metrics).await?;
     metrics.ready.store(true, Ordering::Relaxed);
     let lost = Arc::new(AtomicBool::new(false));

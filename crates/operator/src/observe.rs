@@ -324,24 +324,30 @@ fn answer(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends. A failed accept
-/// (out of file descriptors, say) is logged and retried after a pause, never in a spin.
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+/// The next connection. A failed accept (out of file descriptors, say) is logged and
+/// retried after a pause that grows with repeated failures, never in a spin.
+pub(crate) async fn accept(
+    listener: &tokio::net::TcpListener,
+    what: &str,
+) -> tokio::net::TcpStream {
     let mut failures = 0u32;
     loop {
-        let sock = match listener.accept().await {
-            Ok((sock, _)) => {
-                failures = 0;
-                sock
-            }
+        match listener.accept().await {
+            Ok((sock, _)) => return sock,
             Err(e) => {
                 failures = failures.saturating_add(1);
                 let pause = Duration::from_millis(100 << failures.min(6));
-                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "metrics server: accept failed");
+                tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "{what}: accept failed");
                 tokio::time::sleep(pause).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let sock = accept(&listener, "metrics server").await;
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {

@@ -29,11 +29,16 @@ pub fn bin_dir() -> PathBuf {
 }
 
 fn missing_binaries(dir: &Path) -> Vec<String> {
-    ["kube-apiserver", "kube-controller-manager", "etcd"]
-        .iter()
-        .filter(|b| !dir.join(b).is_file())
-        .map(|b| dir.join(b).display().to_string())
-        .collect()
+    [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubectl",
+        "etcd",
+    ]
+    .iter()
+    .filter(|b| !dir.join(b).is_file())
+    .map(|b| dir.join(b).display().to_string())
+    .collect()
 }
 
 /// A free loopback port that no other caller in this process got.
@@ -377,6 +382,37 @@ impl ControlPlane {
             return Err(format!("{method} {path}: HTTP {code}: {text}"));
         }
         serde_json::from_str(&text).map_err(|e| format!("{method} {path}: {e}: {text}"))
+    }
+
+    /// Runs kubectl v1.36 (built with the control plane) as the admin, with `stdin` fed to
+    /// it; returns whether it succeeded and its stdout and stderr together.
+    pub fn kubectl(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        use std::io::Write;
+        let child = Command::new(bin_dir().join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => return (false, format!("kubectl: {e}")),
+        };
+        if let Some(mut input) = child.stdin.take() {
+            let _ = input.write_all(stdin.as_bytes());
+        }
+        match child.wait_with_output() {
+            Ok(out) => (
+                out.status.success(),
+                format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            ),
+            Err(e) => (false, format!("kubectl: {e}")),
+        }
     }
 
     /// Creates every object of a YAML file (CRDs and the like) at `collection`.

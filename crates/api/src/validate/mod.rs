@@ -6,6 +6,7 @@
 //! Split by resource: `certificate`, `request` and `issuer`; the rules they share (names,
 //! durations, usages, DNS names, URIs) are here.
 
+pub mod admission;
 mod certificate;
 mod issuer;
 mod request;
@@ -116,7 +117,12 @@ impl IssuerKind {
 }
 
 /// The kind an issuerRef names, or an `InvalidIssuerRef` error.
+/// The issuerRef's kind, for cert-manager.io issuers. An external issuer's kinds are its
+/// own (cert-manager checks the kind only in its own group): None, and no error.
 fn issuer_kind(r: &crate::types::IssuerRef, errors: &mut Vec<FieldError>) -> Option<IssuerKind> {
+    if r.group_or_default() != crate::types::GROUP {
+        return None;
+    }
     let kind = IssuerKind::parse(r.kind_or_default());
     if kind.is_none() {
         errors.push(fe(
@@ -391,6 +397,19 @@ fn check_duration(v: &Option<String>, errors: &mut Vec<FieldError>) -> Duration 
     }
     dur
 }
+/// A real PEM request for tests (requests are parsed and their signature checked).
+#[cfg(test)]
+pub(crate) fn test_csr_pem() -> String {
+    use certwright_pki::key::{Curve, KeyAlgorithm, PrivateKey};
+    let key = PrivateKey::generate(KeyAlgorithm::Ecdsa(Curve::P256)).expect("key");
+    let profile = certwright_pki::cert::Profile {
+        dns_names: vec!["example.com".into()],
+        ..Default::default()
+    };
+    let der = certwright_pki::cert::build_csr(&profile, &key).expect("csr");
+    certwright_pki::pem::encode("CERTIFICATE REQUEST", &der)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,13 +430,11 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(s)
     }
 
-    const CSR: &str =
-        "-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n";
-
     #[test]
     fn certificate_requests_get_defaults() {
+        let csr = test_csr_pem();
         let p = certificate_request(&request(CertificateRequestSpec {
-            request: b64(CSR),
+            request: b64(&csr),
             issuer_ref: IssuerRef {
                 name: "ca".into(),
                 ..Default::default()
@@ -430,7 +447,7 @@ mod tests {
             ..Default::default()
         }))
         .expect("valid");
-        assert_eq!(p.csr_pem, CSR);
+        assert_eq!(p.csr_pem, csr);
         assert_eq!(p.issuance.duration_seconds, DEFAULT_DURATION.as_secs());
         assert_eq!(p.issuance.issuer_kind, IssuerKind::Issuer);
         assert_eq!(p.issuance.issuer_group, "cert-manager.io");

@@ -37,7 +37,12 @@ pub fn certificate_request(cr: &CertificateRequest) -> Result<RequestParams, Vec
             String::new()
         }
         Ok(b) => match String::from_utf8(b) {
-            Ok(s) if s.contains("CERTIFICATE REQUEST-----") => s,
+            Ok(s) if s.contains("CERTIFICATE REQUEST-----") => {
+                if let Err(e) = parse_pem_csr(&s) {
+                    errors.push(fe("InvalidRequest", "spec.request", e));
+                }
+                s
+            }
             _ => {
                 errors.push(fe(
                     "InvalidRequest",
@@ -78,4 +83,18 @@ pub fn certificate_request(cr: &CertificateRequest) -> Result<RequestParams, Vec
             encode_usages_in_request: true,
         },
     })
+}
+
+/// The CSR in a PEM block, parsed and its signature checked: a request that cannot be
+/// signed is refused when it is made, not when an issuer reads it.
+fn parse_pem_csr(pem: &str) -> Result<(), String> {
+    let blocks = certwright_pki::pem::decode_all(pem.as_bytes())
+        .map_err(|e| format!("not a PEM certificate request: {e}"))?;
+    let block = blocks
+        .iter()
+        .find(|b| b.label == "CERTIFICATE REQUEST")
+        .ok_or("no CERTIFICATE REQUEST PEM block")?;
+    certwright_pki::cert::parse_csr(&block.der)
+        .map(|_| ())
+        .map_err(|e| format!("the certificate request cannot be read: {e}"))
 }
