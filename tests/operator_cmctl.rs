@@ -186,3 +186,111 @@ fn cmctl_status_renew_inspect_and_create_work_against_certwright() {
     assert!(key.is_file());
     terminate(&mut op);
 }
+
+/// A Certificate whose issuer does not exist yet: as with cert-manager, its
+/// CertificateRequest is made and waits, saying so (Ready False, Pending, `Referenced
+/// "Issuer" not found`), an IssuerNotFound Event names the issuer, and `cmctl status`
+/// shows both; once the Issuer is created, the same request is signed (no second one).
+#[test]
+fn a_certificate_waits_for_its_missing_issuer_through_a_pending_request() {
+    let Some(cmctl) = common::cmctl() else {
+        return;
+    };
+    let Some((cp, kubeconfig, _)) = operator_control_plane() else {
+        return;
+    };
+    cp.create_all(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n---\napiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: late, namespace: demo}\nspec: {secretName: late-tls, issuerRef: {name: later}, dnsNames: [late.demo.svc]}\n",
+    )
+    .expect("manifests");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("operator.log");
+    let mut op = start_operator(&kubeconfig, &log, &["--metrics-address", ""]);
+    let logs = || std::fs::read_to_string(&log).unwrap_or_default();
+    let request = |cp: &certwright_testkube::ControlPlane| {
+        cp.admin(
+            "GET",
+            "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests/late-1",
+            None,
+        )
+        .ok()
+    };
+    let ready = |cr: &serde_json::Value| {
+        cr["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+            .unwrap_or_default()
+    };
+    let pending = cp
+        .wait_for("a pending request", Duration::from_secs(30), || {
+            request(&cp).filter(|cr| ready(cr)["reason"] == "Pending")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let message = ready(&pending)["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.contains("Waiting for the issuer")
+            && message.contains(
+                "Referenced \"Issuer\" not found: Issuer \"later\" in namespace \"demo\" not found"
+            ),
+        "{message}"
+    );
+    let cert = cp
+        .admin(
+            "GET",
+            "/apis/cert-manager.io/v1/namespaces/demo/certificates/late",
+            None,
+        )
+        .expect("certificate");
+    let conditions = cert["status"]["conditions"].to_string();
+    assert!(conditions.contains("IssuerNotFound"), "{conditions}");
+    let (ok, out) = run_cmctl(
+        &cmctl,
+        &cp.kubeconfig,
+        &["status", "certificate", "late", "-n", "demo"],
+    );
+    assert!(ok, "{out}");
+    for want in [
+        "IssuerNotFound",
+        "Issuer \"later\" in namespace \"demo\" not found; the request waits for it",
+        "CertificateRequest:",
+        "Name: late-1",
+        "Referenced \"Issuer\" not found",
+    ] {
+        assert!(out.contains(want), "status: {want:?} not in:\n{out}");
+    }
+
+    cp.create_all("apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: later, namespace: demo}\nspec: {selfSigned: {}}\n")
+        .expect("issuer");
+    cp.wait_for("the same request signed", Duration::from_secs(60), || {
+        request(&cp).filter(|cr| ready(cr)["status"] == "True")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let secret = cp
+        .admin("GET", "/api/v1/namespaces/demo/secrets/late-tls", None)
+        .expect("the Secret written");
+    assert!(secret["data"]["tls.crt"].is_string());
+    let list = cp
+        .admin(
+            "GET",
+            "/apis/cert-manager.io/v1/namespaces/demo/certificaterequests",
+            None,
+        )
+        .expect("list");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["late-1"],
+        "one request, signed once the issuer came"
+    );
+    let log_text = logs();
+    assert!(!log_text.contains("PRIVATE KEY"), "key material in the log");
+    terminate(&mut op);
+}

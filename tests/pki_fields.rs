@@ -194,3 +194,66 @@ fn every_field_reaches_the_certificate_and_nothing_else_does() {
         .expect("verify");
     assert!(v.status.success(), "{}", text(&v));
 }
+
+/// With an intermediate as the CA issuer, its leaves get the intermediate as ca.crt (the
+/// top of the CA Secret's tls.crt, as cert-manager gives it) and tls.crt holds the leaf
+/// then the intermediate; the intermediate's own Secret keeps the root as ca.crt.
+#[test]
+fn an_intermediate_issuer_gives_its_leaves_the_intermediate_as_ca_crt() {
+    if !require("openssl") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let m = tmp.path().join("m");
+    std::fs::create_dir(&m).expect("dir");
+    let mut docs = vec![
+        "apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {name: self, namespace: i}\nspec: {selfSigned: {}}\n".to_string(),
+    ];
+    for (name, issuer) in [("root", "self"), ("inter", "root")] {
+        docs.push(format!("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {{name: {name}, namespace: i}}\nspec: {{secretName: {name}, issuerRef: {{name: {issuer}}}, commonName: {name}-ca, isCA: true, privateKey: {{algorithm: ECDSA}}}}\n"));
+        docs.push(format!("apiVersion: cert-manager.io/v1\nkind: Issuer\nmetadata: {{name: {name}, namespace: i}}\nspec: {{ca: {{secretName: {name}}}}}\n"));
+    }
+    docs.push("apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: leaf, namespace: i}\nspec: {secretName: leaf, issuerRef: {name: inter}, dnsNames: [leaf.example.com], privateKey: {algorithm: ECDSA}}\n".to_string());
+    write(&m, "i.yaml", &docs.join("---\n"));
+    let state = tmp.path().join("state");
+    let out = once(&[&m], &state);
+    assert!(out.status.success(), "{}", text(&out));
+    let read = |name: &str, key: &str| {
+        std::fs::read_to_string(secret_dir(&state, "i", name).join(key)).expect(key)
+    };
+    let certs = |pem: &str| certwright_pki::inspect::pem_certificates(pem.as_bytes()).expect("pem");
+    let root = certs(&read("root", "tls.crt"));
+    let inter = certs(&read("inter", "tls.crt"));
+    assert_eq!(
+        inter.len(),
+        1,
+        "the root is not in the intermediate's tls.crt"
+    );
+    assert_eq!(certs(&read("inter", "ca.crt")), root);
+    let leaf_chain = certs(&read("leaf", "tls.crt"));
+    assert_eq!(leaf_chain.len(), 2);
+    assert_eq!(leaf_chain[1], inter[0]);
+    assert_eq!(
+        certs(&read("leaf", "ca.crt")),
+        inter,
+        "ca.crt is the issuing intermediate"
+    );
+    // The leaf verifies against the intermediate as a trust anchor, and up to the root.
+    let leaf_path = secret_dir(&state, "i", "leaf").join("tls.crt");
+    let v = Command::new("openssl")
+        .args(["verify", "-partial_chain", "-CAfile"])
+        .arg(secret_dir(&state, "i", "leaf").join("ca.crt"))
+        .arg(&leaf_path)
+        .output()
+        .expect("verify");
+    assert!(v.status.success(), "{}", text(&v));
+    let v = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(secret_dir(&state, "i", "root").join("tls.crt"))
+        .arg("-untrusted")
+        .arg(secret_dir(&state, "i", "inter").join("tls.crt"))
+        .arg(&leaf_path)
+        .output()
+        .expect("verify");
+    assert!(v.status.success(), "{}", text(&v));
+}

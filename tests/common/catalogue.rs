@@ -17,6 +17,7 @@ pub const NOT_REFUSED_AT_APPLY: &[&str] = &[
     "password-key-missing",
     "bad-issuer-spec",
     "rsa-2049",
+    "renewal-every",
     "dup-a",
     "dup-b",
 ];
@@ -250,6 +251,30 @@ pub fn certificate_cases() -> Vec<(&'static str, String, &'static str, &'static 
             "secretName: SECRET\nissuerRef: {name: empty-issuer}\ncommonName: x".into(),
             "IssuerNotReady",
             "exactly one issuer type",
+        ),
+        (
+            "bad-renewal-policy",
+            ok_spec("renewal: {policy: Sometimes}"),
+            "InvalidRenewal",
+            "spec.renewal.policy: \"Sometimes\" must be RenewBefore or Disabled",
+        ),
+        (
+            "bad-renewal-cron",
+            ok_spec("renewal: {policy: RenewBefore, windows: [{cron: \"0 25 * * *\", windowDuration: 1h}]}"),
+            "InvalidRenewal",
+            "spec.renewal.windows[0].cron",
+        ),
+        (
+            "disabled-with-windows",
+            ok_spec("renewal: {policy: Disabled, windows: [{cron: \"@daily\", windowDuration: 1h}]}"),
+            "InvalidRenewal",
+            "windows cannot be set",
+        ),
+        (
+            "renewal-every",
+            ok_spec("renewal: {policy: RenewBefore, windows: [{cron: \"@every 1h\", windowDuration: 1h}]}"),
+            "UnsupportedRenewal",
+            "@every schedules are not supported",
         ),
         (
             "dup-a",

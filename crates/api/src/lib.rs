@@ -5,6 +5,7 @@
 pub mod acme;
 pub mod annotations;
 pub mod crds;
+pub mod cron;
 pub mod duration;
 pub mod legacy;
 pub mod manifest;

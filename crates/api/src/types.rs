@@ -179,6 +179,37 @@ pub struct NameConstraintsSpec {
     pub excluded: Option<NameConstraintItem>,
 }
 
+/// How the certificate is renewed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateRenewal {
+    /// `RenewBefore` (renew at the time that renewBefore or renewBeforePercentage gives,
+    /// moved into a window when windows are set) or `Disabled` (never renew; the
+    /// certificate is still issued when missing, changed or expired).
+    #[serde(default)]
+    pub policy: String,
+    /// When renewal may start: the renewal time is kept when it falls inside a window,
+    /// else moved to the start of the next window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<RenewalWindow>,
+}
+
+/// A recurring period in which renewal may start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenewalWindow {
+    /// IANA time zone of the cron expression (for example Europe/Amsterdam); UTC if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// How long each window stays open after it starts (a Go duration, such as 2h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_duration: Option<String>,
+    /// When each window starts: five cron fields (minute hour day-of-month month
+    /// day-of-week) or @yearly, @monthly, @weekly, @daily, @hourly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+}
+
 /// `Certificate.spec`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -195,6 +226,8 @@ pub struct CertificateSpec {
     pub renew_before: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_before_percentage: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal: Option<CertificateRenewal>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -5,7 +5,9 @@
 use crate::backoff::BackoffPolicy;
 use crate::observe::{SecretData, TlsMaterial};
 use certwright_api::annotations as ann;
-use certwright_api::validate::{CertificateParams, IssuanceSpec, RenewBefore};
+use certwright_api::validate::{
+    CertificateParams, IssuanceSpec, RenewBefore, Renewal, RenewalWindow,
+};
 use certwright_pki::der::rfc3339;
 use certwright_pki::inspect::CertInfo;
 use certwright_pki::KeyAlgorithm;
@@ -80,10 +82,10 @@ pub struct Failures {
     pub inputs: String,
 }
 
-/// Renewal time for a certificate valid from `not_before` to `not_after`, as cert-manager
-/// computes it: `notAfter - renewBefore`, where a renewBefore that does not fit the actual
-/// lifetime falls back to renewing at two thirds of it.
-pub fn renewal_time(params: &CertificateParams, not_before: i64, not_after: i64) -> i64 {
+/// The renewBefore time for a certificate valid from `not_before` to `not_after`, as
+/// cert-manager computes it: `notAfter - renewBefore`, where a renewBefore that does not
+/// fit the actual lifetime falls back to renewing at two thirds of it.
+fn renew_before_time(params: &CertificateParams, not_before: i64, not_after: i64) -> i64 {
     let lifetime = (not_after - not_before).max(0);
     let before = match params.renew_before {
         RenewBefore::Default => lifetime / 3,
@@ -96,6 +98,52 @@ pub fn renewal_time(params: &CertificateParams, not_before: i64, not_after: i64)
         before
     };
     not_after - before
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed, as cert-manager
+/// computes it: the issuer's suggestion (ACME renewal information) or the renewBefore
+/// time, then `spec.renewal`: never (None) when Disabled, and moved into a window when
+/// there are windows.
+pub fn renewal_time(
+    params: &CertificateParams,
+    not_before: i64,
+    not_after: i64,
+    suggested: Option<i64>,
+) -> Option<i64> {
+    let desired = suggested.unwrap_or_else(|| renew_before_time(params, not_before, not_after));
+    match &params.renewal {
+        Renewal::Disabled => None,
+        Renewal::RenewBefore => Some(desired),
+        Renewal::Windows(windows) => Some(in_window(windows, not_before, not_after, desired)),
+    }
+}
+
+/// cert-manager's window rule: the desired time stands if a window is open then (the last
+/// start at or before it is less than a window's duration ago); else renewal moves to the
+/// earliest window start after it. Starts are looked for between `not_before` and
+/// `not_after`, widened by the window's duration. With no start there, the desired time
+/// stands.
+fn in_window(windows: &[RenewalWindow], not_before: i64, not_after: i64, desired: i64) -> i64 {
+    let mut next: Option<i64> = None;
+    for w in windows {
+        let d = w.duration.as_secs() as i64;
+        let (min, max) = (not_before - d, not_after + d);
+        if desired >= min {
+            let open = w
+                .schedule
+                .last_at_or_before(desired.min(max), min)
+                .is_some_and(|start| desired < start + d);
+            if open {
+                return desired;
+            }
+        }
+        if let Some(start) = w.schedule.next_at_or_after(desired.max(min)) {
+            if start <= max {
+                next = Some(next.map_or(start, |n| n.min(start)));
+            }
+        }
+    }
+    next.unwrap_or(desired)
 }
 
 /// Digest of the inputs a failure is tied to: the issuance spec and the issuer's signing
@@ -142,7 +190,8 @@ pub enum Decision {
     UpToDate {
         not_before: i64,
         not_after: i64,
-        renewal_time: i64,
+        /// None: renewal is disabled (`spec.renewal.policy: Disabled`).
+        renewal_time: Option<i64>,
     },
     /// Issue a new certificate.
     Issue {
@@ -237,9 +286,7 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         return Decision::UpToDate {
             not_before: nb,
             not_after: na,
-            renewal_time: i
-                .suggested_renewal
-                .unwrap_or_else(|| renewal_time(i.params, nb, na)),
+            renewal_time: renewal_time(i.params, nb, na, i.suggested_renewal),
         };
     };
     if i.failures.attempts > 0 && i.failures.inputs == i.inputs_digest {
@@ -406,10 +453,13 @@ fn check_secret(
             format!("Certificate expired on {}", rfc3339(leaf.not_after)),
         ));
     }
-    let renewal = i
-        .suggested_renewal
-        .unwrap_or_else(|| renewal_time(i.params, leaf.not_before, leaf.not_after));
-    if i.now >= renewal {
+    let renewal = renewal_time(
+        i.params,
+        leaf.not_before,
+        leaf.not_after,
+        i.suggested_renewal,
+    );
+    if let Some(renewal) = renewal.filter(|r| i.now >= *r) {
         return Some((
             Trigger::Renewing,
             format!(

@@ -288,8 +288,12 @@ pub struct CaMaterial {
     /// tls.crt: the CA certificate first, then its chain.
     pub chain: Vec<CertInfo>,
     pub key: PrivateKey,
-    /// The root that leaf secrets get as ca.crt.
-    pub root: CertInfo,
+    /// What leaf Secrets get as ca.crt: the top of tls.crt's chain, as cert-manager gives
+    /// it. That is the root when tls.crt holds it, else the highest intermediate (a CA
+    /// Secret written by a Certificate holds only the intermediate in tls.crt, so its
+    /// leaves get the intermediate that issued them); the CA Secret's own ca.crt is not
+    /// read.
+    pub top: CertInfo,
 }
 
 /// A certificate in a message: its subject, or its serial when the subject is empty (as
@@ -363,14 +367,8 @@ impl CaMaterial {
                 ),
             });
         }
-        // The root: the last certificate of ca.crt or of the chain.
-        let ca_crt = s
-            .get(keys::CA_CRT)
-            .and_then(|b| inspect::parse_pem_chain(b).ok());
-        let root = ca_crt
-            .and_then(|c| c.into_iter().last())
-            .unwrap_or_else(|| chain[chain.len() - 1].clone());
-        Ok(CaMaterial { chain, key, root })
+        let top = chain[chain.len() - 1].clone();
+        Ok(CaMaterial { chain, key, top })
     }
 }
 
@@ -388,7 +386,8 @@ impl Issuer for CaIssuer {
             Err(e) => return failed("InvalidRequest", e.to_string()),
         };
         let ca = &self.material.chain[0];
-        // cert-manager caps a certificate's lifetime at its CA's.
+        // A certificate never outlives its CA here (cert-manager does not cap it; a leaf
+        // past its CA's notAfter fails verification anyway, so it would only look valid).
         let validity = match validity(req, Some(ca.not_after)) {
             Ok(v) => v,
             Err(o) => return o,
@@ -418,7 +417,7 @@ impl Issuer for CaIssuer {
                 }
                 Outcome::Issued(Issued {
                     chain,
-                    ca: vec![self.material.root.der.clone()],
+                    ca: vec![self.material.top.der.clone()],
                     state: serde_json::Value::Null,
                 })
             }

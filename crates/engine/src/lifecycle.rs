@@ -457,14 +457,6 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
                 &message,
                 now,
             );
-            let ready_issuer = match obs.issuer {
-                Resolved::Ready(r) => r,
-                Resolved::Unavailable(p) => {
-                    ready(&mut state.status, false, &p.reason, &p.message, now);
-                    return Step::new(state, Summary::WaitingForIssuer, Some(now + 30));
-                }
-            };
-            tracing::info!(certificate = %key_str, reason = trigger.reason(), message = %message, "issuing");
             let attempt = AttemptInputs {
                 trigger: trigger.reason(),
                 message,
@@ -473,6 +465,19 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
                 reuse_key,
                 last,
             };
+            let ready_issuer = match obs.issuer {
+                Resolved::Ready(r) => r,
+                Resolved::Unavailable(p) if p.reason == "IssuerNotFound" => {
+                    let waiting =
+                        missing_issuer(state, obs, material.as_ref(), passwords, p, attempt);
+                    return waiting;
+                }
+                Resolved::Unavailable(p) => {
+                    ready(&mut state.status, false, &p.reason, &p.message, now);
+                    return Step::new(state, Summary::WaitingForIssuer, Some(now + 30));
+                }
+            };
+            tracing::info!(certificate = %key_str, reason = trigger.reason(), message = %attempt.message, "issuing");
             issue_certificate(
                 state,
                 obs,
@@ -485,6 +490,67 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
     }
 }
 
+/// The issuer answers that its issuer does not exist (yet): the request waits, as with
+/// cert-manager.
+struct NoIssuer {
+    kind: String,
+    problem: Problem,
+}
+
+impl issue::Issuer for NoIssuer {
+    fn process(&self, _req: &issue::Request<'_>) -> issue::Outcome {
+        issue::Outcome::Pending {
+            reason: "IssuerNotFound".into(),
+            message: format!(
+                "Referenced \"{}\" not found: {}",
+                self.kind, self.problem.message
+            ),
+            retry_after: std::time::Duration::from_secs(30),
+            state: serde_json::Value::Null,
+        }
+    }
+}
+
+/// A Certificate whose issuer does not exist: as with cert-manager, its request is made
+/// (key, CertificateRequest, Events) and waits, saying so, and an IssuerNotFound Event is
+/// recorded once; the same request is signed when the issuer appears. The Certificate's
+/// Ready condition says which issuer is missing.
+fn missing_issuer(
+    state: State,
+    obs: &Observed<'_>,
+    material: Option<&TlsMaterial>,
+    passwords: &Passwords,
+    problem: &Problem,
+    attempt: AttemptInputs,
+) -> Step {
+    let now = obs.now;
+    let new_request = state.pending.is_none();
+    let waiting = NoIssuer {
+        kind: obs.params.issuance.issuer_kind.to_string(),
+        problem: problem.clone(),
+    };
+    let mut s = issue_certificate(state, obs, material, passwords, &waiting, attempt);
+    if matches!(s.summary, Summary::Pending) {
+        ready(
+            &mut s.state.status,
+            false,
+            &problem.reason,
+            &problem.message,
+            now,
+        );
+        s.summary = Summary::WaitingForIssuer;
+        if new_request {
+            s.effects.push(Effect::Event {
+                warning: true,
+                reason: "IssuerNotFound",
+                action: "Request",
+                message: format!("{}; the request waits for it", problem.message),
+            });
+        }
+    }
+    s
+}
+
 /// The certificate in the Secret is good: its outputs are rendered again and written only
 /// if they differ (a keystore password changed, say); the status says when to renew.
 fn up_to_date_step(
@@ -492,7 +558,7 @@ fn up_to_date_step(
     obs: &Observed<'_>,
     material: Option<&TlsMaterial>,
     passwords: &Passwords,
-    (not_before, not_after, renewal_time): (i64, i64, i64),
+    (not_before, not_after, renewal_time): (i64, i64, Option<i64>),
 ) -> Step {
     let now = obs.now;
     let mut effects = drop_pending(&mut state);
@@ -520,7 +586,10 @@ fn up_to_date_step(
         effects.push(Effect::WriteSecret(desired.secret));
     }
     up_to_date(&mut state.status, not_before, not_after, renewal_time, now);
-    let mut s = Step::new(state, Summary::UpToDate { rewritten }, Some(renewal_time));
+    // With renewal disabled, the next look is at expiry (an expired certificate is still
+    // reissued).
+    let wake = renewal_time.unwrap_or(not_after);
+    let mut s = Step::new(state, Summary::UpToDate { rewritten }, Some(wake));
     s.effects = effects;
     s
 }
@@ -546,10 +615,10 @@ fn drop_pending(state: &mut State) -> Vec<Effect> {
 }
 
 /// Records a good certificate: times, Ready, no issuance in progress.
-fn up_to_date(status: &mut CertificateStatus, nb: i64, na: i64, renewal: i64, now: i64) {
+fn up_to_date(status: &mut CertificateStatus, nb: i64, na: i64, renewal: Option<i64>, now: i64) {
     status.not_before = Some(rfc3339(nb));
     status.not_after = Some(rfc3339(na));
-    status.renewal_time = Some(rfc3339(renewal));
+    status.renewal_time = renewal.map(rfc3339);
     ready(
         status,
         true,
@@ -833,7 +902,7 @@ fn issued_step(
     state.failures = Failures::default();
     state.status.last_failure_time = None;
     state.status.failed_issuance_attempts = None;
-    let renewal = crate::decide::renewal_time(params, leaf.not_before, leaf.not_after);
+    let renewal = crate::decide::renewal_time(params, leaf.not_before, leaf.not_after, None);
     up_to_date(
         &mut state.status,
         leaf.not_before,
@@ -858,7 +927,11 @@ fn issued_step(
     // The attempt keeps the state before it, for a refused Secret write.
     let mut attempt = at;
     attempt.request = req.build(RequestResult::Pending(None));
-    let mut s = Step::new(state, Summary::Issued { revision }, Some(renewal));
+    let mut s = Step::new(
+        state,
+        Summary::Issued { revision },
+        Some(renewal.unwrap_or(leaf.not_after)),
+    );
     s.effects = effects;
     s.on_refusal = Some(Box::new(Refusable {
         attempt,

@@ -146,7 +146,7 @@ fn missing_secret_issues_and_fresh_certificate_is_up_to_date() {
             assert_eq!(not_after, NOW + 90 * 86_400);
             assert_eq!(
                 renewal_time,
-                NOW + 60 * 86_400,
+                Some(NOW + 60 * 86_400),
                 "renews at two thirds by default"
             );
         }
@@ -240,7 +240,7 @@ fn one_minute_renewal_demo() {
     let s = issue_with(&p, &SelfSigned::default(), NOW, None);
     let last = last_for(&p, &s);
     match decide_at(&p, Some(&s), Some(&last), &Failures::default(), NOW) {
-        Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, NOW + 60),
+        Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, Some(NOW + 60)),
         other => panic!("{other:?}"),
     }
     assert_eq!(
@@ -255,6 +255,55 @@ fn one_minute_renewal_demo() {
     );
 }
 
+/// `spec.renewal`: Disabled schedules no renewal (an expired certificate is still
+/// reissued); windows keep a renewal time that falls in one and move any other to the
+/// next window's start.
+#[test]
+fn renewal_policy_disabled_and_windows() {
+    let p = params(&format!(
+        "{BASIC}\nduration: 2h\nrenewal: {{policy: Disabled}}"
+    ));
+    let s = issue_with(&p, &SelfSigned::default(), NOW, None);
+    let last = last_for(&p, &s);
+    let f = Failures::default();
+    match decide_at(&p, Some(&s), Some(&last), &f, NOW) {
+        Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, None),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        trigger(&decide_at(&p, Some(&s), Some(&last), &f, NOW + 7000)),
+        None
+    );
+    assert_eq!(
+        trigger(&decide_at(&p, Some(&s), Some(&last), &f, NOW + 7200)),
+        Some(Trigger::Expired)
+    );
+    // NOW is 2027-01-15T08:00:00Z; the default renewal time (two thirds of 90 days) is
+    // 2027-03-16T08:00:00Z, a Tuesday.
+    let window = |cron: &str, tz: &str| {
+        let p = params(&format!(
+            "{BASIC}\nrenewal:\n  policy: RenewBefore\n  windows:\n  - {{cron: \"{cron}\", windowDuration: 3h, timezone: \"{tz}\"}}"
+        ));
+        crate::decide::renewal_time(&p, NOW, NOW + 90 * 86_400, None)
+    };
+    let at = |t: &str| t.parse::<jiff::Timestamp>().expect("time").as_second();
+    assert_eq!(
+        window("0 7 * * *", ""),
+        Some(at("2027-03-16T08:00:00Z")),
+        "inside: kept"
+    );
+    assert_eq!(
+        window("0 22 * * 6", ""),
+        Some(at("2027-03-20T22:00:00Z")),
+        "the next Saturday night"
+    );
+    assert_eq!(
+        window("0 22 * * 6", "America/New_York"),
+        Some(at("2027-03-21T02:00:00Z")),
+        "22:00 in New York (EDT, UTC-4)"
+    );
+}
+
 /// An issuer's suggested renewal time (ACME Renewal Information) replaces the spec's,
 /// earlier or later.
 #[test]
@@ -264,7 +313,7 @@ fn an_issuers_suggested_renewal_replaces_the_specs() {
     let last = last_for(&p, &s);
     let f = Failures::default();
     match decide_suggested(&p, Some(&s), Some(&last), &f, NOW, Some(NOW + 1800)) {
-        Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, NOW + 1800),
+        Decision::UpToDate { renewal_time, .. } => assert_eq!(renewal_time, Some(NOW + 1800)),
         other => panic!("{other:?}"),
     }
     // Later than the spec's time (NOW + 60): not renewed at the spec's time.

@@ -189,6 +189,108 @@ impl IssuanceSpec {
     }
 }
 
+/// `spec.renewal`: whether renewal is scheduled, and the windows it must start in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Renewal {
+    /// Renew at the renewBefore time, moved into a window if there are windows.
+    #[default]
+    RenewBefore,
+    Windows(Vec<RenewalWindow>),
+    /// Never renewed; reissued only when missing, changed or expired.
+    Disabled,
+}
+
+/// One window: when it opens, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalWindow {
+    pub schedule: crate::cron::Schedule,
+    pub duration: Duration,
+}
+
+fn renewal(spec: &CertificateSpec, errors: &mut Vec<FieldError>) -> Renewal {
+    const F: &str = "spec.renewal";
+    let Some(r) = &spec.renewal else {
+        return Renewal::RenewBefore;
+    };
+    match r.policy.as_str() {
+        "Disabled" if !r.windows.is_empty() => {
+            errors.push(fe(
+                "InvalidRenewal",
+                format!("{F}.windows"),
+                "windows cannot be set when spec.renewal.policy is Disabled",
+            ));
+            return Renewal::Disabled;
+        }
+        "Disabled" => return Renewal::Disabled,
+        "RenewBefore" => {}
+        other => {
+            errors.push(fe(
+                "InvalidRenewal",
+                format!("{F}.policy"),
+                format!("{other:?} must be RenewBefore or Disabled"),
+            ));
+            return Renewal::RenewBefore;
+        }
+    }
+    let mut windows = Vec::new();
+    for (i, w) in r.windows.iter().enumerate() {
+        let field = format!("{F}.windows[{i}]");
+        let duration = match w.window_duration.as_deref().map(duration::parse) {
+            None => {
+                errors.push(fe(
+                    "InvalidRenewal",
+                    format!("{field}.windowDuration"),
+                    "required (how long each window stays open)",
+                ));
+                None
+            }
+            Some(Ok(d)) if d.is_zero() => {
+                errors.push(fe(
+                    "InvalidRenewal",
+                    format!("{field}.windowDuration"),
+                    "must be greater than 0",
+                ));
+                None
+            }
+            Some(Ok(d)) => Some(d),
+            Some(Err(e)) => {
+                errors.push(fe(
+                    "InvalidRenewal",
+                    format!("{field}.windowDuration"),
+                    e.to_string(),
+                ));
+                None
+            }
+        };
+        let tz = w.timezone.as_deref().unwrap_or_default();
+        if let Err(e) = crate::cron::time_zone(tz) {
+            errors.push(fe("InvalidRenewal", format!("{field}.timezone"), e));
+            continue;
+        }
+        let schedule = match crate::cron::Schedule::parse(w.cron.as_deref().unwrap_or_default(), tz)
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let reason = if e.unsupported {
+                    "UnsupportedRenewal"
+                } else {
+                    "InvalidRenewal"
+                };
+                errors.push(fe(reason, format!("{field}.cron"), e.message));
+                None
+            }
+        };
+        if let (Some(schedule), Some(duration)) = (schedule, duration) {
+            windows.push(RenewalWindow { schedule, duration });
+        }
+    }
+    if windows.is_empty() {
+        Renewal::RenewBefore
+    } else {
+        Renewal::Windows(windows)
+    }
+}
+
 /// When to renew, before the certificate's actual expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RenewBefore {
@@ -238,6 +340,7 @@ pub struct Pkcs12Output {
 pub struct CertificateParams {
     pub issuance: IssuanceSpec,
     pub renew_before: RenewBefore,
+    pub renewal: Renewal,
     pub encoding: KeyEncoding,
     pub rotation_policy: RotationPolicy,
     pub secret_name: String,
@@ -347,6 +450,7 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     let usages = check_usages(&spec.usages, &mut errors);
     let dur = check_duration(&spec.duration, &mut errors);
     let renew_before = renew_before(spec, dur, &mut errors);
+    let renewal = renewal(spec, &mut errors);
     let (algorithm, key_size, encoding, rotation_policy) = private_key(spec, &mut errors);
     check_signature_algorithm(spec, algorithm, &mut errors);
     check_name_constraints(spec, &mut errors);
@@ -400,6 +504,7 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
             encode_usages_in_request: spec.encode_usages_in_request.unwrap_or(true),
         },
         renew_before,
+        renewal,
         encoding,
         rotation_policy,
         secret_name: spec.secret_name.clone(),

@@ -13,7 +13,7 @@ mod request;
 
 pub use certificate::{
     certificate, CertificateParams, IssuanceSpec, JksOutput, PasswordSource, Pkcs12Output,
-    RenewBefore, RotationPolicy, SubjectSpec,
+    RenewBefore, Renewal, RenewalWindow, RotationPolicy, SubjectSpec,
 };
 pub use issuer::{issuer, IssuerType, IssuerUrls};
 pub use request::{certificate_request, RequestParams};
