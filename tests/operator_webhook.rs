@@ -348,6 +348,19 @@ fn webhooks_check_api_validation_requester_and_rotation() {
     let (ok, out) = run_cmctl(&cmctl, &admin, &["approve", "ext-b", "-n", "demo"]);
     assert!(!ok && out.contains("already denied"), "{out}");
 
+    // Every CRD field explains itself, as cert-manager's do.
+    let (ok, out) = cp.kubectl(&["explain", "certificate.spec.privateKey"], "");
+    assert!(ok, "{out}");
+    for want in [
+        "The private key: algorithm, size, encoding and rotation.",
+        "rotationPolicy",
+        "Always (the default): a new private key for each issuance",
+    ] {
+        assert!(out.contains(want), "explain: {want:?} not in:\n{out}");
+    }
+    let (ok, out) = cp.kubectl(&["explain", "issuer.spec.acme.solvers.dns01.rfc2136"], "");
+    assert!(ok && out.contains("tsigAlgorithm"), "{out}");
+
     // cmctl version finds the operator's version on its CRDs; the API migration check
     // has nothing to do with v1-only CRDs (the ACME ones included).
     let (ok, out) = run_cmctl(&cmctl, &admin, &["version", "--short"]);

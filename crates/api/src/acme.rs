@@ -109,7 +109,8 @@ pub struct SolverSelector {
 pub struct Http01Solver {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<Http01Ingress>,
-    /// Gateway API HTTPRoute solving (kept as written; not implemented).
+    /// HTTP-01 through a Gateway API HTTPRoute (kept as written; not supported by
+    /// certwright: refused with a reason).
     #[serde(
         default,
         rename = "gatewayHTTPRoute",
@@ -145,6 +146,7 @@ pub struct Http01Ingress {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IngressTemplate {
+    /// Labels and annotations for the solver Ingress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<TemplateMetadata>,
 }
@@ -152,8 +154,10 @@ pub struct IngressTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TemplateMetadata {
+    /// Labels added to the object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Annotations added to the object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -173,16 +177,22 @@ pub struct Dns01Solver {
     /// Providers certwright does not implement, kept as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme_dns: Option<serde_json::Value>,
+    /// Akamai (not supported by certwright: refused with a reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub akamai: Option<serde_json::Value>,
+    /// Azure DNS (not supported by certwright: refused with a reason).
     #[serde(default, rename = "azureDNS", skip_serializing_if = "Option::is_none")]
     pub azure_dns: Option<serde_json::Value>,
+    /// Google Cloud DNS (not supported by certwright: refused with a reason).
     #[serde(default, rename = "cloudDNS", skip_serializing_if = "Option::is_none")]
     pub cloud_dns: Option<serde_json::Value>,
+    /// Cloudflare (not supported by certwright: refused with a reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloudflare: Option<serde_json::Value>,
+    /// DigitalOcean (not supported by certwright: refused with a reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digitalocean: Option<serde_json::Value>,
+    /// A webhook solver (not supported by certwright: refused with a reason).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<serde_json::Value>,
 }

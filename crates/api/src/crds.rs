@@ -48,15 +48,16 @@ fn structural(v: &mut Value) {
     .iter()
     .any(|k| o.contains_key(*k));
     if free_form {
-        let nullable = o.get("nullable").cloned();
+        let kept: Vec<(String, Value)> = ["nullable", "description"]
+            .iter()
+            .filter_map(|k| o.get(*k).map(|v| (k.to_string(), v.clone())))
+            .collect();
         o.clear();
         o.insert(
             "x-kubernetes-preserve-unknown-fields".into(),
             Value::Bool(true),
         );
-        if let Some(n) = nullable {
-            o.insert("nullable".into(), n);
-        }
+        o.extend(kept);
         return;
     }
     if let Some(Value::Object(props)) = o.get_mut("properties") {
@@ -154,16 +155,26 @@ fn crd(
                     "type": "object",
                     "required": ["spec"],
                     "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
+                        "apiVersion": {"type": "string", "description": format!("The API version of this resource: {group}/v1.")},
+                        "kind": {"type": "string", "description": format!("The kind of this resource: {kind}.")},
+                        // The API server allows nothing more here (it documents
+                        // metadata itself).
                         "metadata": {"type": "object"},
-                        "spec": spec,
-                        "status": status
+                        "spec": described(spec, &format!("What the {kind} asks for.")),
+                        "status": described(status, &format!("What was observed and done for the {kind}, written by certwright."))
                     }
                 }}
             }]
         }
     })
+}
+
+/// A schema with a description (the top-level ones, which [`schema_of`] leaves out).
+fn described(mut schema: Value, description: &str) -> Value {
+    if let Value::Object(o) = &mut schema {
+        o.insert("description".into(), json!(description));
+    }
+    schema
 }
 
 /// A schema with cert-manager's required fields.
@@ -310,6 +321,51 @@ pub fn yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field explains itself (`kubectl explain` prints these).
+    #[test]
+    fn every_field_has_a_description() {
+        fn walk(v: &Value, path: &str, missing: &mut Vec<String>) {
+            if let Some(Value::Object(props)) = v.get("properties") {
+                for (k, p) in props {
+                    let here = format!("{path}.{k}");
+                    let described = p
+                        .get("description")
+                        .and_then(Value::as_str)
+                        .is_some_and(|d| !d.trim().is_empty());
+                    // The API server forbids anything but the type on the top-level
+                    // metadata and documents it itself.
+                    let top_metadata = k == "metadata" && !path.contains('.');
+                    if !described && !top_metadata {
+                        missing.push(here.clone());
+                    }
+                    walk(p, &here, missing);
+                }
+            }
+            if let Some(items) = v.get("items") {
+                walk(items, &format!("{path}[]"), missing);
+            }
+            if let Some(extra) = v.get("additionalProperties").filter(|a| a.is_object()) {
+                walk(extra, &format!("{path}{{}}"), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for crd in all() {
+            let kind = crd["spec"]["names"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            walk(
+                &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+                &kind,
+                &mut missing,
+            );
+        }
+        assert!(
+            missing.is_empty(),
+            "fields without a description: {missing:#?}"
+        );
+    }
 
     fn walk(v: &Value, path: &str, bad: &mut Vec<String>) {
         if let Value::Object(o) = v {

@@ -186,6 +186,21 @@ fn yaml_problem(e: crate::yaml::Error) -> DocError {
     }
 }
 
+/// The parser counts lines from the start of the document: "at line N" becomes the line
+/// of the file, so that the message and the `file:line` before it agree.
+fn in_file(mut e: DocError, first_line: usize) -> DocError {
+    const AT: &str = " at line ";
+    if let Some(i) = e.message.find(AT) {
+        let rest = &e.message[i + AT.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(n) = digits.parse::<usize>() {
+            let absolute = n + first_line.saturating_sub(1);
+            e.message = format!("{}{AT}{absolute}{}", &e.message[..i], &rest[digits.len()..]);
+        }
+    }
+    e
+}
+
 /// Parses every document of a YAML text. `source` names the file in messages.
 pub fn parse_documents(text: &str, source: &str) -> Vec<Document> {
     let mut out = Vec::new();
@@ -216,7 +231,7 @@ pub fn for_each_document(text: &str, source: &str, mut f: impl FnMut(Document)) 
                     id: None,
                     legacy: false,
                     legacy_acme: None,
-                    result: Err(yaml_problem(e)),
+                    result: Err(in_file(yaml_problem(e), line)),
                 });
                 continue;
             }
@@ -349,6 +364,15 @@ impl Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yaml_errors_give_the_line_of_the_file() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: [oops\n";
+        let docs = parse_documents(text, "m.yaml");
+        assert_eq!(docs[1].source, "m.yaml:5");
+        let e = docs[1].result.as_ref().expect_err("broken");
+        assert!(e.message.contains("at line 7"), "{}", e.message);
+    }
 
     #[test]
     fn the_ca_issuers_url_field_has_cert_managers_spelling_and_the_old_one_is_read() {

@@ -392,7 +392,12 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
             );
         }
         for p in &summary.problems {
-            eprintln!("problem: {}: {}: {}", p.source, p.reason, p.message);
+            // A document's message starts with its file and line already.
+            let message = p
+                .message
+                .strip_prefix(&format!("{}: ", p.source))
+                .unwrap_or(&p.message);
+            eprintln!("problem: {}: {}: {}", p.source, p.reason, message);
         }
         let ready = summary.certificates.len() - not_ready.len();
         eprintln!(
