@@ -81,6 +81,14 @@ pub const CU_JAVA_KEYSTORE_PASSWORD: &str =
     "cert-utils-operator.redhat-cop.io/java-keystore-password";
 pub const CU_DEFAULT_PASSWORD: &str = "changeme";
 pub const CU_KEY_ALIAS: &str = "alias";
+pub const CU_GENERATE_CERT_INFO: &str = "cert-utils-operator.redhat-cop.io/generate-cert-info";
+pub const CU_GENERATE_JAVA_TRUSTSTORE: &str =
+    "cert-utils-operator.redhat-cop.io/generate-java-truststore";
+pub const CU_SOURCE_CA_KEY: &str = "cert-utils-operator.redhat-cop.io/source-ca-key";
+/// A ConfigMap's truststore password when none is given (cert-utils' default for
+/// ConfigMaps differs from its default for Secrets).
+pub const CU_DEFAULT_TRUSTSTORE_PASSWORD: &str = "changeit";
+pub const CU_DEFAULT_SOURCE_CA_KEY: &str = "ca-bundle.crt";
 
 // Reloader.
 pub const RELOADER_AUTO: &str = "reloader.stakater.com/auto";
@@ -98,6 +106,8 @@ pub mod keys {
     pub const TRUSTSTORE_P12: &str = "truststore.p12";
     pub const TLS_COMBINED_PEM: &str = "tls-combined.pem";
     pub const KEY_DER: &str = "key.der";
+    pub const TLS_CRT_INFO: &str = "tls.crt.info";
+    pub const CA_CRT_INFO: &str = "ca.crt.info";
 }
 
 pub const SECRET_TYPE_TLS: &str = "kubernetes.io/tls";

@@ -5,6 +5,7 @@
 //! [`issue::Issuer`] seam, renders the Secret ([`render`]) and keeps the conditions. It
 //! reads and writes nothing itself; an issuer may (an ACME order).
 
+pub mod annotated;
 pub mod backoff;
 pub mod decide;
 pub mod issue;

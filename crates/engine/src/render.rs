@@ -145,17 +145,9 @@ pub fn render_data(
             keys::KEYSTORE_JKS.into(),
             jks::encode(&[key_entry], pw, stamp),
         );
-        let trusted: Vec<jks::Entry> =
-            m.ca.iter()
-                .enumerate()
-                .map(|(i, c)| jks::Entry::TrustedCert {
-                    alias: trust.alias(i),
-                    cert: c.der.clone(),
-                })
-                .collect();
         data.insert(
             keys::TRUSTSTORE_JKS.into(),
-            jks::encode(&trusted, pw, stamp),
+            jks_truststore(m.ca, *trust, pw, stamp),
         );
     }
     if let Some((alias, pw, profile)) = &ks.pkcs12 {
@@ -187,6 +179,25 @@ pub fn render_data(
         data.insert(keys::KEY_DER.into(), blocks[0].der.clone());
     }
     Ok(data)
+}
+
+/// A JKS truststore of `certs`, named by `aliases`, stamped `stamp_ms` (so that the same
+/// input gives the same bytes).
+pub fn jks_truststore(
+    certs: &[CertInfo],
+    aliases: TrustAliases,
+    pw: &str,
+    stamp_ms: i64,
+) -> Vec<u8> {
+    let trusted: Vec<jks::Entry> = certs
+        .iter()
+        .enumerate()
+        .map(|(i, c)| jks::Entry::TrustedCert {
+            alias: aliases.alias(i),
+            cert: c.der.clone(),
+        })
+        .collect();
+    jks::encode(&trusted, pw, stamp_ms)
 }
 
 /// A PKCS#12 trust store, memoized: many certificates share one CA, and the store's bytes
@@ -345,7 +356,9 @@ fn key_spki(pkcs8: &[u8]) -> Option<Vec<u8>> {
         .map(|k| k.spki_der().to_vec())
 }
 
-fn same_jks(have: &[u8], want: &[u8], pw: &str) -> bool {
+/// Whether two JKS stores hold the same entries (aliases, keys by their public key,
+/// certificates), whatever their bytes.
+pub fn same_jks(have: &[u8], want: &[u8], pw: &str) -> bool {
     let (Ok(a), Ok(b)) = (jks::decode(have, pw), jks::decode(want, pw)) else {
         return false;
     };
@@ -452,21 +465,26 @@ pub fn certificate_secret(
     annotations.extend(params.secret_annotations.clone());
     // In a cluster, annotations others put on the Secret stay, and cert-utils'
     // keystore annotation is honoured wherever it comes from (`kubectl annotate` too).
-    let ks = match (metadata, current) {
+    let all = match (metadata, current) {
         (Metadata::KeepOthers, Some(c)) => {
             let mut all = c.annotations.clone();
             all.extend(annotations.clone());
-            keystore_options(Some(params), passwords, &all)
+            all
         }
-        _ => keystore_options(Some(params), passwords, &annotations),
+        _ => annotations.clone(),
     };
-    let rendered = render_data(
+    let ks = keystore_options(Some(params), passwords, &all);
+    let mut rendered = render_data(
         m,
         params.encoding,
         &ks,
         params.output_der,
         params.output_combined_pem,
     )?;
+    // cert-utils' certificate info, in the same write as the certificate it describes.
+    if crate::annotated::on(&all, ann::CU_GENERATE_CERT_INFO) {
+        rendered.extend(crate::annotated::cert_info(m.chain, m.ca));
+    }
     let mut desired = SecretData {
         type_: Some(ann::SECRET_TYPE_TLS.into()),
         ..Default::default()

@@ -323,6 +323,29 @@ impl<K: Kind> Serialize for Typed<K> {
     }
 }
 
+/// What kube's Controller needs of a watched object.
+pub(crate) trait Watched:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Watched for T where
+    T: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

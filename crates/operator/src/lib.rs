@@ -14,6 +14,7 @@
 //! only wires them together.
 
 mod acme_objects;
+mod annotated;
 mod certificates;
 mod context;
 mod events;
@@ -180,7 +181,7 @@ fn api<K: kinds::Kind<Scope = kube::core::NamespaceResourceScope>>(
     }
 }
 
-/// Runs the four controllers until `stopped` resolves.
+/// Runs the controllers until `stopped` resolves.
 async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>) {
     let client = &ctx.client;
     let ns = ctx.config.namespace.as_deref();
@@ -204,25 +205,40 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
     };
     let requests = watches::requests_controller(ctx, api(client, ns), &issuers_api);
     let requests_done = drive(requests, requests::reconcile, ctx, &stopped);
+    // cert-utils' annotations on Secrets and ConfigMaps no Certificate writes.
+    let annotated_secrets_done = drive(
+        annotated::secrets_controller(client, ns),
+        annotated::reconcile_secret,
+        ctx,
+        &stopped,
+    );
+    let configmaps_done = drive(
+        annotated::configmaps_controller(client, ns),
+        annotated::reconcile_configmap,
+        ctx,
+        &stopped,
+    );
     futures::join!(
         certificates_done,
         issuers_done,
         cluster_issuers_done,
-        requests_done
+        requests_done,
+        annotated_secrets_done,
+        configmaps_done
     );
 }
 
 /// Runs a controller until `stopped`, with at most `--max-concurrent-reconciles` in
 /// flight, each reconcile tracked for the backoff and failures handled by
 /// [`error_policy`].
-async fn drive<K, F, Fut>(
-    controller: kube::runtime::Controller<kinds::Typed<K>>,
+async fn drive<R, F, Fut>(
+    controller: kube::runtime::Controller<R>,
     reconcile: F,
     ctx: &Arc<Context>,
     stopped: &Shared<BoxFuture<'static, ()>>,
 ) where
-    K: kinds::Kind,
-    F: Fn(Arc<kinds::Typed<K>>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
+    R: kinds::Watched,
+    F: Fn(Arc<R>, Arc<Context>) -> Fut + Copy + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<kube::runtime::controller::Action, Error>>
         + Send
         + 'static,

@@ -264,6 +264,91 @@ impl CertInfo {
         self.not_before <= now && now <= self.not_after
     }
 
+    /// A text description in openssl's `x509 -text` layout (what cert-utils-operator's
+    /// `tls.crt.info` holds). It depends only on the certificate, so it stays the same
+    /// bytes for the same certificate.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("Certificate:\n");
+        let line = |out: &mut String, indent: usize, text: String| {
+            out.push_str(&" ".repeat(indent));
+            out.push_str(&text);
+            out.push('\n');
+        };
+        line(
+            &mut out,
+            4,
+            format!("Serial Number: {}", self.serial_colon().to_lowercase()),
+        );
+        line(
+            &mut out,
+            4,
+            format!("Signature Algorithm: {}", self.signature_algorithm),
+        );
+        line(&mut out, 4, format!("Issuer: {}", self.issuer));
+        line(&mut out, 4, "Validity".into());
+        line(
+            &mut out,
+            8,
+            format!("Not Before: {}", crate::der::rfc3339(self.not_before)),
+        );
+        line(
+            &mut out,
+            8,
+            format!("Not After : {}", crate::der::rfc3339(self.not_after)),
+        );
+        line(&mut out, 4, format!("Subject: {}", self.subject));
+        line(&mut out, 4, "Subject Public Key Info:".into());
+        let key = self
+            .key_algorithm
+            .map_or_else(|| "unknown".to_string(), |k| k.to_string());
+        line(&mut out, 8, format!("Public Key Algorithm: {key}"));
+        line(&mut out, 4, "X509v3 extensions:".into());
+        let ca = if self.is_ca { "CA:TRUE" } else { "CA:FALSE" };
+        line(&mut out, 8, format!("X509v3 Basic Constraints: {ca}"));
+        if !self.key_usages.is_empty() {
+            line(
+                &mut out,
+                8,
+                format!("X509v3 Key Usage: {}", self.key_usages.join(", ")),
+            );
+        }
+        if !self.ext_key_usages.is_empty() {
+            let ext = self.ext_key_usages.join(", ");
+            line(&mut out, 8, format!("X509v3 Extended Key Usage: {ext}"));
+        }
+        let mut sans: Vec<String> = self.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+        sans.extend(self.ip_addresses.iter().map(|i| format!("IP Address:{i}")));
+        sans.extend(self.uris.iter().map(|u| format!("URI:{u}")));
+        sans.extend(self.email_addresses.iter().map(|e| format!("email:{e}")));
+        if !sans.is_empty() {
+            line(
+                &mut out,
+                8,
+                format!("X509v3 Subject Alternative Name: {}", sans.join(", ")),
+            );
+        }
+        if let Some(id) = &self.subject_key_id {
+            line(
+                &mut out,
+                8,
+                format!("X509v3 Subject Key Identifier: {}", hex(id, ":")),
+            );
+        }
+        if let Some(id) = &self.authority_key_id {
+            line(
+                &mut out,
+                8,
+                format!("X509v3 Authority Key Identifier: {}", hex(id, ":")),
+            );
+        }
+        line(
+            &mut out,
+            4,
+            format!("SHA-256 Fingerprint: {}", self.sha256_fingerprint()),
+        );
+        out
+    }
+
     pub fn serial_colon(&self) -> String {
         self.serial_hex
             .as_bytes()

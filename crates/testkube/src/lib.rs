@@ -527,6 +527,7 @@ pub fn collection_for(v: &serde_json::Value) -> Result<String, String> {
         "ClusterIssuer" => ("clusterissuers", true),
         "ServiceAccount" => ("serviceaccounts", false),
         "Secret" => ("secrets", false),
+        "ConfigMap" => ("configmaps", false),
         "Service" => ("services", false),
         "Role" => ("roles", false),
         "RoleBinding" => ("rolebindings", false),

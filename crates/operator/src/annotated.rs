@@ -1,0 +1,185 @@
+//! cert-utils-operator's annotations on Secrets and ConfigMaps that no Certificate writes:
+//! keystores, truststores and certificate info (computed by
+//! `certwright_engine::annotated`; a Certificate's own Secret gets them in its own write).
+//!
+//! Memory must not grow with the cluster's Secrets, and cert-utils' users annotate their
+//! Secrets without labelling them, so no label selector can narrow the watch. The watches
+//! here ask for metadata only, and only annotated objects reach the store: an
+//! unannotated one passes through the stream and is dropped (a list comes in pages), and
+//! one that loses its annotations is taken out of the store. A reconcile reads the one
+//! object, asks the engine, and writes only when a key's content changed, with a replace
+//! at the resourceVersion read (a concurrent writer makes it fail and it is retried from
+//! a fresh read). A restart rewrites nothing: the same input gives the same content.
+
+use crate::context::{Context, Error};
+use crate::resources::{event, secret_data};
+use certwright_api::annotations as ann;
+use certwright_engine::annotated;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{Api, PostParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Keeps only the events of objects `wanted` says are ours to look at; an object that is
+/// no longer wanted leaves the store as if deleted.
+fn only_wanted<K: kube::Resource>(
+    ev: watcher::Event<PartialObjectMeta<K>>,
+    wanted: fn(&PartialObjectMeta<K>) -> bool,
+) -> Option<watcher::Event<PartialObjectMeta<K>>> {
+    match ev {
+        watcher::Event::Apply(o) if !wanted(&o) => Some(watcher::Event::Delete(o)),
+        watcher::Event::InitApply(o) if !wanted(&o) => None,
+        other => Some(other),
+    }
+}
+
+/// A controller over the metadata of the objects `wanted` selects.
+fn controller_for<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    wanted: fn(&PartialObjectMeta<K>) -> bool,
+) -> Controller<PartialObjectMeta<K>>
+where
+    K: crate::kinds::Watched + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+{
+    let writer = Writer::<PartialObjectMeta<K>>::new(());
+    let reader = writer.as_reader();
+    // An Api of PartialObjectMeta lists and watches metadata only.
+    let api: Api<PartialObjectMeta<K>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .try_filter_map(move |ev| futures::future::ready(Ok(only_wanted(ev, wanted))))
+        .reflect(writer)
+        .applied_objects()
+        .boxed();
+    Controller::for_stream(stream, reader)
+}
+
+fn secret_wanted(m: &PartialObjectMeta<Secret>) -> bool {
+    // A Certificate's own Secret gets these outputs in the Certificate's write.
+    let managed = m
+        .labels()
+        .get(ann::CONTROLLED_LABEL)
+        .is_some_and(|v| v == "true");
+    !managed && annotated::secret_wants_outputs(m.annotations())
+}
+
+fn configmap_wanted(m: &PartialObjectMeta<ConfigMap>) -> bool {
+    annotated::configmap_wants_truststore(m.annotations())
+}
+
+pub(crate) fn secrets_controller(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Controller<PartialObjectMeta<Secret>> {
+    controller_for(client, namespace, secret_wanted)
+}
+
+pub(crate) fn configmaps_controller(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Controller<PartialObjectMeta<ConfigMap>> {
+    controller_for(client, namespace, configmap_wanted)
+}
+
+pub(crate) async fn reconcile_secret(
+    meta: Arc<PartialObjectMeta<Secret>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let ns = meta.namespace().unwrap_or_default();
+    let name = meta.name_any();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(mut secret) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let data = secret_data(&secret);
+    if data
+        .labels
+        .get(ann::CONTROLLED_LABEL)
+        .is_some_and(|v| v == "true")
+    {
+        return Ok(Action::await_change());
+    }
+    match annotated::secret_outputs(&data) {
+        Ok(out) if out.is_empty() => Ok(Action::await_change()),
+        Ok(out) => {
+            let keys: Vec<String> = out.keys().cloned().collect();
+            let entries = secret.data.get_or_insert_with(BTreeMap::new);
+            for (k, v) in out {
+                entries.insert(k, ByteString(v));
+            }
+            api.replace(&name, &PostParams::default(), &secret).await?;
+            tracing::info!(secret = %format!("{ns}/{name}"), keys = ?keys, "annotated secret outputs written");
+            Ok(Action::await_change())
+        }
+        Err(p) => {
+            tracing::warn!(secret = %format!("{ns}/{name}"), reason = %p.reason, problem = %p.message, "annotated secret outputs not written");
+            let note = format!("{}: {}", p.reason, p.message);
+            event(
+                &ctx,
+                &secret,
+                EventType::Warning,
+                "InvalidSecret",
+                &note,
+                "Render",
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+pub(crate) async fn reconcile_configmap(
+    meta: Arc<PartialObjectMeta<ConfigMap>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let ns = meta.namespace().unwrap_or_default();
+    let name = meta.name_any();
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(mut cm) = api.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let annotations = cm.metadata.annotations.clone().unwrap_or_default();
+    let data = cm.data.clone().unwrap_or_default();
+    let binary: BTreeMap<String, Vec<u8>> = cm
+        .binary_data
+        .as_ref()
+        .map(|b| b.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default();
+    match annotated::configmap_truststore(&annotations, &data, &binary) {
+        Ok(None) => Ok(Action::await_change()),
+        Ok(Some(store)) => {
+            cm.binary_data
+                .get_or_insert_with(BTreeMap::new)
+                .insert(ann::keys::TRUSTSTORE_JKS.into(), ByteString(store));
+            api.replace(&name, &PostParams::default(), &cm).await?;
+            tracing::info!(configmap = %format!("{ns}/{name}"), "truststore written");
+            Ok(Action::await_change())
+        }
+        Err(p) => {
+            tracing::warn!(configmap = %format!("{ns}/{name}"), reason = %p.reason, problem = %p.message, "truststore not written");
+            let note = format!("{}: {}", p.reason, p.message);
+            event(
+                &ctx,
+                &cm,
+                EventType::Warning,
+                "InvalidConfigMap",
+                &note,
+                "Render",
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
