@@ -89,6 +89,12 @@ pub const CU_SOURCE_CA_KEY: &str = "cert-utils-operator.redhat-cop.io/source-ca-
 /// ConfigMaps differs from its default for Secrets).
 pub const CU_DEFAULT_TRUSTSTORE_PASSWORD: &str = "changeit";
 pub const CU_DEFAULT_SOURCE_CA_KEY: &str = "ca-bundle.crt";
+pub const CU_CERTS_FROM_SECRET: &str = "cert-utils-operator.redhat-cop.io/certs-from-secret";
+pub const CU_DESTINATION_CA_FROM_SECRET: &str =
+    "cert-utils-operator.redhat-cop.io/destinationCA-from-secret";
+pub const CU_INJECT_CA: &str = "cert-utils-operator.redhat-cop.io/inject-CA";
+/// Why certwright left a Route as it was (removed once it is fine again).
+pub const ROUTE_PROBLEM: &str = "certwright.io/route-problem";
 
 // Reloader.
 pub const RELOADER_AUTO: &str = "reloader.stakater.com/auto";

@@ -13,7 +13,10 @@ pub mod lifecycle;
 pub mod observe;
 pub mod render;
 pub mod resolve;
+pub mod routes;
 pub mod status;
+#[cfg(test)]
+mod test_support;
 pub mod testing;
 
 #[cfg(test)]

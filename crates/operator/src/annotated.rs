@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 /// Keeps only the events of objects `wanted` says are ours to look at; an object that is
 /// no longer wanted leaves the store as if deleted.
-fn only_wanted<K: kube::Resource>(
+pub(crate) fn only_wanted<K: kube::Resource>(
     ev: watcher::Event<PartialObjectMeta<K>>,
     wanted: fn(&PartialObjectMeta<K>) -> bool,
 ) -> Option<watcher::Event<PartialObjectMeta<K>>> {

@@ -107,6 +107,18 @@ kind!(
     certwright_api::acme::ACME_GROUP
 );
 
+// OpenShift's Route (route.openshift.io/v1), read and patched for cert-utils-operator's
+// annotations. Its spec and status stay JSON: certwright touches only `spec.tls`.
+kind!(
+    Routes,
+    "Route",
+    "routes",
+    NamespaceResourceScope,
+    Value,
+    Value,
+    "route.openshift.io"
+);
+
 /// Issuers and ClusterIssuers: one spec, in a namespace or cluster-wide.
 pub trait IssuerKinds: Kind<Spec = IssuerSpec, Status = IssuerStatus> {
     const KIND_REF: IssuerKind;

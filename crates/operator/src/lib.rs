@@ -26,6 +26,7 @@ mod lookup;
 pub mod observe;
 mod requests;
 mod resources;
+mod routes;
 mod watches;
 pub mod webhook;
 
@@ -218,14 +219,44 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         ctx,
         &stopped,
     );
+    // Routes exist on OpenShift (and where their CRD is installed); elsewhere nothing is
+    // watched for them.
+    let routes_done = async {
+        if routes_served(client).await {
+            drive(
+                routes::controller(client, ns),
+                routes::reconcile,
+                ctx,
+                &stopped,
+            )
+            .await;
+        } else {
+            tracing::info!("route.openshift.io/v1 is not served: Routes are not watched");
+        }
+    };
     futures::join!(
         certificates_done,
         issuers_done,
         cluster_issuers_done,
         requests_done,
         annotated_secrets_done,
-        configmaps_done
+        configmaps_done,
+        routes_done
     );
+}
+
+/// Whether the API server serves route.openshift.io/v1 Routes.
+async fn routes_served(client: &Client) -> bool {
+    match client
+        .list_api_group_resources("route.openshift.io/v1")
+        .await
+    {
+        Ok(list) => list.resources.iter().any(|r| r.name == "routes"),
+        Err(e) => {
+            tracing::debug!(error = %e, "route.openshift.io/v1 discovery");
+            false
+        }
+    }
 }
 
 /// Runs a controller until `stopped`, with at most `--max-concurrent-reconciles` in
