@@ -93,6 +93,11 @@ pub const CU_CERTS_FROM_SECRET: &str = "cert-utils-operator.redhat-cop.io/certs-
 pub const CU_DESTINATION_CA_FROM_SECRET: &str =
     "cert-utils-operator.redhat-cop.io/destinationCA-from-secret";
 pub const CU_INJECT_CA: &str = "cert-utils-operator.redhat-cop.io/inject-CA";
+pub const CU_INJECTCA_FROM_SECRET: &str = "cert-utils-operator.redhat-cop.io/injectca-from-secret";
+// cert-manager's CA injector.
+pub const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
+pub const INJECT_CA_FROM_SECRET: &str = "cert-manager.io/inject-ca-from-secret";
+pub const ALLOW_DIRECT_INJECTION: &str = "cert-manager.io/allow-direct-injection";
 /// Why certwright left a Route as it was (removed once it is fine again).
 pub const ROUTE_PROBLEM: &str = "certwright.io/route-problem";
 

@@ -7,6 +7,7 @@
 
 pub mod annotated;
 pub mod backoff;
+pub mod cainject;
 pub mod decide;
 pub mod issue;
 pub mod lifecycle;

@@ -181,13 +181,21 @@ async fn write_order(
         duration: request.spec.duration.clone(),
         ..Default::default()
     };
-    for c in &rec.challenges {
-        let n = match c.wildcard {
-            true => format!("*.{}", c.dns_name),
-            false => c.dns_name.clone(),
-        };
-        if !spec.dns_names.contains(&n) {
-            spec.dns_names.push(n);
+    // What is ordered: the request's names, as cert-manager's Order says. (The order
+    // record's challenges are no substitute: right after the order is created they are
+    // placeholders whose names come with their authorizations.)
+    let (dns, ips) = request_names(request);
+    spec.dns_names = dns;
+    spec.ip_addresses = ips;
+    if spec.dns_names.is_empty() && spec.ip_addresses.is_empty() {
+        for c in rec.challenges.iter().filter(|c| !c.dns_name.is_empty()) {
+            let n = match c.wildcard {
+                true => format!("*.{}", c.dns_name),
+                false => c.dns_name.clone(),
+            };
+            if !spec.dns_names.contains(&n) {
+                spec.dns_names.push(n);
+            }
         }
     }
     let order = ensure(
@@ -535,4 +543,22 @@ async fn remove_solver_resources(ctx: &Context, ch: &ChallengeObject) -> Result<
         }
     }
     Ok(())
+}
+/// The DNS names and IP addresses of a request's CSR (none when it cannot be read).
+fn request_names(request: &CertificateRequest) -> (Vec<String>, Vec<String>) {
+    use base64::Engine;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(request.spec.request.trim())
+        .ok()
+        .and_then(|pem| certwright_pki::pem::decode_all(&pem).ok())
+        .and_then(|blocks| {
+            blocks
+                .into_iter()
+                .find(|b| b.label.contains("CERTIFICATE REQUEST"))
+        })
+        .map(|b| b.der);
+    match der.map(|d| certwright_pki::inspect::csr_alt_names(&d)) {
+        Some(Ok((dns, ips))) => (dns, ips.iter().map(ToString::to_string).collect()),
+        _ => (Vec::new(), Vec::new()),
+    }
 }

@@ -41,6 +41,49 @@ pub(crate) fn only_wanted<K: kube::Resource>(
     }
 }
 
+/// The stream of a watch's objects.
+pub(crate) type Objects<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
+
+/// A metadata watch of `api` whose store keeps only what `wanted` selects, and the stream
+/// of the objects it applies (for `Controller::for_stream`).
+pub(crate) fn kept<K>(
+    api: Api<PartialObjectMeta<K>>,
+    wanted: fn(&PartialObjectMeta<K>) -> bool,
+) -> (
+    kube::runtime::reflector::Store<PartialObjectMeta<K>>,
+    Objects<PartialObjectMeta<K>>,
+)
+where
+    K: crate::kinds::Watched,
+    PartialObjectMeta<K>: crate::kinds::Watched,
+{
+    let writer = Writer::<PartialObjectMeta<K>>::new(());
+    let reader = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .try_filter_map(move |ev| futures::future::ready(Ok(only_wanted(ev, wanted))))
+        .reflect(writer)
+        .applied_objects()
+        .boxed();
+    (reader, stream)
+}
+
+/// Every change to a Secret, as metadata, nothing kept: what maps Secret changes to the
+/// objects that name them.
+pub(crate) fn secret_changes(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Objects<PartialObjectMeta<Secret>> {
+    let api: Api<PartialObjectMeta<Secret>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .boxed()
+}
+
 /// A controller over the metadata of the objects `wanted` selects.
 fn controller_for<K>(
     client: &kube::Client,
@@ -50,19 +93,12 @@ fn controller_for<K>(
 where
     K: crate::kinds::Watched + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
 {
-    let writer = Writer::<PartialObjectMeta<K>>::new(());
-    let reader = writer.as_reader();
     // An Api of PartialObjectMeta lists and watches metadata only.
     let api: Api<PartialObjectMeta<K>> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .try_filter_map(move |ev| futures::future::ready(Ok(only_wanted(ev, wanted))))
-        .reflect(writer)
-        .applied_objects()
-        .boxed();
+    let (reader, stream) = kept(api, wanted);
     Controller::for_stream(stream, reader)
 }
 

@@ -15,6 +15,7 @@
 
 mod acme_objects;
 mod annotated;
+mod cainject;
 mod certificates;
 mod context;
 mod events;
@@ -241,7 +242,8 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         requests_done,
         annotated_secrets_done,
         configmaps_done,
-        routes_done
+        routes_done,
+        cainject::run(ctx, &stopped)
     );
 }
 

@@ -16,15 +16,11 @@ use crate::lookup::read_secret;
 use crate::resources::event;
 use certwright_api::annotations as ann;
 use certwright_engine::routes::{self, Lookup};
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -40,25 +36,9 @@ pub(crate) fn controller(client: &Client, namespace: Option<&str>) -> Controller
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let secrets: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let writer = Writer::<RouteMeta>::new(());
-    let reader = writer.as_reader();
-    let stream = watcher(routes, watcher::Config::default())
-        .default_backoff()
-        .try_filter_map(|ev| {
-            futures::future::ready(Ok(crate::annotated::only_wanted(ev, route_wanted)))
-        })
-        .reflect(writer)
-        .applied_objects()
-        .boxed();
+    let (reader, stream) = crate::annotated::kept(routes, route_wanted);
     let index = reader.clone();
-    let secret_changes = watcher(secrets, watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .boxed();
+    let secret_changes = crate::annotated::secret_changes(client, namespace);
     Controller::for_stream(stream, reader).watches_stream(secret_changes, move |s| {
         let ns = s.namespace().unwrap_or_default();
         let name = s.name_any();

@@ -469,7 +469,9 @@ pub fn certificate(cert: &Certificate) -> Result<CertificateParams, Vec<FieldErr
     };
     let template = spec.secret_template.clone().unwrap_or_default();
     for k in template.annotations.keys() {
-        if k.starts_with("cert-manager.io/") {
+        // The one cert-manager.io annotation a template may set, as cert-manager allows:
+        // the Secret's consent to direct CA injection.
+        if k.starts_with("cert-manager.io/") && k != crate::annotations::ALLOW_DIRECT_INJECTION {
             errors.push(fe(
                 "InvalidSecretTemplate",
                 "spec.secretTemplate.annotations",

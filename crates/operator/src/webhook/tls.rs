@@ -19,7 +19,7 @@ use certwright_pki::inspect::CertInfo;
 use certwright_pki::key::{Curve, KeyAlgorithm, PrivateKey};
 use certwright_pki::name::Name;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
@@ -344,53 +344,23 @@ fn serving_certificate(
 
 /// Writes `bundle` into the caBundle of every webhook of both configurations named
 /// `name`, where it differs. A configuration not there (yet) is skipped: the next step
-/// looks again.
+/// looks again. (The webhook injects into its own configurations itself, so that it works
+/// before anything else does.)
 async fn inject(client: &Client, name: &str, bundle: &str) -> Result<(), Error> {
-    let bundle = ByteString(bundle.as_bytes().to_vec());
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    inject_into(&mutating, name, &bundle, |c| {
-        c.webhooks
-            .iter_mut()
-            .flatten()
-            .map(|w| &mut w.client_config)
-            .collect()
-    })
-    .await?;
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    inject_into(&validating, name, &bundle, |c| {
-        c.webhooks
-            .iter_mut()
-            .flatten()
-            .map(|w| &mut w.client_config)
-            .collect()
-    })
-    .await
+    inject_into::<MutatingWebhookConfiguration>(client, name, bundle.as_bytes()).await?;
+    inject_into::<ValidatingWebhookConfiguration>(client, name, bundle.as_bytes()).await
 }
 
-async fn inject_into<K>(
-    api: &Api<K>,
+async fn inject_into<K: crate::cainject::Target>(
+    client: &Client,
     name: &str,
-    bundle: &ByteString,
-    configs: impl Fn(&mut K) -> Vec<&mut WebhookClientConfig>,
-) -> Result<(), Error>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
+    bundle: &[u8],
+) -> Result<(), Error> {
+    let api = K::api(client, "");
     let Some(mut object) = api.get_opt(name).await? else {
         return Ok(());
     };
-    let mut changed = false;
-    for c in configs(&mut object) {
-        if c.ca_bundle.as_ref() != Some(bundle) {
-            c.ca_bundle = Some(bundle.clone());
-            changed = true;
-        }
-    }
-    if changed {
+    if object.inject(bundle) {
         // resourceVersion is kept: a concurrent change makes this fail, and the next step
         // injects into the changed object.
         api.replace(name, &PostParams::default(), &object).await?;
