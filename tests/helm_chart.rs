@@ -120,7 +120,7 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         &helm,
         &[
             "--set",
-            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false",
+            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false,capabilities.routes=false,capabilities.cainjector=false",
         ],
     );
     let objs = objects(&custom);
@@ -129,6 +129,21 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
     }
     assert!(!args.iter().any(|x| x == "--leader-elect"), "{args:?}");
+    // Capabilities turned off leave the flag and take their RBAC rules with them.
+    assert!(args.iter().any(|x| x == "--enable=keystores"), "{args:?}");
+    let rules = objs["ClusterRole /certwright"]["rules"].to_string();
+    for gone in [
+        "route.openshift.io",
+        "apiextensions.k8s.io",
+        "apiregistration.k8s.io",
+        "admissionregistration.k8s.io",
+    ] {
+        assert!(!rules.contains(gone), "{gone} still granted: {rules}");
+    }
+    assert!(
+        rules.contains("configmaps"),
+        "keystores still need ConfigMaps: {rules}"
+    );
     // The webhook is on by default (the plain manifests have it) and can be turned off.
     assert!(!args.iter().any(|x| x.starts_with("--webhook")), "{args:?}");
     for k in [

@@ -220,6 +220,11 @@ struct OperatorArgs {
     acme: AcmeArgs,
     #[command(flatten)]
     webhook: WebhookArgs,
+    /// What to do besides cert-manager's work, comma-separated: cainjector (CA
+    /// injection), keystores (cert-utils keystores on annotated Secrets and ConfigMaps),
+    /// routes (cert-utils Route annotations). Empty: none of them.
+    #[arg(long, value_name = "LIST", default_value = "cainjector,keystores,routes", value_parser = certwright_operator::Capabilities::parse)]
+    enable: certwright_operator::Capabilities,
 }
 
 /// The admission webhooks (validation at apply time, the requester on CertificateRequests).
@@ -430,6 +435,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
         acme_http01_service,
         acme,
         webhook,
+        enable,
     } = args;
     let webhook = webhook.config();
     logging::init(&log_level, &log_format)?;
@@ -468,7 +474,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service, webhook }, shutdown).await?;
+        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service, webhook, capabilities: enable }, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,56 @@ pub struct Config {
     pub acme_http01_service: Option<(String, String)>,
     /// The admission webhooks every replica serves (None: not served).
     pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// What the operator does besides cert-manager's work (`--enable`).
+    pub capabilities: Capabilities,
+}
+
+/// The capabilities `--enable` turns on; cert-manager's own work (Certificates, issuers,
+/// CertificateRequests, ACME) is always on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// cert-utils' keystores, truststores and certificate info on annotated Secrets and
+    /// ConfigMaps that no Certificate writes.
+    pub keystores: bool,
+    /// cert-utils' Route annotations.
+    pub routes: bool,
+    /// CA injection.
+    pub cainjector: bool,
+}
+
+impl Capabilities {
+    pub const NAMES: [&'static str; 3] = ["cainjector", "keystores", "routes"];
+
+    pub fn all() -> Capabilities {
+        Capabilities {
+            keystores: true,
+            routes: true,
+            cainjector: true,
+        }
+    }
+
+    /// A comma-separated list of [`Self::NAMES`] (empty: none).
+    pub fn parse(list: &str) -> Result<Capabilities, String> {
+        let mut c = Capabilities {
+            keystores: false,
+            routes: false,
+            cainjector: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "keystores" => c.keystores = true,
+                "routes" => c.routes = true,
+                "cainjector" => c.cainjector = true,
+                other => {
+                    return Err(format!(
+                        "unknown capability {other:?}: use {}",
+                        Self::NAMES.join(", ")
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
 }
 
 /// An issuerRef as metric labels: (name, kind, group).
@@ -186,6 +236,23 @@ pub(crate) fn error_policy<K: Resource<DynamicType = ()>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_parse_and_name_the_unknown() {
+        assert_eq!(
+            Capabilities::parse("cainjector,keystores,routes").expect("all"),
+            Capabilities::all()
+        );
+        let some = Capabilities::parse(" routes ,").expect("one");
+        assert!(some.routes && !some.keystores && !some.cainjector);
+        let none = Capabilities::parse("").expect("none");
+        assert!(!none.routes && !none.keystores && !none.cainjector);
+        let e = Capabilities::parse("routes,reloaderz").expect_err("unknown");
+        assert!(
+            e.contains("\"reloaderz\"") && e.contains("cainjector, keystores, routes"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn each_object_backs_off_on_its_own() {

@@ -32,7 +32,7 @@ mod watches;
 pub mod webhook;
 
 pub use certwright_api::annotations::LAST_ISSUANCE;
-pub use context::{Config, Context, Error};
+pub use context::{Capabilities, Config, Context, Error};
 
 use context::{error_policy, tracked};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -207,22 +207,32 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
     };
     let requests = watches::requests_controller(ctx, api(client, ns), &issuers_api);
     let requests_done = drive(requests, requests::reconcile, ctx, &stopped);
+    let caps = ctx.config.capabilities;
     // cert-utils' annotations on Secrets and ConfigMaps no Certificate writes.
-    let annotated_secrets_done = drive(
-        annotated::secrets_controller(client, ns),
-        annotated::reconcile_secret,
-        ctx,
-        &stopped,
-    );
-    let configmaps_done = drive(
-        annotated::configmaps_controller(client, ns),
-        annotated::reconcile_configmap,
-        ctx,
-        &stopped,
-    );
+    let keystores_done = async {
+        if caps.keystores {
+            futures::join!(
+                drive(
+                    annotated::secrets_controller(client, ns),
+                    annotated::reconcile_secret,
+                    ctx,
+                    &stopped,
+                ),
+                drive(
+                    annotated::configmaps_controller(client, ns),
+                    annotated::reconcile_configmap,
+                    ctx,
+                    &stopped,
+                )
+            );
+        }
+    };
     // Routes exist on OpenShift (and where their CRD is installed); elsewhere nothing is
     // watched for them.
     let routes_done = async {
+        if !caps.routes {
+            return;
+        }
         if routes_served(client).await {
             drive(
                 routes::controller(client, ns),
@@ -240,10 +250,13 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         issuers_done,
         cluster_issuers_done,
         requests_done,
-        annotated_secrets_done,
-        configmaps_done,
+        keystores_done,
         routes_done,
-        cainject::run(ctx, &stopped)
+        async {
+            if caps.cainjector {
+                cainject::run(ctx, &stopped).await;
+            }
+        }
     );
 }
 
