@@ -68,20 +68,56 @@ where
     (reader, stream)
 }
 
-/// Every change to a Secret, as metadata, nothing kept: what maps Secret changes to the
-/// objects that name them.
-pub(crate) fn secret_changes(
-    client: &kube::Client,
-    namespace: Option<&str>,
-) -> Objects<PartialObjectMeta<Secret>> {
-    let api: Api<PartialObjectMeta<Secret>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
+/// Every change to a Secret, as metadata, nothing kept, from one watch shared by every
+/// controller that maps Secret changes to the objects naming them (Routes, and each kind
+/// of CA injection target): one list and watch of the cluster's Secrets instead of one
+/// per controller. Consumers subscribe before [`SecretFeed::run`] starts; one that goes
+/// away is dropped.
+pub(crate) struct SecretFeed {
+    api: Api<PartialObjectMeta<Secret>>,
+    consumers: std::sync::Mutex<Vec<UnboundedSender<PartialObjectMeta<Secret>>>>,
+}
+
+type UnboundedSender<T> = tokio::sync::mpsc::UnboundedSender<T>;
+
+impl SecretFeed {
+    pub(crate) fn new(client: &kube::Client, namespace: Option<&str>) -> SecretFeed {
+        let api = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        SecretFeed {
+            api,
+            consumers: std::sync::Mutex::default(),
+        }
+    }
+
+    /// A stream of every Secret change from now on, for one more consumer.
+    pub(crate) fn subscribe(&self) -> Objects<PartialObjectMeta<Secret>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Ok(mut c) = self.consumers.lock() {
+            c.push(tx);
+        }
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|s| (Ok(s), rx)) },
+        )
         .boxed()
+    }
+
+    /// Runs the one watch (with the watcher's own backoff) for as long as it is polled.
+    pub(crate) async fn run(&self) {
+        let mut changes = watcher(self.api.clone(), watcher::Config::default())
+            .default_backoff()
+            .touched_objects()
+            .boxed();
+        while let Some(change) = changes.next().await {
+            let Ok(secret) = change else { continue };
+            if let Ok(mut consumers) = self.consumers.lock() {
+                consumers.retain(|c| c.send(secret.clone()).is_ok());
+            }
+        }
+    }
 }
 
 /// A controller over the metadata of the objects `wanted` selects.

@@ -154,7 +154,10 @@ fn is_source(source: &Source, ns: &str, name: &str, certificate: Option<&str>) -
 }
 
 /// The injection controller for one kind.
-pub(crate) fn controller<K>(client: &Client) -> Controller<PartialObjectMeta<K>>
+pub(crate) fn controller<K>(
+    client: &Client,
+    secret_changes: crate::annotated::Objects<PartialObjectMeta<Secret>>,
+) -> Controller<PartialObjectMeta<K>>
 where
     K: Target,
     PartialObjectMeta<K>: Watched,
@@ -162,7 +165,6 @@ where
     let targets: Api<PartialObjectMeta<K>> = Api::all(client.clone());
     let (reader, stream) = crate::annotated::kept(targets, wanted::<K>);
     let index = reader.clone();
-    let secret_changes = crate::annotated::secret_changes(client, None);
     Controller::for_stream(stream, reader).watches_stream(secret_changes, move |s| {
         let ns = s.namespace().unwrap_or_default();
         let name = s.name_any();
@@ -242,33 +244,26 @@ pub(crate) async fn reconcile<K: Target>(
     Ok(Action::await_change())
 }
 
-/// Runs the injection controllers of every kind until `stopped`.
+/// Runs the injection controllers of every kind until `stopped`, each told of Secret
+/// changes by `feed` (subscribed here, before the feed runs).
 pub(crate) async fn run(
     ctx: &Arc<Context>,
+    feed: &crate::annotated::SecretFeed,
     stopped: &futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 ) {
     let c = &ctx.client;
+    let m = controller::<MutatingWebhookConfiguration>(c, feed.subscribe());
+    let v = controller::<ValidatingWebhookConfiguration>(c, feed.subscribe());
+    let crd = controller::<CustomResourceDefinition>(c, feed.subscribe());
+    let api = controller::<APIService>(c, feed.subscribe());
+    let secret = controller::<Secret>(c, feed.subscribe());
+    let cm = controller::<ConfigMap>(c, feed.subscribe());
     futures::join!(
-        crate::drive(
-            controller::<MutatingWebhookConfiguration>(c),
-            reconcile,
-            ctx,
-            stopped
-        ),
-        crate::drive(
-            controller::<ValidatingWebhookConfiguration>(c),
-            reconcile,
-            ctx,
-            stopped
-        ),
-        crate::drive(
-            controller::<CustomResourceDefinition>(c),
-            reconcile,
-            ctx,
-            stopped
-        ),
-        crate::drive(controller::<APIService>(c), reconcile, ctx, stopped),
-        crate::drive(controller::<Secret>(c), reconcile, ctx, stopped),
-        crate::drive(controller::<ConfigMap>(c), reconcile, ctx, stopped),
+        crate::drive(m, reconcile, ctx, stopped),
+        crate::drive(v, reconcile, ctx, stopped),
+        crate::drive(crd, reconcile, ctx, stopped),
+        crate::drive(api, reconcile, ctx, stopped),
+        crate::drive(secret, reconcile, ctx, stopped),
+        crate::drive(cm, reconcile, ctx, stopped),
     );
 }

@@ -208,6 +208,11 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
     let requests = watches::requests_controller(ctx, api(client, ns), &issuers_api);
     let requests_done = drive(requests, requests::reconcile, ctx, &stopped);
     let caps = ctx.config.capabilities;
+    // One watch of Secret changes for the Routes and CA injection controllers. CA
+    // injection targets are cluster-wide, so it watches every namespace when that is on.
+    let feed_ns = if caps.cainjector { None } else { ns };
+    let feed = annotated::SecretFeed::new(client, feed_ns);
+    let route_secrets = caps.routes.then(|| feed.subscribe());
     // cert-utils' annotations on Secrets and ConfigMaps no Certificate writes.
     let keystores_done = async {
         if caps.keystores {
@@ -230,12 +235,12 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
     // Routes exist on OpenShift (and where their CRD is installed); elsewhere nothing is
     // watched for them.
     let routes_done = async {
-        if !caps.routes {
+        let Some(secret_changes) = route_secrets else {
             return;
-        }
+        };
         if routes_served(client).await {
             drive(
-                routes::controller(client, ns),
+                routes::controller(client, ns, secret_changes),
                 routes::reconcile,
                 ctx,
                 &stopped,
@@ -254,7 +259,16 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         routes_done,
         async {
             if caps.cainjector {
-                cainject::run(ctx, &stopped).await;
+                cainject::run(ctx, &feed, &stopped).await;
+            }
+        },
+        // Last: the CA injection controllers above subscribe on their first poll.
+        async {
+            if caps.cainjector || caps.routes {
+                tokio::select! {
+                    _ = feed.run() => {}
+                    _ = stopped.clone() => {}
+                }
             }
         }
     );

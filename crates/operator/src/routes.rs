@@ -31,14 +31,19 @@ fn route_wanted(m: &RouteMeta) -> bool {
     routes::wants(m.annotations())
 }
 
-pub(crate) fn controller(client: &Client, namespace: Option<&str>) -> Controller<RouteMeta> {
+pub(crate) fn controller(
+    client: &Client,
+    namespace: Option<&str>,
+    secret_changes: crate::annotated::Objects<
+        PartialObjectMeta<k8s_openapi::api::core::v1::Secret>,
+    >,
+) -> Controller<RouteMeta> {
     let routes: Api<RouteMeta> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let (reader, stream) = crate::annotated::kept(routes, route_wanted);
     let index = reader.clone();
-    let secret_changes = crate::annotated::secret_changes(client, namespace);
     Controller::for_stream(stream, reader).watches_stream(secret_changes, move |s| {
         let ns = s.namespace().unwrap_or_default();
         let name = s.name_any();
