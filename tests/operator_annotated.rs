@@ -1,9 +1,9 @@
 //! cert-utils-operator's annotations on objects no Certificate writes, on a real control
 //! plane under the shipped RBAC: a Secret made by hand (an RSA key in PKCS#1, made by
 //! openssl) gets keystore.jks, truststore.jks and certificate info, which Java's keytool
-//! opens; a ConfigMap's CA bundle becomes a truststore; a broken Secret gets a Warning
-//! Event; an unannotated Secret is not touched; and a restart of the operator rewrites
-//! nothing.
+//! opens; the local runtime writes the same bytes for the same Secret manifest; a
+//! ConfigMap's CA bundle becomes a truststore; a broken Secret gets a Warning Event; an
+//! unannotated Secret is not touched; and a restart of the operator rewrites nothing.
 
 mod common;
 
@@ -174,6 +174,25 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
         assert!(
             list.contains("alias0,") && list.contains("trustedCertEntry"),
             "{list}"
+        );
+    }
+    // The local runtime gives the same files for the same manifest (one rendering code).
+    let local = d.join("local");
+    std::fs::create_dir(&local).expect("dir");
+    write(&local, "hand.yaml", &secret("hand", keystores, &b64(&crt)));
+    let state = d.join("state");
+    let out = once(&[&local], &state);
+    assert!(out.status.success(), "{}", text(&out));
+    let local_dir = secret_dir(&state, "demo", "hand");
+    for (key, cluster) in [
+        ("keystore.jks", &keystore),
+        ("truststore.jks", &truststore),
+        ("tls.crt.info", &info.clone().into_bytes()),
+    ] {
+        let here = std::fs::read(local_dir.join(key)).expect(key);
+        assert_eq!(
+            &here, cluster,
+            "{key}: the local runtime and the operator differ"
         );
     }
     // The broken Secret is named in a Warning Event, and left as it was.

@@ -7,13 +7,13 @@ use crate::records::StateDir;
 use crate::store::SecretStore;
 use certwright_acme::IssuerInputs;
 use certwright_api::acme::{AcmeIssuer, AcmeIssuerStatus};
-use certwright_api::annotations::{self as ann, keys};
+use certwright_api::annotations as ann;
 use certwright_api::validate::{IssuerKind, IssuerType};
 use certwright_api::CertificateRequest;
 use certwright_engine::lifecycle::{self, Effect, Observed};
-use certwright_engine::render::{self, Material, Metadata, Passwords};
+use certwright_engine::render::{self, Metadata, Passwords};
 use certwright_engine::resolve::{self, Found};
-use certwright_engine::{Resolved, SecretData, TlsMaterial};
+use certwright_engine::{Resolved, SecretData};
 use certwright_pki::PrivateKey;
 use std::collections::BTreeMap;
 
@@ -414,8 +414,9 @@ fn write_desired(
     Ok(true)
 }
 
-/// Reconciles a Secret manifest that no Certificate writes: its data, plus Java
-/// keystores when it carries cert-utils' annotation and TLS data.
+/// Reconciles a Secret manifest that no Certificate writes: its data, plus what
+/// cert-utils' annotations add (keystores, truststore, certificate info), computed by the
+/// engine as the operator computes it for the same Secret in a cluster.
 pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
     let Some((_, manifest)) = ctx.model.secrets.get(key) else {
         return Ok(false);
@@ -424,27 +425,9 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
         .store
         .read(&key.0, &key.1)
         .map_err(|e| Problem::new("SecretUnreadable", e.to_string()))?;
-    let mut desired = manifest.clone();
-    let mut rendered = BTreeMap::new();
+    let rendered = certwright_engine::annotated::secret_outputs(manifest)?;
     let ks = render::keystore_options(None, &Passwords::default(), &manifest.annotations);
-    if ks.jks.is_some() {
-        let m = TlsMaterial::read(manifest);
-        if let Some((k, chain)) = m.pair() {
-            let mat = Material {
-                key: k,
-                chain,
-                ca: m.ca_certs(),
-            };
-            let all =
-                render::render_data(&mat, certwright_pki::KeyEncoding::Pkcs1, &ks, false, false)
-                    .map_err(|e| Problem::new("RenderFailed", e.to_string()))?;
-            for k in [keys::KEYSTORE_JKS, keys::TRUSTSTORE_JKS] {
-                if let Some(v) = all.get(k) {
-                    rendered.insert(k.to_string(), v.clone());
-                }
-            }
-        }
-    }
+    let mut desired = manifest.clone();
     for k in rendered.keys() {
         desired.data.remove(k);
     }
