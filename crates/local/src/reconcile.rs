@@ -541,7 +541,7 @@ mod tests {
             .read("demo", "web-tls")
             .expect("read")
             .expect("written");
-        let m = TlsMaterial::read(&secret);
+        let m = certwright_engine::TlsMaterial::read(&secret);
         let (_, chain) = m.pair().expect("pair");
         assert_eq!(
             chain[0].spki_der, seen[0],
