@@ -120,7 +120,7 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         &helm,
         &[
             "--set",
-            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false,capabilities.routes=false,capabilities.cainjector=false",
+            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false,capabilities.routes=false,capabilities.cainjector=false,capabilities.shims=false",
         ],
     );
     let objs = objects(&custom);

@@ -222,8 +222,9 @@ struct OperatorArgs {
     webhook: WebhookArgs,
     /// What to do besides cert-manager's work, comma-separated: cainjector (CA
     /// injection), keystores (cert-utils keystores on annotated Secrets and ConfigMaps),
-    /// routes (cert-utils Route annotations). Empty: none of them.
-    #[arg(long, value_name = "LIST", default_value = "cainjector,keystores,routes", value_parser = certwright_operator::Capabilities::parse)]
+    /// routes (cert-utils Route annotations), shims (Certificates for Ingresses annotated
+    /// with an issuer). Empty: none of them.
+    #[arg(long, value_name = "LIST", default_value = "cainjector,keystores,routes,shims", value_parser = certwright_operator::Capabilities::parse)]
     enable: certwright_operator::Capabilities,
 }
 

@@ -118,12 +118,7 @@ pub fn bundle(
 mod tests {
     use super::*;
 
-    fn a(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_support::annotations as a;
 
     #[test]
     fn sources_in_order_and_their_rules() {

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod render;
 pub mod resolve;
 pub mod routes;
+pub mod shim;
 pub mod status;
 #[cfg(test)]
 mod test_support;

@@ -158,12 +158,7 @@ mod tests {
         crate::test_support::hand_made(host)
     }
 
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_support::annotations;
 
     #[test]
     fn a_reencrypt_route_gets_its_certificates_once() {

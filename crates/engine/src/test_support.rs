@@ -44,3 +44,11 @@ pub(crate) fn hand_made(host: &str) -> SecretData {
     );
     s
 }
+
+/// Annotations from pairs.
+pub(crate) fn annotations(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -58,16 +58,19 @@ pub struct Capabilities {
     pub routes: bool,
     /// CA injection.
     pub cainjector: bool,
+    /// cert-manager's ingress-shim: Certificates for annotated Ingresses.
+    pub shims: bool,
 }
 
 impl Capabilities {
-    pub const NAMES: [&'static str; 3] = ["cainjector", "keystores", "routes"];
+    pub const NAMES: [&'static str; 4] = ["cainjector", "keystores", "routes", "shims"];
 
     pub fn all() -> Capabilities {
         Capabilities {
             keystores: true,
             routes: true,
             cainjector: true,
+            shims: true,
         }
     }
 
@@ -77,12 +80,14 @@ impl Capabilities {
             keystores: false,
             routes: false,
             cainjector: false,
+            shims: false,
         };
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
                 "keystores" => c.keystores = true,
                 "routes" => c.routes = true,
                 "cainjector" => c.cainjector = true,
+                "shims" => c.shims = true,
                 other => {
                     return Err(format!(
                         "unknown capability {other:?}: use {}",
@@ -240,7 +245,7 @@ mod tests {
     #[test]
     fn capabilities_parse_and_name_the_unknown() {
         assert_eq!(
-            Capabilities::parse("cainjector,keystores,routes").expect("all"),
+            Capabilities::parse("cainjector,keystores,routes,shims").expect("all"),
             Capabilities::all()
         );
         let some = Capabilities::parse(" routes ,").expect("one");
@@ -249,7 +254,7 @@ mod tests {
         assert!(!none.routes && !none.keystores && !none.cainjector);
         let e = Capabilities::parse("routes,reloaderz").expect_err("unknown");
         assert!(
-            e.contains("\"reloaderz\"") && e.contains("cainjector, keystores, routes"),
+            e.contains("\"reloaderz\"") && e.contains("cainjector, keystores, routes, shims"),
             "{e}"
         );
     }

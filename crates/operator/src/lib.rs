@@ -28,6 +28,7 @@ pub mod observe;
 mod requests;
 mod resources;
 mod routes;
+mod shim;
 mod watches;
 pub mod webhook;
 
@@ -257,6 +258,11 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
         requests_done,
         keystores_done,
         routes_done,
+        async {
+            if caps.shims {
+                drive(shim::controller(client, ns), shim::reconcile, ctx, &stopped).await;
+            }
+        },
         async {
             if caps.cainjector {
                 cainject::run(ctx, &feed, &stopped).await;
