@@ -102,10 +102,12 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
         )
     };
     let keystores = "cert-utils-operator.redhat-cop.io/generate-java-keystores: 'true', cert-utils-operator.redhat-cop.io/java-keystore-password: s3cret, cert-utils-operator.redhat-cop.io/generate-cert-info: 'true'";
+    let alert = "cert-utils-operator.redhat-cop.io/generate-cert-expiry-alert: 'true'";
     let manifests = [
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n".to_string(),
         secret("hand", keystores, &b64(&crt)),
         secret("plain", "", &b64(&crt)),
+        secret("expiring", alert, &b64(&crt)),
         secret("broken", keystores, &b64(b"not a certificate")),
         format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bundle\n  namespace: demo\n  annotations: {{cert-utils-operator.redhat-cop.io/generate-java-truststore: 'true'}}\ndata:\n  ca-bundle.crt: |\n{}",
@@ -125,7 +127,9 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
     let plain_rv = rv(&format!("{SECRETS}/plain"));
 
     let log = d.join("operator.log");
-    let mut op = start_operator(&kubeconfig, &log, &["--metrics-address", ""]);
+    let metrics_port = certwright_testkube::free_port().expect("port");
+    let metrics_address = format!("127.0.0.1:{metrics_port}");
+    let mut op = start_operator(&kubeconfig, &log, &["--metrics-address", &metrics_address]);
     let logs = || std::fs::read_to_string(&log).unwrap_or_default();
     let hand = cp
         .wait_for(
@@ -193,6 +197,57 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
         assert_eq!(
             &here, cluster,
             "{key}: the local runtime and the operator differ"
+        );
+    }
+    // cert-utils' expiry alert: the certificate (30 days) is within the 90-day threshold,
+    // so a Warning Event as cert-utils writes it, and its metrics.
+    let warned = cp
+        .wait_for("the soon-to-expire Event", Duration::from_secs(30), || {
+            let list = get(&cp, "/api/v1/namespaces/demo/events");
+            list["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|e| {
+                        e["involvedObject"]["name"] == "expiring"
+                            && e["reason"] == "Certs Soon to Expire"
+                    })
+                    .cloned()
+            })
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    assert_eq!(warned["type"], "Warning");
+    let note = warned["message"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("Certificate expiring in 29 days")
+            || note.starts_with("Certificate expiring in 30 days"),
+        "{note}"
+    );
+    if require("curl") {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://{metrics_address}/metrics")])
+            .output()
+            .expect("curl");
+        let metrics = String::from_utf8_lossy(&out.stdout);
+        let line = metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("certutils_certificate_expiry_time{")
+                    && l.contains("name=\"expiring\"")
+            })
+            .unwrap_or_else(|| panic!("no expiry metric:\n{metrics}"));
+        let value: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs_f64();
+        assert!((value - now - 30.0 * 86_400.0).abs() < 3_600.0, "{line}");
+        assert!(
+            metrics.contains("certutils_certificate_issue_time{"),
+            "{metrics}"
         );
     }
     // The broken Secret is named in a Warning Event, and left as it was.

@@ -89,6 +89,14 @@ pub const CU_SOURCE_CA_KEY: &str = "cert-utils-operator.redhat-cop.io/source-ca-
 /// ConfigMaps differs from its default for Secrets).
 pub const CU_DEFAULT_TRUSTSTORE_PASSWORD: &str = "changeit";
 pub const CU_DEFAULT_SOURCE_CA_KEY: &str = "ca-bundle.crt";
+pub const CU_GENERATE_CERT_EXPIRY_ALERT: &str =
+    "cert-utils-operator.redhat-cop.io/generate-cert-expiry-alert";
+pub const CU_CERT_EXPIRY_CHECK_FREQUENCY: &str =
+    "cert-utils-operator.redhat-cop.io/cert-expiry-check-frequency";
+pub const CU_SOON_TO_EXPIRE_CHECK_FREQUENCY: &str =
+    "cert-utils-operator.redhat-cop.io/cert-soon-to-expire-check-frequency";
+pub const CU_SOON_TO_EXPIRE_THRESHOLD: &str =
+    "cert-utils-operator.redhat-cop.io/cert-soon-to-expire-threshold";
 pub const CU_CERTS_FROM_SECRET: &str = "cert-utils-operator.redhat-cop.io/certs-from-secret";
 pub const CU_DESTINATION_CA_FROM_SECRET: &str =
     "cert-utils-operator.redhat-cop.io/destinationCA-from-secret";

@@ -152,6 +152,64 @@ pub fn configmap_truststore(
     Ok((!same).then_some(store))
 }
 
+/// What cert-utils' `generate-cert-expiry-alert` asks of a Secret at `now`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryCheck {
+    /// The latest notBefore of tls.crt's certificates (cert-utils' issue time).
+    pub issue_time: i64,
+    /// The earliest notAfter of tls.crt's certificates.
+    pub expiry_time: i64,
+    /// A Warning Event's message when the certificate expires within the threshold.
+    pub warning: Option<String>,
+    /// When to look again (the soon-to-expire frequency once within the threshold).
+    pub next_check: i64,
+}
+
+/// The reason of cert-utils' soon-to-expire Event, as it writes it.
+pub const SOON_TO_EXPIRE: &str = "Certs Soon to Expire";
+
+/// cert-utils' expiry alert for a Secret (None when it does not ask for one): the
+/// threshold (default 90 days) and the check frequencies (7 days; 1 hour once within the
+/// threshold) come from its annotations, as Go durations; one that does not parse falls
+/// back to the default, as with cert-utils.
+pub fn expiry_check(secret: &SecretData, now: i64) -> Option<Result<ExpiryCheck, Problem>> {
+    let a = &secret.annotations;
+    if !on(a, ann::CU_GENERATE_CERT_EXPIRY_ALERT) {
+        return None;
+    }
+    let chain = match TlsMaterial::read(secret).chain {
+        Some(Ok(c)) if !c.is_empty() => c,
+        Some(Err(e)) => return Some(Err(invalid(format!("tls.crt: {e}")))),
+        _ => return Some(Err(invalid("tls.crt: missing or empty".into()))),
+    };
+    let duration = |key: &str, default_s: i64| {
+        a.get(key)
+            .and_then(|v| certwright_api::duration::parse(v.trim()).ok())
+            .map_or(default_s, |d| d.as_secs() as i64)
+    };
+    let threshold = duration(ann::CU_SOON_TO_EXPIRE_THRESHOLD, 90 * 86_400);
+    let issue_time = chain.iter().map(|c| c.not_before).max().unwrap_or(0);
+    let expiry_time = chain.iter().map(|c| c.not_after).min().unwrap_or(0);
+    let soon = now + threshold > expiry_time;
+    let warning = soon.then(|| {
+        format!(
+            "Certificate expiring in {} days",
+            (expiry_time - now).div_euclid(86_400)
+        )
+    });
+    let every = if soon {
+        duration(ann::CU_SOON_TO_EXPIRE_CHECK_FREQUENCY, 3_600)
+    } else {
+        duration(ann::CU_CERT_EXPIRY_CHECK_FREQUENCY, 7 * 86_400)
+    };
+    Some(Ok(ExpiryCheck {
+        issue_time,
+        expiry_time,
+        warning,
+        next_check: now + every.max(60),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +289,39 @@ mod tests {
             secret_outputs(&s).expect_err("no cert").message,
             "tls.crt: missing or empty"
         );
+    }
+
+    #[test]
+    fn expiry_alerts_follow_the_threshold_and_frequencies() {
+        let mut s = hand_made("soon.example.com");
+        assert_eq!(expiry_check(&s, 1_850_000_000), None, "not asked");
+        annotated(&mut s, &[(ann::CU_GENERATE_CERT_EXPIRY_ALERT, "true")]);
+        // Valid until 1_900_000_000: 50,000,000 s (578 days) away, no alert.
+        let far = expiry_check(&s, 1_850_000_000).expect("asked").expect("ok");
+        assert_eq!(
+            (far.issue_time, far.expiry_time),
+            (1_800_000_000, 1_900_000_000)
+        );
+        assert_eq!(far.warning, None);
+        assert_eq!(far.next_check, 1_850_000_000 + 7 * 86_400);
+        // 30 days before expiry: a warning, and hourly checks.
+        let now = 1_900_000_000 - 30 * 86_400;
+        let soon = expiry_check(&s, now).expect("asked").expect("ok");
+        assert_eq!(
+            soon.warning.as_deref(),
+            Some("Certificate expiring in 30 days")
+        );
+        assert_eq!(soon.next_check, now + 3_600);
+        // A threshold of 10 days and a bad frequency (the default then).
+        annotated(
+            &mut s,
+            &[
+                (ann::CU_SOON_TO_EXPIRE_THRESHOLD, "240h"),
+                (ann::CU_CERT_EXPIRY_CHECK_FREQUENCY, "often"),
+            ],
+        );
+        let later = expiry_check(&s, now).expect("asked").expect("ok");
+        assert_eq!((later.warning, later.next_check), (None, now + 7 * 86_400));
     }
 
     #[test]

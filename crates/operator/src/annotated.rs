@@ -139,12 +139,15 @@ where
 }
 
 fn secret_wanted(m: &PartialObjectMeta<Secret>) -> bool {
-    // A Certificate's own Secret gets these outputs in the Certificate's write.
+    // A Certificate's own Secret gets the outputs in the Certificate's write; the expiry
+    // alert is for any Secret.
     let managed = m
         .labels()
         .get(ann::CONTROLLED_LABEL)
         .is_some_and(|v| v == "true");
-    !managed && annotated::secret_wants_outputs(m.annotations())
+    let a = m.annotations();
+    (!managed && annotated::secret_wants_outputs(a))
+        || a.contains_key(ann::CU_GENERATE_CERT_EXPIRY_ALERT)
 }
 
 fn configmap_wanted(m: &PartialObjectMeta<ConfigMap>) -> bool {
@@ -172,31 +175,42 @@ pub(crate) async fn reconcile_secret(
     let ns = meta.namespace().unwrap_or_default();
     let name = meta.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(mut secret) = api.get_opt(&name).await? else {
+    let Some(secret) = api.get_opt(&name).await? else {
+        ctx.metrics.forget_cert_utils(&ns, &name);
         return Ok(Action::await_change());
     };
     let data = secret_data(&secret);
-    if data
+    let managed = data
         .labels
         .get(ann::CONTROLLED_LABEL)
-        .is_some_and(|v| v == "true")
-    {
-        return Ok(Action::await_change());
+        .is_some_and(|v| v == "true");
+    if !managed {
+        write_outputs(&ctx, &api, secret.clone(), &data).await?;
     }
-    match annotated::secret_outputs(&data) {
-        Ok(out) if out.is_empty() => Ok(Action::await_change()),
-        Ok(out) => {
-            let keys: Vec<String> = out.keys().cloned().collect();
-            let entries = secret.data.get_or_insert_with(BTreeMap::new);
-            for (k, v) in out {
-                entries.insert(k, ByteString(v));
-            }
-            api.replace(&name, &PostParams::default(), &secret).await?;
-            tracing::info!(secret = %format!("{ns}/{name}"), keys = ?keys, "annotated secret outputs written");
+    let now = crate::resources::now();
+    match annotated::expiry_check(&data, now) {
+        None => {
+            ctx.metrics.forget_cert_utils(&ns, &name);
             Ok(Action::await_change())
         }
-        Err(p) => {
-            tracing::warn!(secret = %format!("{ns}/{name}"), reason = %p.reason, problem = %p.message, "annotated secret outputs not written");
+        Some(Ok(check)) => {
+            ctx.metrics
+                .set_cert_utils(&ns, &name, check.issue_time, check.expiry_time);
+            if let Some(warning) = &check.warning {
+                event(
+                    &ctx,
+                    &secret,
+                    EventType::Warning,
+                    annotated::SOON_TO_EXPIRE,
+                    warning,
+                    "CheckExpiry",
+                )
+                .await;
+            }
+            let wait = (check.next_check - now).max(60) as u64;
+            Ok(Action::requeue(std::time::Duration::from_secs(wait)))
+        }
+        Some(Err(p)) => {
             let note = format!("{}: {}", p.reason, p.message);
             event(
                 &ctx,
@@ -204,10 +218,53 @@ pub(crate) async fn reconcile_secret(
                 EventType::Warning,
                 "InvalidSecret",
                 &note,
-                "Render",
+                "CheckExpiry",
             )
             .await;
             Ok(Action::await_change())
+        }
+    }
+}
+
+/// Writes the keys cert-utils' annotations add to a Secret no Certificate writes, when
+/// they changed; a broken Secret gets a Warning Event instead.
+async fn write_outputs(
+    ctx: &Context,
+    api: &Api<Secret>,
+    mut secret: Secret,
+    data: &certwright_engine::SecretData,
+) -> Result<(), Error> {
+    let id = format!(
+        "{}/{}",
+        secret.namespace().unwrap_or_default(),
+        secret.name_any()
+    );
+    match annotated::secret_outputs(data) {
+        Ok(out) if out.is_empty() => Ok(()),
+        Ok(out) => {
+            let keys: Vec<String> = out.keys().cloned().collect();
+            let entries = secret.data.get_or_insert_with(BTreeMap::new);
+            for (k, v) in out {
+                entries.insert(k, ByteString(v));
+            }
+            api.replace(&secret.name_any(), &PostParams::default(), &secret)
+                .await?;
+            tracing::info!(secret = %id, keys = ?keys, "annotated secret outputs written");
+            Ok(())
+        }
+        Err(p) => {
+            tracing::warn!(secret = %id, reason = %p.reason, problem = %p.message, "annotated secret outputs not written");
+            let note = format!("{}: {}", p.reason, p.message);
+            event(
+                ctx,
+                &secret,
+                EventType::Warning,
+                "InvalidSecret",
+                &note,
+                "Render",
+            )
+            .await;
+            Ok(())
         }
     }
 }

@@ -94,7 +94,16 @@ pub struct Metrics {
     /// into `..._count_total` were it typed counter.
     acme_requests: Family<AcmeLabels, Gauge<u64, std::sync::atomic::AtomicU64>>,
     acme_duration: HistogramFamily<AcmeLabels>,
+    /// cert-utils' metrics, for Secrets with its expiry-alert annotation.
+    cu_issue: Family<SecretLabels, Gauge>,
+    cu_expiry: Family<SecretLabels, Gauge>,
     pub ready: AtomicBool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SecretLabels {
+    name: String,
+    namespace: String,
 }
 
 impl Default for Metrics {
@@ -117,8 +126,20 @@ impl Default for Metrics {
             issuance_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             acme_requests: Family::default(),
             acme_duration: Family::new_with_constructor(acme_histogram),
+            cu_issue: Family::default(),
+            cu_expiry: Family::default(),
             ready: AtomicBool::new(false),
         };
+        m.registry.register(
+            "certutils_certificate_issue_time",
+            "The latest notBefore of the Secret's tls.crt, in seconds since the Unix epoch (cert-utils-operator's metric).",
+            m.cu_issue.clone(),
+        );
+        m.registry.register(
+            "certutils_certificate_expiry_time",
+            "The earliest notAfter of the Secret's tls.crt, in seconds since the Unix epoch (cert-utils-operator's metric).",
+            m.cu_expiry.clone(),
+        );
         let r = &mut m.registry;
         for (name, help, family) in [
             (
@@ -260,6 +281,25 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(i64::from(m.ready == condition));
         }
+    }
+
+    /// cert-utils' issue and expiry times of a Secret.
+    pub fn set_cert_utils(&self, ns: &str, name: &str, issue: i64, expiry: i64) {
+        let l = SecretLabels {
+            name: name.to_string(),
+            namespace: ns.to_string(),
+        };
+        self.cu_issue.get_or_create(&l).set(issue);
+        self.cu_expiry.get_or_create(&l).set(expiry);
+    }
+
+    pub fn forget_cert_utils(&self, ns: &str, name: &str) {
+        let l = SecretLabels {
+            name: name.to_string(),
+            namespace: ns.to_string(),
+        };
+        self.cu_issue.remove(&l);
+        self.cu_expiry.remove(&l);
     }
 
     pub fn forget(&self, ns: &str, name: &str) {
