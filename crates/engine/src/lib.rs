@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod observe;
 pub mod render;
 pub mod resolve;
+pub mod rollout;
 pub mod routes;
 pub mod shim;
 pub mod status;
