@@ -41,6 +41,21 @@ pub(crate) fn only_wanted<K: kube::Resource>(
     }
 }
 
+/// How the metadata-only watches list: in small pages, so that a cluster with many
+/// objects they do not keep never has many of them in memory at once.
+fn listing() -> watcher::Config {
+    watcher::Config::default().page_size(100)
+}
+
+/// Drops what no consumer of a watched object's metadata reads: managedFields (often
+/// most of it) and the last-applied annotation.
+fn slim<K>(o: &mut PartialObjectMeta<K>) {
+    o.metadata.managed_fields = None;
+    if let Some(a) = o.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 /// The stream of a watch's objects.
 pub(crate) type Objects<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
 
@@ -59,9 +74,10 @@ where
 {
     let writer = Writer::<PartialObjectMeta<K>>::new(());
     let reader = writer.as_reader();
-    let stream = watcher(api, watcher::Config::default())
+    let stream = watcher(api, listing())
         .default_backoff()
         .try_filter_map(move |ev| futures::future::ready(Ok(only_wanted(ev, wanted))))
+        .modify(slim)
         .reflect(writer)
         .applied_objects()
         .boxed();
@@ -107,12 +123,22 @@ impl SecretFeed {
 
     /// Runs the one watch (with the watcher's own backoff) for as long as it is polled.
     pub(crate) async fn run(&self) {
-        let mut changes = watcher(self.api.clone(), watcher::Config::default())
+        let mut changes = watcher(self.api.clone(), listing())
             .default_backoff()
             .touched_objects()
             .boxed();
         while let Some(change) = changes.next().await {
-            let Ok(secret) = change else { continue };
+            let Ok(mut secret) = change else { continue };
+            // Consumers read the name, the namespace and the certificate-name annotation.
+            slim(&mut secret);
+            let cert = secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ann::CERT_NAME).cloned());
+            secret.metadata.annotations =
+                cert.map(|c| std::collections::BTreeMap::from([(ann::CERT_NAME.to_string(), c)]));
+            secret.metadata.labels = None;
             if let Ok(mut consumers) = self.consumers.lock() {
                 consumers.retain(|c| c.send(secret.clone()).is_ok());
             }
