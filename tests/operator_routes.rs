@@ -3,8 +3,9 @@
 //! re-encrypt Route gets the route certificate and the destination CA from the two
 //! Secrets; an edge Route naming the same Secret gets it too (with the CA, as it asks);
 //! a passthrough Route is left alone; a Route naming a missing Secret gets a Warning Event
-//! and a problem annotation and is filled once the Secret exists; a renewal updates each
-//! Route that names the Secret exactly once.
+//! and a problem annotation and is filled once the Secret exists; a Route annotated with
+//! an issuer gets its own Certificate (cert-manager's route shim) and its certificate; a
+//! renewal updates each Route that names the Secret exactly once.
 
 mod common;
 
@@ -63,6 +64,8 @@ fn routes_get_their_certificates_and_each_renewal_once() {
         route("customer-edge", "edge", &format!("{cu}/certs-from-secret: route-customer, {cu}/inject-CA: 'true'")),
         route("customer-pass", "passthrough", &format!("{cu}/certs-from-secret: route-customer")),
         route("waiting", "edge", &format!("{cu}/certs-from-secret: later")),
+        // cert-manager's route shim: a Certificate owned by the Route.
+        route("shimmed", "edge", "cert-manager.io/cluster-issuer: internal-issuer, cert-manager.io/duration: 48h"),
     ];
     cp.create_all(&docs.join("---\n")).expect("manifests");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -144,6 +147,45 @@ fn routes_get_their_certificates_and_each_renewal_once() {
     assert!(
         route_obj(&cp, "customer-pass")["spec"]["tls"]["certificate"].is_null(),
         "passthrough left alone"
+    );
+
+    // The route shim: the Certificate is the Route's, for its host, and once issued its
+    // certificate is in the Route.
+    let shim_cert = cp
+        .wait_for("the shim Certificate", Duration::from_secs(60), || {
+            cp.admin(
+                "GET",
+                "/apis/cert-manager.io/v1/namespaces/demo/certificates/shimmed",
+                None,
+            )
+            .ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    assert_eq!(
+        shim_cert["metadata"]["ownerReferences"][0]["kind"], "Route",
+        "{shim_cert}"
+    );
+    assert_eq!(
+        shim_cert["spec"]["dnsNames"][0],
+        "shimmed-demo.apps.example.com"
+    );
+    assert_eq!(shim_cert["spec"]["secretName"], "shimmed-tls");
+    assert_eq!(shim_cert["spec"]["duration"], "48h");
+    let shim_crt = cp
+        .wait_for(
+            "the shim certificate issued",
+            Duration::from_secs(60),
+            || secret_text(&cp, "shimmed-tls", "tls.crt"),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    cp.wait_for("the shimmed Route filled", Duration::from_secs(60), || {
+        filled("shimmed", &shim_crt)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let shimmed = route_obj(&cp, "shimmed");
+    assert!(
+        shimmed["metadata"]["annotations"]["certwright.io/route-problem"].is_null(),
+        "no problem while the certificate was being issued: {shimmed}"
     );
 
     // A renewal reaches each Route that names the Secret, once.

@@ -38,10 +38,27 @@ pub fn referenced_secrets(annotations: &BTreeMap<String, String>) -> (Option<&st
     (get(CERTS_FROM_SECRET), get(DESTINATION_CA_FROM_SECRET))
 }
 
-/// Whether a Route's annotations ask for anything here.
+/// Whether a Route's annotations ask for anything here (cert-manager's route shim
+/// included).
 pub fn wants(annotations: &BTreeMap<String, String>) -> bool {
     let (c, d) = referenced_secrets(annotations);
-    c.is_some() || d.is_some()
+    c.is_some() || d.is_some() || crate::shim::wants(annotations)
+}
+
+/// The annotations as [`desired_tls`] reads them: a Route that asks the shim for its
+/// certificate, and names no `certs-from-secret`, reads it from the shim's Secret.
+pub fn effective_annotations(
+    route_name: &str,
+    annotations: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut out = annotations.clone();
+    if crate::shim::wants(annotations) && !out.contains_key(CERTS_FROM_SECRET) {
+        out.insert(
+            CERTS_FROM_SECRET.to_string(),
+            crate::shim::route_secret_name(route_name),
+        );
+    }
+    out
 }
 
 /// A Secret a Route names, as the shell found it.

@@ -12,6 +12,9 @@ use certwright_api::{CertificateSpec, IssuerRef, PrivateKeySpec};
 use std::collections::BTreeMap;
 
 pub const ISSUER: &str = "cert-manager.io/issuer";
+/// cert-manager's openshift-routes names the issuer of a Route with this (`issuer` is its
+/// alias there).
+pub const ISSUER_NAME: &str = "cert-manager.io/issuer-name";
 pub const CLUSTER_ISSUER: &str = "cert-manager.io/cluster-issuer";
 pub const ISSUER_KIND: &str = "cert-manager.io/issuer-kind";
 pub const ISSUER_GROUP: &str = "cert-manager.io/issuer-group";
@@ -27,9 +30,11 @@ const KEY_ENCODING: &str = "cert-manager.io/private-key-encoding";
 const KEY_SIZE: &str = "cert-manager.io/private-key-size";
 const KEY_ROTATION: &str = "cert-manager.io/private-key-rotation-policy";
 
-/// Whether an Ingress's annotations ask for Certificates.
+/// Whether an Ingress's or a Route's annotations ask for Certificates.
 pub fn wants(annotations: &BTreeMap<String, String>) -> bool {
-    annotations.contains_key(ISSUER) || annotations.contains_key(CLUSTER_ISSUER)
+    [ISSUER, ISSUER_NAME, CLUSTER_ISSUER]
+        .iter()
+        .any(|k| annotations.contains_key(*k))
 }
 
 /// One `spec.tls` entry of an Ingress.
@@ -57,7 +62,10 @@ fn issuer_ref(a: &BTreeMap<String, String>) -> Result<IssuerRef, Problem> {
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty())
     };
-    match (get(ISSUER), get(CLUSTER_ISSUER)) {
+    match (
+        get(ISSUER).or_else(|| get(ISSUER_NAME)),
+        get(CLUSTER_ISSUER),
+    ) {
         (Some(_), Some(_)) => Err(bad(format!(
             "both {ISSUER} and {CLUSTER_ISSUER} are set: name one issuer"
         ))),
@@ -173,6 +181,38 @@ pub fn ingress_certificates(
     })
 }
 
+/// The Secret a Route's shim Certificate writes (the Certificate has the Route's name).
+pub fn route_secret_name(route_name: &str) -> String {
+    format!("{route_name}-tls")
+}
+
+/// The Certificate a Route's annotations ask for (cert-manager's openshift-routes, with
+/// the Ingress annotations): named after the Route, for its host, writing
+/// [`route_secret_name`]. None when the Route asks for none; a problem when it has no
+/// host yet.
+pub fn route_certificate(
+    annotations: &BTreeMap<String, String>,
+    route_name: &str,
+    host: Option<&str>,
+) -> Result<Option<(String, CertificateSpec)>, Problem> {
+    if !wants(annotations) {
+        return Ok(None);
+    }
+    let host = host.filter(|h| !h.is_empty()).ok_or_else(|| {
+        bad("the Route has no host yet (spec.host or status.ingress[0].host)".into())
+    })?;
+    let entry = TlsEntry {
+        hosts: vec![host.to_string()],
+        secret_name: route_secret_name(route_name),
+    };
+    let planned = ingress_certificates(annotations, &[entry])?;
+    Ok(planned
+        .certificates
+        .into_iter()
+        .next()
+        .map(|(_, spec)| (route_name.to_string(), spec)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +262,23 @@ mod tests {
         let e = ingress_certificates(&a(&[(ISSUER, "a"), (CLUSTER_ISSUER, "b")]), &tls)
             .expect_err("two issuers");
         assert!(e.message.contains("name one issuer"), "{e}");
+    }
+
+    #[test]
+    fn a_route_asks_for_one_certificate_for_its_host() {
+        let ann = a(&[(ISSUER_NAME, "acme"), (ISSUER_KIND, "ClusterIssuer")]);
+        let (name, spec) = route_certificate(&ann, "web", Some("web.apps.example.com"))
+            .expect("ok")
+            .expect("asked");
+        assert_eq!(
+            (name.as_str(), spec.secret_name.as_str()),
+            ("web", "web-tls")
+        );
+        assert_eq!(spec.dns_names, ["web.apps.example.com"]);
+        assert_eq!(spec.issuer_ref.name, "acme");
+        assert_eq!(spec.issuer_ref.kind.as_deref(), Some("ClusterIssuer"));
+        assert_eq!(route_certificate(&a(&[]), "web", None).expect("ok"), None);
+        let e = route_certificate(&ann, "web", None).expect_err("no host");
+        assert!(e.message.contains("no host yet"), "{e}");
     }
 }

@@ -50,6 +50,24 @@ pub(crate) async fn event<K: kube::Resource<DynamicType = ()>>(
     }
 }
 
+/// Records a problem as a Warning Event on an object (its reason, its message).
+pub(crate) async fn warn<K: kube::Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    problem: &certwright_engine::Problem,
+    action: &str,
+) {
+    event(
+        ctx,
+        obj,
+        EventType::Warning,
+        &problem.reason,
+        &problem.message,
+        action,
+    )
+    .await;
+}
+
 /// A merge patch of an object's status only.
 #[derive(Debug, serde::Serialize)]
 pub(crate) struct StatusPatch<T> {

@@ -13,13 +13,12 @@
 use crate::context::{Context, Error};
 use crate::kinds::{Routes, Spec, Typed};
 use crate::lookup::read_secret;
-use crate::resources::event;
+use crate::resources::warn;
 use certwright_api::annotations as ann;
 use certwright_engine::routes::{self, Lookup};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, ResourceExt};
 use serde_json::{json, Value};
@@ -52,7 +51,8 @@ pub(crate) fn controller(
             .into_iter()
             .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
             .filter(|r| {
-                let (c, d) = routes::referenced_secrets(r.annotations());
+                let a = routes::effective_annotations(&r.name_any(), r.annotations());
+                let (c, d) = routes::referenced_secrets(&a);
                 c == Some(name.as_str()) || d == Some(name.as_str())
             })
             .map(|r| ObjectRef::from_obj(r.as_ref()))
@@ -85,7 +85,44 @@ pub(crate) async fn reconcile(meta: Arc<RouteMeta>, ctx: Arc<Context>) -> Result
     let Some(route) = api.get_opt(&name).await? else {
         return Ok(Action::await_change());
     };
-    let annotations = route.metadata.annotations.clone().unwrap_or_default();
+    let written = route.metadata.annotations.clone().unwrap_or_default();
+    // cert-manager's route shim: a Certificate owned by the Route, read back like
+    // certs-from-secret once issued.
+    let shimmed = ctx.config.capabilities.shims && certwright_engine::shim::wants(&written);
+    if shimmed {
+        let spec_host = match &route.spec {
+            Spec::Read(spec) => spec.get("host").and_then(Value::as_str).map(str::to_string),
+            _ => None,
+        };
+        let status_host = route
+            .status
+            .as_ref()
+            .and_then(|s| s.pointer("/ingress/0/host"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let host = spec_host.or(status_host);
+        match certwright_engine::shim::route_certificate(&written, &name, host.as_deref()) {
+            Ok(Some((cert_name, spec))) => {
+                if let Some(owner) = crate::shim::controller_ref(&route) {
+                    let labels = route.metadata.labels.clone();
+                    crate::shim::ensure_certificate(
+                        &ctx, &route, &owner, labels, &cert_name, &spec,
+                    )
+                    .await?;
+                }
+            }
+            Ok(None) => {}
+            Err(p) => {
+                warn(&ctx, &route, &p, "CreateCertificate").await;
+                return Ok(Action::await_change());
+            }
+        }
+    }
+    let annotations = if shimmed {
+        routes::effective_annotations(&name, &written)
+    } else {
+        written.clone()
+    };
     let (certs_name, dest_name) = routes::referenced_secrets(&annotations);
     let certs = lookup(&ctx.client, &ns, certs_name).await?;
     let dest = lookup(&ctx.client, &ns, dest_name).await?;
@@ -94,7 +131,7 @@ pub(crate) async fn reconcile(meta: Arc<RouteMeta>, ctx: Arc<Context>) -> Result
         Spec::Read(spec) => spec.get("tls").cloned(),
         _ => None,
     };
-    let had_problem = annotations.get(ann::ROUTE_PROBLEM).cloned();
+    let had_problem = written.get(ann::ROUTE_PROBLEM).cloned();
     match routes::desired_tls(
         &ns,
         &annotations,
@@ -117,6 +154,11 @@ pub(crate) async fn reconcile(meta: Arc<RouteMeta>, ctx: Arc<Context>) -> Result
                 tracing::info!(route = %format!("{ns}/{name}"), fields = ?names, "route updated");
             }
         }
+        // The shim's Certificate is not issued yet: its Secret's creation wakes this.
+        Err(p)
+            if shimmed
+                && p.reason == "SecretNotFound"
+                && certs.as_ref().is_some_and(|c| c.is_none()) => {}
         Err(p) => {
             let why = format!("{}: {}", p.reason, p.message);
             tracing::warn!(route = %format!("{ns}/{name}"), problem = %why, "route left as it was");
@@ -125,15 +167,7 @@ pub(crate) async fn reconcile(meta: Arc<RouteMeta>, ctx: Arc<Context>) -> Result
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
             }
-            event(
-                &ctx,
-                &route,
-                EventType::Warning,
-                &p.reason,
-                &p.message,
-                "UpdateRoute",
-            )
-            .await;
+            warn(&ctx, &route, &p, "UpdateRoute").await;
         }
     }
     Ok(Action::await_change())

@@ -9,7 +9,7 @@
 
 use crate::context::{Context, Error};
 use crate::kinds::{Certificates, Spec, Typed};
-use crate::resources::event;
+use crate::resources::{event, warn};
 use certwright_engine::shim::{self, TlsEntry};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -17,7 +17,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use std::sync::Arc;
 
 type IngressMeta = PartialObjectMeta<Ingress>;
@@ -35,24 +35,88 @@ pub(crate) fn controller(client: &Client, namespace: Option<&str>) -> Controller
     Controller::for_stream(stream, reader)
 }
 
-fn owned_by(ingress: &Ingress) -> Option<OwnerReference> {
-    let uid = ingress.metadata.uid.clone()?;
-    Some(OwnerReference {
-        api_version: Ingress::api_version(&()).into_owned(),
-        kind: Ingress::kind(&()).into_owned(),
-        name: ingress.name_any(),
-        uid,
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    })
-}
-
 fn controlled_by(cert: &Typed<Certificates>, uid: &str) -> bool {
     cert.metadata
         .owner_references
         .iter()
         .flatten()
         .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+/// Creates the Certificate `name` owned by `owner` (Events on `object`), or updates it
+/// when `owner` controls it and it differs; one of that name that `owner` does not
+/// control is left alone.
+pub(crate) async fn ensure_certificate<K: kube::Resource<DynamicType = ()>>(
+    ctx: &Context,
+    object: &K,
+    owner: &OwnerReference,
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    name: &str,
+    spec: &certwright_api::CertificateSpec,
+) -> Result<(), Error> {
+    let ns = object.meta().namespace.clone().unwrap_or_default();
+    let certs: Api<Typed<Certificates>> = Api::namespaced(ctx.client.clone(), &ns);
+    match certs.get_opt(name).await? {
+        None => {
+            let meta = ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(ns.clone()),
+                labels,
+                owner_references: Some(vec![owner.clone()]),
+                ..Default::default()
+            };
+            certs
+                .create(&PostParams::default(), &Typed::new(meta, spec.clone()))
+                .await?;
+            let note = format!("Successfully created Certificate \"{name}\"");
+            event(
+                ctx,
+                object,
+                EventType::Normal,
+                "CreateCertificate",
+                &note,
+                "CreateCertificate",
+            )
+            .await;
+        }
+        Some(existing) if !controlled_by(&existing, &owner.uid) => {
+            tracing::info!(certificate = %format!("{ns}/{name}"), owner = %owner.name, "a Certificate of that name is not this object's: left alone");
+        }
+        Some(mut existing) => {
+            if !matches!(&existing.spec, Spec::Read(s) if s == spec) {
+                existing.spec = Spec::Read(spec.clone());
+                certs
+                    .replace(name, &PostParams::default(), &existing)
+                    .await?;
+                let note = format!("Successfully updated Certificate \"{name}\"");
+                event(
+                    ctx,
+                    object,
+                    EventType::Normal,
+                    "UpdateCertificate",
+                    &note,
+                    "UpdateCertificate",
+                )
+                .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A controller reference to `object` (None before it has a uid).
+pub(crate) fn controller_ref<K: kube::Resource<DynamicType = ()>>(
+    object: &K,
+) -> Option<OwnerReference> {
+    let m = object.meta();
+    Some(OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: m.name.clone().unwrap_or_default(),
+        uid: m.uid.clone()?,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    })
 }
 
 pub(crate) async fn reconcile(meta: Arc<IngressMeta>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -62,7 +126,7 @@ pub(crate) async fn reconcile(meta: Arc<IngressMeta>, ctx: Arc<Context>) -> Resu
     let Some(ingress) = ingresses.get_opt(&name).await? else {
         return Ok(Action::await_change());
     };
-    let Some(owner) = owned_by(&ingress) else {
+    let Some(owner) = controller_ref(&ingress) else {
         return Ok(Action::await_change());
     };
     let tls: Vec<TlsEntry> = ingress
@@ -82,15 +146,7 @@ pub(crate) async fn reconcile(meta: Arc<IngressMeta>, ctx: Arc<Context>) -> Resu
     } = match shim::ingress_certificates(ingress.annotations(), &tls) {
         Ok(v) => v,
         Err(p) => {
-            event(
-                &ctx,
-                &ingress,
-                EventType::Warning,
-                &p.reason,
-                &p.message,
-                "CreateCertificate",
-            )
-            .await;
+            warn(&ctx, &ingress, &p, "CreateCertificate").await;
             return Ok(Action::await_change());
         }
     };
@@ -108,52 +164,8 @@ pub(crate) async fn reconcile(meta: Arc<IngressMeta>, ctx: Arc<Context>) -> Resu
     }
     let certs: Api<Typed<Certificates>> = Api::namespaced(ctx.client.clone(), &ns);
     for (cert_name, spec) in &wanted {
-        match certs.get_opt(cert_name).await? {
-            None => {
-                let meta = ObjectMeta {
-                    name: Some(cert_name.clone()),
-                    namespace: Some(ns.clone()),
-                    labels: ingress.metadata.labels.clone(),
-                    owner_references: Some(vec![owner.clone()]),
-                    ..Default::default()
-                };
-                certs
-                    .create(&PostParams::default(), &Typed::new(meta, spec.clone()))
-                    .await?;
-                let note = format!("Successfully created Certificate \"{cert_name}\"");
-                event(
-                    &ctx,
-                    &ingress,
-                    EventType::Normal,
-                    "CreateCertificate",
-                    &note,
-                    "CreateCertificate",
-                )
-                .await;
-            }
-            Some(existing) if !controlled_by(&existing, &owner.uid) => {
-                tracing::info!(certificate = %format!("{ns}/{cert_name}"), ingress = %name, "a Certificate of that name is not this Ingress's: left alone");
-            }
-            Some(mut existing) => {
-                let same = matches!(&existing.spec, Spec::Read(s) if s == spec);
-                if !same {
-                    existing.spec = Spec::Read(spec.clone());
-                    certs
-                        .replace(cert_name, &PostParams::default(), &existing)
-                        .await?;
-                    let note = format!("Successfully updated Certificate \"{cert_name}\"");
-                    event(
-                        &ctx,
-                        &ingress,
-                        EventType::Normal,
-                        "UpdateCertificate",
-                        &note,
-                        "UpdateCertificate",
-                    )
-                    .await;
-                }
-            }
-        }
+        let labels = ingress.metadata.labels.clone();
+        ensure_certificate(&ctx, &ingress, &owner, labels, cert_name, spec).await?;
     }
     // Certificates this Ingress owns whose tls entry is gone.
     for cert in certs.list(&ListParams::default()).await?.items {
