@@ -99,8 +99,9 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
         "broken-yaml.yaml",
         "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: [unclosed\n",
     );
-    write(&m, "unknown-kind.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n---\napiVersion: cert-manager.io/v1\nkind: Certificat\nmetadata: {name: y}\n---\nmetadata: {name: nokind}\n");
+    write(&m, "unknown-kind.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n---\napiVersion: cert-manager.io/v1\nkind: Certificat\nmetadata: {name: y}\n---\nmetadata: {name: nokind}\n");
     write(&m, "bad-secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: b64, namespace: bad}\ndata: {tls.crt: '%%%not base64'}\n");
+    write(&m, "bad-configmaps.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b64, namespace: bad}\nbinaryData: {x.bin: '%%%not base64'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nobundle\n  namespace: bad\n  annotations: {cert-utils-operator.redhat-cop.io/generate-java-truststore: 'true'}\ndata: {other: x}\n");
 
     let state = tmp.path().join("state");
     let out = once(&[&m], &state);
@@ -160,7 +161,7 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
             .any(|(r, m)| r == reason && m.contains(frag))
     };
     assert!(has("InvalidYAML", "broken-yaml.yaml:1"), "{problems:?}");
-    assert!(has("UnknownKind", "v1/ConfigMap"), "{problems:?}");
+    assert!(has("UnknownKind", "v1/Service"), "{problems:?}");
     assert!(
         has("UnknownKind", "unknown kind \"Certificat\""),
         "{problems:?}"
@@ -170,7 +171,15 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
         has("InvalidSecret", "data.tls.crt: not valid base64"),
         "{problems:?}"
     );
-    checked += 5;
+    assert!(
+        has("InvalidConfigMap", "binaryData.x.bin: not valid base64"),
+        "{problems:?}"
+    );
+    assert!(
+        has("InvalidConfigMap", "ca-bundle.crt: missing or empty"),
+        "{problems:?}"
+    );
+    checked += 7;
     assert!(checked >= 25, "catalogue has {checked} cases");
     // No key material in what users see.
     let status_text = serde_json::to_string(&st).expect("json");

@@ -120,7 +120,7 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         &helm,
         &[
             "--set",
-            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false,capabilities.routes=false,capabilities.cainjector=false,capabilities.shims=false",
+            "image.tag=1.2.3,image.pullPolicy=Always,replicas=1,watchNamespace=demo,logLevel=debug,logFormat=json,leaderElection.enabled=false,webhook.enabled=false,capabilities.routes=false,capabilities.cainjector=false,capabilities.shims=false,capabilities.reloader=false",
         ],
     );
     let objs = objects(&custom);
@@ -137,9 +137,14 @@ fn chart_renders_the_plain_manifests_and_its_values() {
         "apiextensions.k8s.io",
         "apiregistration.k8s.io",
         "admissionregistration.k8s.io",
+        "deployments",
     ] {
         assert!(!rules.contains(gone), "{gone} still granted: {rules}");
     }
+    assert!(
+        !args.iter().any(|x| x.starts_with("--rollout")),
+        "rollout flags without the reloader: {args:?}"
+    );
     assert!(
         rules.contains("configmaps"),
         "keystores still need ConfigMaps: {rules}"

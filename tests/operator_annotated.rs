@@ -1,7 +1,8 @@
 //! cert-utils-operator's annotations on objects no Certificate writes, on a real control
 //! plane under the shipped RBAC: a Secret made by hand (an RSA key in PKCS#1, made by
 //! openssl) gets keystore.jks, truststore.jks and certificate info, which Java's keytool
-//! opens; the local runtime writes the same bytes for the same Secret manifest; a
+//! opens; the local runtime writes the same bytes for the same Secret and ConfigMap
+//! manifests; a
 //! ConfigMap's CA bundle becomes a truststore; a broken Secret gets a Warning Event; an
 //! unannotated Secret is not touched; and a restart of the operator rewrites nothing.
 
@@ -103,19 +104,20 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
     };
     let keystores = "cert-utils-operator.redhat-cop.io/generate-java-keystores: 'true', cert-utils-operator.redhat-cop.io/java-keystore-password: s3cret, cert-utils-operator.redhat-cop.io/generate-cert-info: 'true'";
     let alert = "cert-utils-operator.redhat-cop.io/generate-cert-expiry-alert: 'true'";
+    let bundle = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bundle\n  namespace: demo\n  annotations: {{cert-utils-operator.redhat-cop.io/generate-java-truststore: 'true'}}\ndata:\n  ca-bundle.crt: |\n{}",
+        String::from_utf8_lossy(&crt)
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>()
+    );
     let manifests = [
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n".to_string(),
         secret("hand", keystores, &b64(&crt)),
         secret("plain", "", &b64(&crt)),
         secret("expiring", alert, &b64(&crt)),
         secret("broken", keystores, &b64(b"not a certificate")),
-        format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bundle\n  namespace: demo\n  annotations: {{cert-utils-operator.redhat-cop.io/generate-java-truststore: 'true'}}\ndata:\n  ca-bundle.crt: |\n{}",
-            String::from_utf8_lossy(&crt)
-                .lines()
-                .map(|l| format!("    {l}\n"))
-                .collect::<String>()
-        ),
+        bundle.clone(),
     ];
     cp.create_all(&manifests.join("---\n")).expect("manifests");
     let rv = |path: &str| {
@@ -184,6 +186,7 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
     let local = d.join("local");
     std::fs::create_dir(&local).expect("dir");
     write(&local, "hand.yaml", &secret("hand", keystores, &b64(&crt)));
+    write(&local, "bundle.yaml", &bundle);
     let state = d.join("state");
     let out = once(&[&local], &state);
     assert!(out.status.success(), "{}", text(&out));
@@ -199,6 +202,22 @@ fn annotated_secrets_and_configmaps_get_their_stores_and_a_restart_rewrites_noth
             "{key}: the local runtime and the operator differ"
         );
     }
+    // And for the ConfigMap, laid out as a mounted one under configmaps/.
+    let local_cm = state.join("configmaps/demo/bundle");
+    assert_eq!(
+        std::fs::read(local_cm.join("truststore.jks")).expect("local truststore"),
+        store,
+        "the ConfigMap's truststore: the local runtime and the operator differ"
+    );
+    assert_eq!(
+        std::fs::read(local_cm.join("ca-bundle.crt")).expect("bundle file"),
+        crt
+    );
+    assert!(
+        std::fs::symlink_metadata(local_cm.join("..data"))
+            .is_ok_and(|m| m.file_type().is_symlink()),
+        "a ..data link, as in a mounted ConfigMap"
+    );
     // cert-utils' expiry alert: the certificate (30 days) is within the 90-day threshold,
     // so a Warning Event as cert-utils writes it, and its metrics.
     let warned = cp

@@ -18,6 +18,7 @@ pub enum Resource {
     ClusterIssuer(Issuer),
     CertificateRequest(CertificateRequest),
     Secret(Secret),
+    ConfigMap(ConfigMap),
     ReloadHook(ReloadHook),
 }
 
@@ -288,6 +289,7 @@ pub fn parse_value(value: Value, source: String) -> Document {
         }
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Secret") => Ok(Resource::Secret(typed(value.clone())?)),
+            ("v1", "ConfigMap") => Ok(Resource::ConfigMap(typed(value.clone())?)),
             (API_VERSION, "Certificate") => Ok(Resource::Certificate(typed(value.clone())?)),
             (API_VERSION, "Issuer") => Ok(Resource::Issuer(typed(value.clone())?)),
             (API_VERSION, "ClusterIssuer") => Ok(Resource::ClusterIssuer(typed(value.clone())?)),
@@ -329,7 +331,7 @@ pub fn parse_value(value: Value, source: String) -> Document {
             (av, k) => Err(DocError {
                 reason: "UnknownKind",
                 message: format!(
-                    "unsupported apiVersion/kind {av}/{k}: certwright reads cert-manager.io/v1 (and certmanager.k8s.io/v1alpha1) Certificate, Issuer, ClusterIssuer, CertificateRequest, v1 Secret and certwright.io/v1alpha1 ReloadHook"
+                    "unsupported apiVersion/kind {av}/{k}: certwright reads cert-manager.io/v1 (and certmanager.k8s.io/v1alpha1) Certificate, Issuer, ClusterIssuer, CertificateRequest, v1 Secret and ConfigMap, and certwright.io/v1alpha1 ReloadHook"
                 ),
             }),
         }
@@ -351,6 +353,7 @@ impl Resource {
             Resource::ClusterIssuer(o) => ("ClusterIssuer", &o.metadata),
             Resource::CertificateRequest(o) => ("CertificateRequest", &o.metadata),
             Resource::Secret(o) => ("Secret", &o.metadata),
+            Resource::ConfigMap(o) => ("ConfigMap", &o.metadata),
             Resource::ReloadHook(o) => ("ReloadHook", &o.metadata),
         };
         ResourceId {
@@ -488,13 +491,10 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_named() {
-        let docs = parse_documents(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-            "f",
-        );
+        let docs = parse_documents("apiVersion: v1\nkind: Service\nmetadata: {name: x}\n", "f");
         let e = docs[0].result.as_ref().expect_err("unknown");
         assert_eq!(e.reason, "UnknownKind");
-        assert!(e.message.contains("v1/ConfigMap"));
+        assert!(e.message.contains("v1/Service"));
     }
 
     #[test]

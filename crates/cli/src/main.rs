@@ -222,10 +222,45 @@ struct OperatorArgs {
     webhook: WebhookArgs,
     /// What to do besides cert-manager's work, comma-separated: cainjector (CA
     /// injection), keystores (cert-utils keystores on annotated Secrets and ConfigMaps),
-    /// routes (cert-utils Route annotations), shims (Certificates for Ingresses annotated
-    /// with an issuer). Empty: none of them.
-    #[arg(long, value_name = "LIST", default_value = "cainjector,keystores,routes,shims", value_parser = certwright_operator::Capabilities::parse)]
+    /// reloader (rollouts of workloads with Reloader's annotations), routes (cert-utils
+    /// Route annotations), shims (Certificates for Ingresses and Routes annotated with an
+    /// issuer). Empty: none of them.
+    #[arg(long, value_name = "LIST", default_value = "cainjector,keystores,reloader,routes,shims", value_parser = certwright_operator::Capabilities::parse)]
     enable: certwright_operator::Capabilities,
+    #[command(flatten)]
+    rollouts: RolloutArgs,
+}
+
+/// Rollouts of workloads following a changed Secret or ConfigMap (Reloader's annotations).
+#[derive(clap::Args)]
+struct RolloutArgs {
+    /// How a rollout is made, as Reloader's flag: env-vars (a STAKATER_* variable on the
+    /// container) or annotations (reloader.stakater.com/last-reloaded-from on the pod
+    /// template).
+    #[arg(long, default_value = "env-vars", value_parser = certwright_engine::rollout::Strategy::parse)]
+    reload_strategy: certwright_engine::rollout::Strategy,
+    /// Wait this long after a change is first seen, then roll out once with every change
+    /// made meanwhile (Go duration).
+    #[arg(long, default_value = "5s", value_parser = go_duration)]
+    rollout_debounce: std::time::Duration,
+    /// Rollouts per minute over all workloads; the rest wait their turn (0: no limit).
+    #[arg(long, default_value_t = 60)]
+    rollouts_per_minute: u32,
+    /// How long a workload whose pods are not yet updated from its previous rollout is
+    /// left before it is rolled out again anyway (Go duration).
+    #[arg(long, default_value = "10m", value_parser = go_duration)]
+    rollout_wait: std::time::Duration,
+}
+
+impl RolloutArgs {
+    fn config(&self) -> certwright_operator::RolloutConfig {
+        certwright_operator::RolloutConfig {
+            strategy: self.reload_strategy,
+            debounce: self.rollout_debounce,
+            per_minute: self.rollouts_per_minute,
+            wait: self.rollout_wait,
+        }
+    }
 }
 
 /// The admission webhooks (validation at apply time, the requester on CertificateRequests).
@@ -437,6 +472,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
         acme,
         webhook,
         enable,
+        rollouts,
     } = args;
     let webhook = webhook.config();
     logging::init(&log_level, &log_format)?;
@@ -475,7 +511,7 @@ fn operator(args: OperatorArgs) -> Result<ExitCode> {
                 _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
             }
         };
-        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service, webhook, capabilities: enable }, shutdown).await?;
+        certwright_operator::run(client, certwright_operator::Config { cluster_resource_namespace, namespace, metrics_address, instance: instance.clone(), leader_election, max_concurrent_reconciles, test_issuers: allow_test_issuers, acme: acme.config(), acme_http01_address, acme_http01_service, webhook, capabilities: enable, rollouts: rollouts.config() }, shutdown).await?;
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)

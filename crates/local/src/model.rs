@@ -50,6 +50,8 @@ pub struct Model {
     pub cluster_issuers: BTreeMap<String, IssuerEntry>,
     /// Secret manifests, decoded.
     pub secrets: BTreeMap<Key, (String, SecretData)>,
+    /// ConfigMap manifests, decoded.
+    pub configmaps: BTreeMap<Key, (String, ConfigMapData)>,
     pub hooks: BTreeMap<Key, (String, ReloadHook)>,
     /// Documents whose resource could not be identified, or kinds the runtime does not
     /// manage (for example CertificateRequest).
@@ -115,6 +117,50 @@ pub fn manifest_files(
         }
     }
     (files, errors)
+}
+
+/// A ConfigMap manifest's content: `data` as text, `binaryData` decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigMapData {
+    pub data: BTreeMap<String, String>,
+    pub binary: BTreeMap<String, Vec<u8>>,
+    pub annotations: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn decode_configmap(c: &certwright_api::types::ConfigMap) -> Result<ConfigMapData, Problem> {
+    let mut binary = BTreeMap::new();
+    for (k, v) in &c.binary_data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_err(|_| {
+                Problem::new(
+                    "InvalidConfigMap",
+                    format!("binaryData.{k}: not valid base64"),
+                )
+            })?;
+        binary.insert(k.clone(), bytes);
+    }
+    for k in c.data.keys().chain(binary.keys()) {
+        if !crate::store::valid_key(k) {
+            return Err(Problem::new(
+                "InvalidConfigMap",
+                format!("{k}: invalid key (letters, digits, '-', '_', '.')"),
+            ));
+        }
+        if c.data.contains_key(k) && binary.contains_key(k) {
+            return Err(Problem::new(
+                "InvalidConfigMap",
+                format!("{k}: in both data and binaryData"),
+            ));
+        }
+    }
+    Ok(ConfigMapData {
+        data: c.data.clone(),
+        binary,
+        annotations: c.metadata.annotations.clone(),
+        labels: c.metadata.labels.clone(),
+    })
 }
 
 fn decode_secret(s: &Secret) -> Result<SecretData, Problem> {
@@ -323,6 +369,19 @@ impl Model {
                         self.secrets.insert(key, (source, d));
                     }
                     Err(p) => self.errors.push((source.clone(), Problem::new(p.reason, format!("{source}: Secret {}/{}: {}", key.0, key.1, p.message)))),
+                }
+            }
+            Resource::ConfigMap(c) => {
+                let key = (ns_or_default(&id.namespace), id.name.clone());
+                if let Err(e) = validate::check_name(&id.name, "metadata.name") {
+                    self.errors.push((source, Problem::new(e.reason, format!("ConfigMap: {e}"))));
+                    return;
+                }
+                match decode_configmap(&c) {
+                    Ok(d) => {
+                        self.configmaps.insert(key, (source, d));
+                    }
+                    Err(p) => self.errors.push((source.clone(), Problem::new(p.reason, format!("{source}: ConfigMap {}/{}: {}", key.0, key.1, p.message)))),
                 }
             }
             Resource::ReloadHook(mut h) => {

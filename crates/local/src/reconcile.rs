@@ -439,6 +439,45 @@ pub fn plain_secret(ctx: &Ctx<'_>, key: &Key) -> Result<bool, Problem> {
     )
 }
 
+/// Reconciles a ConfigMap manifest into `store`: its data and binaryData as files, as a
+/// mounted ConfigMap shows them, plus the truststore cert-utils' annotations ask for,
+/// computed by the engine as the operator computes it for the same ConfigMap in a
+/// cluster. Written only when a file's content changes.
+pub fn configmap(ctx: &Ctx<'_>, store: &SecretStore, key: &Key) -> Result<bool, Problem> {
+    let Some((_, cm)) = ctx.model.configmaps.get(key) else {
+        return Ok(false);
+    };
+    let mut files: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+        .collect();
+    files.extend(cm.binary.clone());
+    if let Some(store) =
+        certwright_engine::annotated::configmap_truststore(&cm.annotations, &cm.data, &cm.binary)?
+    {
+        files.insert(ann::keys::TRUSTSTORE_JKS.to_string(), store);
+    }
+    let desired = SecretData {
+        type_: None,
+        data: files,
+        annotations: cm.annotations.clone(),
+        labels: cm.labels.clone(),
+    };
+    let current = store
+        .read(&key.0, &key.1)
+        .map_err(|e| Problem::new("ConfigMapUnreadable", e.to_string()))?;
+    if current.is_some_and(|c| {
+        c.data == desired.data && c.annotations == desired.annotations && c.labels == desired.labels
+    }) {
+        return Ok(false);
+    }
+    store
+        .write(&key.0, &key.1, &desired)
+        .map_err(|e| Problem::new("ConfigMapUnwritable", e.to_string()))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -209,6 +209,8 @@ const PRIVATE: &str = "private";
 /// `renew/NAMESPACE/NAME`: a renewal asked for by `certwright renew`.
 const RENEW: &str = "renew";
 pub const SECRETS: &str = "secrets";
+/// `configmaps/NAMESPACE/NAME`: ConfigMaps, laid out as mounted ones, like Secrets.
+pub const CONFIGMAPS: &str = "configmaps";
 
 /// The shard file of a Certificate name (FNV-1a, stable across versions and machines).
 fn shard_file(name: &str) -> String {
@@ -233,9 +235,18 @@ impl StateDir {
 
     /// The secret tree, `secrets/` (created when missing).
     pub fn secret_store(&self) -> io::Result<SecretStore> {
+        self.tree(SECRETS)
+    }
+
+    /// The ConfigMap tree, `configmaps/` (created when missing), in the same layout.
+    pub fn configmap_store(&self) -> io::Result<SecretStore> {
+        self.tree(CONFIGMAPS)
+    }
+
+    fn tree(&self, name: &str) -> io::Result<SecretStore> {
         let d = self
             .dir
-            .open_dir(SECRETS, true)?
+            .open_dir(name, true)?
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         Ok(SecretStore::from_dir(d))
     }

@@ -191,6 +191,8 @@ pub struct Runtime {
     opts: Options,
     state: StateDir,
     store: SecretStore,
+    /// ConfigMaps, in the same layout as Secrets.
+    configmaps: SecretStore,
     model: Model,
     records: BTreeMap<Key, CertRecord>,
     hooks: Hooks,
@@ -225,12 +227,16 @@ impl Runtime {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| RuntimeError::Locked(opts.state.display().to_string()))?;
         store.durable = opts.durable;
+        let mut configmaps = state.configmap_store().map_err(serr)?;
+        configmaps.durable = opts.durable;
         // Versions a crash left staged but never committed are removed; after a clean
         // stop (the marker is there) there are none, and the scan is skipped.
         if !state.take_clean_marker() {
             let mut stale = 0;
-            for (ns, name) in store.list() {
-                stale += store.clean_stale(&ns, &name);
+            for tree in [&store, &configmaps] {
+                for (ns, name) in tree.list() {
+                    stale += tree.clean_stale(&ns, &name);
+                }
             }
             if stale > 0 {
                 tracing::info!(count = %stale, "removed stale secret versions");
@@ -262,6 +268,7 @@ impl Runtime {
             acme,
             state,
             store,
+            configmaps,
             opts,
             _lock: lock,
         })
@@ -386,6 +393,11 @@ impl Runtime {
                 Ok(true) => written.push(key.clone()),
                 Ok(false) => {}
                 Err(p) => secret_problems.push((format!("Secret {}/{}", key.0, key.1), p)),
+            }
+        }
+        for key in self.model.configmaps.keys() {
+            if let Err(p) = reconcile::configmap(&ctx, &self.configmaps, key) {
+                secret_problems.push((format!("ConfigMap {}/{}", key.0, key.1), p));
             }
         }
         for (ns, s) in &written {

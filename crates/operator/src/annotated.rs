@@ -30,10 +30,10 @@ use std::sync::Arc;
 
 /// Keeps only the events of objects `wanted` says are ours to look at; an object that is
 /// no longer wanted leaves the store as if deleted.
-pub(crate) fn only_wanted<K: kube::Resource>(
-    ev: watcher::Event<PartialObjectMeta<K>>,
-    wanted: fn(&PartialObjectMeta<K>) -> bool,
-) -> Option<watcher::Event<PartialObjectMeta<K>>> {
+pub(crate) fn only_wanted<K>(
+    ev: watcher::Event<K>,
+    wanted: fn(&K) -> bool,
+) -> Option<watcher::Event<K>> {
     match ev {
         watcher::Event::Apply(o) if !wanted(&o) => Some(watcher::Event::Delete(o)),
         watcher::Event::InitApply(o) if !wanted(&o) => None,
@@ -43,15 +43,20 @@ pub(crate) fn only_wanted<K: kube::Resource>(
 
 /// How the metadata-only watches list: in small pages, so that a cluster with many
 /// objects they do not keep never has many of them in memory at once.
-fn listing() -> watcher::Config {
+pub(crate) fn listing() -> watcher::Config {
     watcher::Config::default().page_size(100)
 }
 
 /// Drops what no consumer of a watched object's metadata reads: managedFields (often
 /// most of it) and the last-applied annotation.
 fn slim<K>(o: &mut PartialObjectMeta<K>) {
-    o.metadata.managed_fields = None;
-    if let Some(a) = o.metadata.annotations.as_mut() {
+    slim_metadata(&mut o.metadata);
+}
+
+/// [`slim`] for any object's metadata.
+pub(crate) fn slim_metadata(m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
@@ -84,32 +89,38 @@ where
     (reader, stream)
 }
 
-/// Every change to a Secret, as metadata, nothing kept, from one watch shared by every
-/// controller that maps Secret changes to the objects naming them (Routes, and each kind
-/// of CA injection target): one list and watch of the cluster's Secrets instead of one
-/// per controller. Consumers subscribe before [`SecretFeed::run`] starts; one that goes
-/// away is dropped.
-pub(crate) struct SecretFeed {
-    api: Api<PartialObjectMeta<Secret>>,
-    consumers: std::sync::Mutex<Vec<UnboundedSender<PartialObjectMeta<Secret>>>>,
+/// Every change to a Secret (or a ConfigMap), as metadata, nothing kept, from one watch
+/// shared by every controller that maps such changes to the objects naming them (Routes,
+/// each kind of CA injection target, each kind of workload): one list and watch of the
+/// cluster's Secrets instead of one per controller. Consumers subscribe before
+/// [`Feed::run`] starts; one that goes away is dropped.
+pub(crate) struct Feed<K> {
+    api: Api<PartialObjectMeta<K>>,
+    consumers: std::sync::Mutex<Vec<UnboundedSender<PartialObjectMeta<K>>>>,
 }
+
+/// The feed of Secret changes.
+pub(crate) type SecretFeed = Feed<Secret>;
 
 type UnboundedSender<T> = tokio::sync::mpsc::UnboundedSender<T>;
 
-impl SecretFeed {
-    pub(crate) fn new(client: &kube::Client, namespace: Option<&str>) -> SecretFeed {
+impl<K> Feed<K>
+where
+    K: crate::kinds::Watched + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+{
+    pub(crate) fn new(client: &kube::Client, namespace: Option<&str>) -> Feed<K> {
         let api = match namespace {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        SecretFeed {
+        Feed {
             api,
             consumers: std::sync::Mutex::default(),
         }
     }
 
-    /// A stream of every Secret change from now on, for one more consumer.
-    pub(crate) fn subscribe(&self) -> Objects<PartialObjectMeta<Secret>> {
+    /// A stream of every change from now on, for one more consumer.
+    pub(crate) fn subscribe(&self) -> Objects<PartialObjectMeta<K>> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         if let Ok(mut c) = self.consumers.lock() {
             c.push(tx);
@@ -128,19 +139,19 @@ impl SecretFeed {
             .touched_objects()
             .boxed();
         while let Some(change) = changes.next().await {
-            let Ok(mut secret) = change else { continue };
+            let Ok(mut object) = change else { continue };
             // Consumers read the name, the namespace and the certificate-name annotation.
-            slim(&mut secret);
-            let cert = secret
+            slim(&mut object);
+            let cert = object
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(ann::CERT_NAME).cloned());
-            secret.metadata.annotations =
+            object.metadata.annotations =
                 cert.map(|c| std::collections::BTreeMap::from([(ann::CERT_NAME.to_string(), c)]));
-            secret.metadata.labels = None;
+            object.metadata.labels = None;
             if let Ok(mut consumers) = self.consumers.lock() {
-                consumers.retain(|c| c.send(secret.clone()).is_ok());
+                consumers.retain(|c| c.send(object.clone()).is_ok());
             }
         }
     }

@@ -45,6 +45,34 @@ pub struct Config {
     pub webhook: Option<crate::webhook::WebhookConfig>,
     /// What the operator does besides cert-manager's work (`--enable`).
     pub capabilities: Capabilities,
+    /// How workloads are rolled out when what they follow changes.
+    pub rollouts: RolloutConfig,
+}
+
+/// How workloads are rolled out (Reloader's annotations).
+#[derive(Debug, Clone, Copy)]
+pub struct RolloutConfig {
+    /// How a rollout is made (Reloader's `--reload-strategy`).
+    pub strategy: certwright_engine::rollout::Strategy,
+    /// How long after a change is first seen the workload is rolled out, taking every
+    /// change made meanwhile with it (several writes, one rollout).
+    pub debounce: Duration,
+    /// Rollouts per minute, over all workloads (0: no limit).
+    pub per_minute: u32,
+    /// How long a workload whose pods are not yet updated from its previous rollout is
+    /// left alone before it is rolled out again anyway.
+    pub wait: Duration,
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig {
+            strategy: Default::default(),
+            debounce: Duration::from_secs(5),
+            per_minute: 60,
+            wait: Duration::from_secs(600),
+        }
+    }
 }
 
 /// The capabilities `--enable` turns on; cert-manager's own work (Certificates, issuers,
@@ -60,10 +88,13 @@ pub struct Capabilities {
     pub cainjector: bool,
     /// cert-manager's ingress-shim: Certificates for annotated Ingresses.
     pub shims: bool,
+    /// Reloader's annotations: rollouts of the workloads following a changed Secret or
+    /// ConfigMap.
+    pub reloader: bool,
 }
 
 impl Capabilities {
-    pub const NAMES: [&'static str; 4] = ["cainjector", "keystores", "routes", "shims"];
+    pub const NAMES: [&'static str; 5] = ["cainjector", "keystores", "reloader", "routes", "shims"];
 
     pub fn all() -> Capabilities {
         Capabilities {
@@ -71,6 +102,7 @@ impl Capabilities {
             routes: true,
             cainjector: true,
             shims: true,
+            reloader: true,
         }
     }
 
@@ -81,6 +113,7 @@ impl Capabilities {
             routes: false,
             cainjector: false,
             shims: false,
+            reloader: false,
         };
         for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             match name {
@@ -88,6 +121,7 @@ impl Capabilities {
                 "routes" => c.routes = true,
                 "cainjector" => c.cainjector = true,
                 "shims" => c.shims = true,
+                "reloader" => c.reloader = true,
                 other => {
                     return Err(format!(
                         "unknown capability {other:?}: use {}",
@@ -123,6 +157,8 @@ pub struct Context {
     pub(crate) own_writes: Arc<Mutex<HashMap<(String, String), String>>>,
     /// Failures per object, for the error policy's backoff.
     pub(crate) retries: Retries,
+    /// Workloads with a change to roll out, and the rate limiter they share.
+    pub(crate) rollouts: crate::rollouts::Rollouts,
     /// The ACME service: accounts, orders in flight, HTTP-01 tokens.
     pub(crate) acme: certwright_acme::Service,
 }
@@ -245,7 +281,7 @@ mod tests {
     #[test]
     fn capabilities_parse_and_name_the_unknown() {
         assert_eq!(
-            Capabilities::parse("cainjector,keystores,routes,shims").expect("all"),
+            Capabilities::parse("cainjector,keystores,reloader,routes,shims").expect("all"),
             Capabilities::all()
         );
         let some = Capabilities::parse(" routes ,").expect("one");
@@ -254,7 +290,8 @@ mod tests {
         assert!(!none.routes && !none.keystores && !none.cainjector);
         let e = Capabilities::parse("routes,reloaderz").expect_err("unknown");
         assert!(
-            e.contains("\"reloaderz\"") && e.contains("cainjector, keystores, routes, shims"),
+            e.contains("\"reloaderz\"")
+                && e.contains("cainjector, keystores, reloader, routes, shims"),
             "{e}"
         );
     }

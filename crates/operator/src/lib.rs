@@ -27,13 +27,14 @@ mod lookup;
 pub mod observe;
 mod requests;
 mod resources;
+mod rollouts;
 mod routes;
 mod shim;
 mod watches;
 pub mod webhook;
 
 pub use certwright_api::annotations::LAST_ISSUANCE;
-pub use context::{Capabilities, Config, Context, Error};
+pub use context::{Capabilities, Config, Context, Error, RolloutConfig};
 
 use context::{error_policy, tracked};
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -83,6 +84,7 @@ pub async fn run(
         pending_requests: Default::default(),
         own_writes: Default::default(),
         retries: Default::default(),
+        rollouts: Default::default(),
     });
     tracing::info!("operator starting");
     controllers(&ctx, stopped).await;
@@ -209,10 +211,12 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
     let requests = watches::requests_controller(ctx, api(client, ns), &issuers_api);
     let requests_done = drive(requests, requests::reconcile, ctx, &stopped);
     let caps = ctx.config.capabilities;
-    // One watch of Secret changes for the Routes and CA injection controllers. CA
+    // One watch of Secret changes for the Routes, CA injection and rollout controllers. CA
     // injection targets are cluster-wide, so it watches every namespace when that is on.
     let feed_ns = if caps.cainjector { None } else { ns };
     let feed = annotated::SecretFeed::new(client, feed_ns);
+    // ConfigMap changes matter to rollouts only.
+    let configmap_feed = annotated::Feed::<k8s_openapi::api::core::v1::ConfigMap>::new(client, ns);
     let route_secrets = caps.routes.then(|| feed.subscribe());
     // cert-utils' annotations on Secrets and ConfigMaps no Certificate writes.
     let keystores_done = async {
@@ -268,11 +272,25 @@ async fn controllers(ctx: &Arc<Context>, stopped: Shared<BoxFuture<'static, ()>>
                 cainject::run(ctx, &feed, &stopped).await;
             }
         },
-        // Last: the CA injection controllers above subscribe on their first poll.
         async {
-            if caps.cainjector || caps.routes {
+            if caps.reloader {
+                rollouts::run(ctx, &feed, &configmap_feed, &stopped).await;
+            }
+        },
+        // Last: the CA injection and rollout controllers above subscribe on their first
+        // poll.
+        async {
+            if caps.cainjector || caps.routes || caps.reloader {
                 tokio::select! {
                     _ = feed.run() => {}
+                    _ = stopped.clone() => {}
+                }
+            }
+        },
+        async {
+            if caps.reloader {
+                tokio::select! {
+                    _ = configmap_feed.run() => {}
                     _ = stopped.clone() => {}
                 }
             }
@@ -297,7 +315,7 @@ async fn routes_served(client: &Client) -> bool {
 /// Runs a controller until `stopped`, with at most `--max-concurrent-reconciles` in
 /// flight, each reconcile tracked for the backoff and failures handled by
 /// [`error_policy`].
-async fn drive<R, F, Fut>(
+pub(crate) async fn drive<R, F, Fut>(
     controller: kube::runtime::Controller<R>,
     reconcile: F,
     ctx: &Arc<Context>,

@@ -97,6 +97,13 @@ pub struct Metrics {
     /// cert-utils' metrics, for Secrets with its expiry-alert annotation.
     cu_issue: Family<SecretLabels, Gauge>,
     cu_expiry: Family<SecretLabels, Gauge>,
+    /// Workloads rolled out.
+    pub rollouts: Counter,
+    /// Workloads with a change seen and not yet rolled out (debounce, a previous rollout
+    /// in progress, or the rate limit).
+    pub rollouts_pending: Gauge,
+    /// Of those, the ones waiting for their turn under the rate limit.
+    pub rollouts_backlog: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -128,6 +135,9 @@ impl Default for Metrics {
             acme_duration: Family::new_with_constructor(acme_histogram),
             cu_issue: Family::default(),
             cu_expiry: Family::default(),
+            rollouts: Counter::default(),
+            rollouts_pending: Gauge::default(),
+            rollouts_backlog: Gauge::default(),
             ready: AtomicBool::new(false),
         };
         m.registry.register(
@@ -160,6 +170,16 @@ impl Default for Metrics {
         ] {
             r.register(name, help, family.clone());
         }
+        r.register(
+            "certwright_rollouts_pending",
+            "Workloads with a change seen and not yet rolled out (debounce, previous rollout in progress, rate limit).",
+            m.rollouts_pending.clone(),
+        );
+        r.register(
+            "certwright_rollouts_backlog",
+            "Workloads waiting for their turn under the rollout rate limit.",
+            m.rollouts_backlog.clone(),
+        );
         r.register(
             "certmanager_certificate_ready_status",
             "The ready status of the certificate.",
@@ -203,6 +223,11 @@ impl Default for Metrics {
                 "certwright_certificaterequests_signed",
                 "CertificateRequests created by others and signed.",
                 &m.requests_signed,
+            ),
+            (
+                "certwright_rollouts",
+                "Workloads rolled out because a Secret or ConfigMap they follow changed.",
+                &m.rollouts,
             ),
         ] {
             r.register(name, help, c.clone());

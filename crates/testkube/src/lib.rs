@@ -532,6 +532,8 @@ pub fn collection_for(v: &serde_json::Value) -> Result<String, String> {
         "Role" => ("roles", false),
         "RoleBinding" => ("rolebindings", false),
         "Deployment" => ("deployments", false),
+        "StatefulSet" => ("statefulsets", false),
+        "DaemonSet" => ("daemonsets", false),
         "Certificate" => ("certificates", false),
         "Issuer" => ("issuers", false),
         "CertificateRequest" => ("certificaterequests", false),
