@@ -9,6 +9,15 @@
 //!
 //! Environment: N, UNRELATED, CLIENTS (requests in flight while creating, default 8),
 //! CONCURRENCY (the operator's --max-concurrent-reconciles; default: its own default).
+//!
+//! `SCENARIO=rollouts` (`bash bench/rollouts.sh`) measures the rollouts instead: the
+//! operator's RSS on an empty cluster, then on one holding UNRELATED Secrets (default
+//! 10,000) and UNRELATED_DEPLOYMENTS Deployments (default 2,000) that nothing annotates;
+//! then N Certificates (default 1,000) each followed by one Deployment
+//! (`secret.reloader.stakater.com/reload`), all renewed at once (`certwright renew
+//! --all`): how long until every Deployment is rolled out, the most rollouts in any 60 s
+//! against RATE (`--rollouts-per-minute`, default 600), and whether each Deployment got
+//! exactly one new ReplicaSet.
 
 use certwright_testkube::ControlPlane;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
@@ -190,92 +199,10 @@ struct Figures {
     cpu_s: f64,
 }
 
-fn run(n: usize, unrelated: usize, backlog: bool, clients: usize, log_dir: &Path) -> Figures {
-    let cp = ControlPlane::start().unwrap_or_else(|e| panic!("control plane: {e}"));
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let read = |p: &str| std::fs::read_to_string(repo.join(p)).expect(p);
-    cp.install_crds(&read("deploy/crds/crds.yaml"))
-        .expect("CRDs");
-    cp.create_all(&read("deploy/rbac.yaml")).expect("RBAC");
-    cp.create_all(SETUP).expect("setup");
-
-    let mut unrelated_create_s = 0.0;
-    if unrelated > 0 {
-        for ns in 0..10 {
-            cp.admin(
-                "POST",
-                "/api/v1/namespaces",
-                Some(&format!(
-                    r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"noise-{ns}"}}}}"#
-                )),
-            )
-            .expect("namespace");
-        }
-        // 1 KiB of data each, like a small application config or token.
-        let payload = "A".repeat(1368); // base64 of 1026 bytes
-        unrelated_create_s = create(
-            &cp.kubeconfig,
-            &resource("", "Secret", "secrets"),
-            unrelated,
-            clients,
-            move |i| {
-                (
-                    format!("noise-{}", i % 10),
-                    json!({"apiVersion": "v1", "kind": "Secret",
-                        "metadata": {"name": format!("unrelated-{i}"), "labels": {"app": "noise"}},
-                        "data": {"config": payload}}),
-                )
-            },
-        );
-    }
-
-    let (kubeconfig, _) = cp
-        .service_account_kubeconfig("certwright", "certwright")
-        .expect("token");
-    let start = |name: &str| {
-        let log = log_dir.join(format!("operator-{name}.log"));
-        let op = Operator(
-            Command::new(env!("CARGO_BIN_EXE_certwright"))
-                .args(["operator", "--metrics-address", ""])
-                .args(
-                    std::env::var("CONCURRENCY")
-                        .map(|c| vec![format!("--max-concurrent-reconciles={c}")])
-                        .unwrap_or_default(),
-                )
-                .env("KUBECONFIG", &kubeconfig)
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
-                .spawn()
-                .expect("operator"),
-        );
-        (op, log)
-    };
-    let label = format!("{}-{unrelated}", if backlog { "backlog" } else { "live" });
-    let (op, log) = start(&label);
-    cp.wait_for("CA issuer", Duration::from_secs(60), || {
-        let i = cp
-            .admin(
-                "GET",
-                "/apis/cert-manager.io/v1/namespaces/bench/issuers/ca",
-                None,
-            )
-            .ok()?;
-        (i["status"]["conditions"][0]["status"] == "True").then_some(())
-    })
-    .expect("CA issuer ready");
-    std::thread::sleep(Duration::from_secs(2));
-    let (rss_before_kib, _) = memory(op.0.id());
-
-    // Backlog: the operator is down while the Certificates are created (an upgrade, an
-    // outage) and starts with all of them waiting.
-    let running = if backlog {
-        op.stop();
-        None
-    } else {
-        Some(op)
-    };
-    let mut t0 = Instant::now();
-    let create_s = create(
+/// Creates the Certificates `svc-0..n` in `bench` (CA issuer, ECDSA, secret
+/// `svc-i-tls`); returns the seconds it took.
+fn certificates(cp: &ControlPlane, n: usize, clients: usize) -> f64 {
+    create(
         &cp.kubeconfig,
         &resource("cert-manager.io", "Certificate", "certificates"),
         n,
@@ -290,7 +217,69 @@ fn run(n: usize, unrelated: usize, backlog: bool, clients: usize, log_dir: &Path
                         "privateKey": {"algorithm": "ECDSA"}}}),
             )
         },
-    );
+    )
+}
+
+/// Creates `n` unrelated Secrets (1 KiB each, like a small application config or token)
+/// in 10 namespaces `noise-0..9`; returns the seconds it took.
+fn noise_secrets(cp: &ControlPlane, n: usize, clients: usize) -> f64 {
+    for ns in 0..10 {
+        cp.admin(
+            "POST",
+            "/api/v1/namespaces",
+            Some(&format!(
+                r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"noise-{ns}"}}}}"#
+            )),
+        )
+        .expect("namespace");
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    let payload = "A".repeat(1368); // base64 of 1026 bytes
+    create(
+        &cp.kubeconfig,
+        &resource("", "Secret", "secrets"),
+        n,
+        clients,
+        move |i| {
+            (
+                format!("noise-{}", i % 10),
+                json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": format!("unrelated-{i}"), "labels": {"app": "noise"}},
+                    "data": {"config": payload}}),
+            )
+        },
+    )
+}
+
+fn run(n: usize, unrelated: usize, backlog: bool, clients: usize, log_dir: &Path) -> Figures {
+    let (cp, kubeconfig) = bench_cluster();
+    let unrelated_create_s = noise_secrets(&cp, unrelated, clients);
+
+    let concurrency: Vec<String> = std::env::var("CONCURRENCY")
+        .map(|c| vec![format!("--max-concurrent-reconciles={c}")])
+        .unwrap_or_default();
+    let start = |name: &str| {
+        let op = operator(&kubeconfig, &concurrency, log_dir, name);
+        (op, log_dir.join(format!("operator-{name}.log")))
+    };
+    let label = format!("{}-{unrelated}", if backlog { "backlog" } else { "live" });
+    let (op, log) = start(&label);
+    wait_ca(&cp);
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss_before_kib, _) = memory(op.0.id());
+
+    // Backlog: the operator is down while the Certificates are created (an upgrade, an
+    // outage) and starts with all of them waiting.
+    let running = if backlog {
+        op.stop();
+        None
+    } else {
+        Some(op)
+    };
+    let mut t0 = Instant::now();
+    let create_s = certificates(&cp, n, clients);
     let (op, log) = match running {
         Some(op) => (op, log),
         None => {
@@ -335,9 +324,242 @@ fn run(n: usize, unrelated: usize, backlog: bool, clients: usize, log_dir: &Path
     }
 }
 
+/// Starts the operator under `kubeconfig` with `args`, its log in `log_dir/NAME.log`.
+fn operator(kubeconfig: &Path, args: &[String], log_dir: &Path, name: &str) -> Operator {
+    let log = log_dir.join(format!("operator-{name}.log"));
+    Operator(
+        Command::new(env!("CARGO_BIN_EXE_certwright"))
+            .args(["operator", "--metrics-address", ""])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).expect("log")))
+            .spawn()
+            .expect("operator"),
+    )
+}
+
+/// A control plane with the CRDs, the shipped RBAC and the bench namespace's CA issuer,
+/// and the operator's ServiceAccount kubeconfig.
+fn bench_cluster() -> (ControlPlane, std::path::PathBuf) {
+    let cp = ControlPlane::start().unwrap_or_else(|e| panic!("control plane: {e}"));
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let read = |p: &str| std::fs::read_to_string(repo.join(p)).expect(p);
+    cp.install_crds(&read("deploy/crds/crds.yaml"))
+        .expect("CRDs");
+    cp.create_all(&read("deploy/rbac.yaml")).expect("RBAC");
+    cp.create_all(SETUP).expect("setup");
+    let (kubeconfig, _) = cp
+        .service_account_kubeconfig("certwright", "certwright")
+        .expect("token");
+    (cp, kubeconfig)
+}
+
+fn wait_ca(cp: &ControlPlane) {
+    cp.wait_for("CA issuer", Duration::from_secs(60), || {
+        let i = cp
+            .admin(
+                "GET",
+                "/apis/cert-manager.io/v1/namespaces/bench/issuers/ca",
+                None,
+            )
+            .ok()?;
+        (i["status"]["conditions"][0]["status"] == "True").then_some(())
+    })
+    .expect("CA issuer ready");
+}
+
+/// A Deployment with no pods (replicas 0: no kubelet runs here) mounting `secret`.
+fn workload(
+    ns: &str,
+    name: &str,
+    secret: &str,
+    annotations: serde_json::Value,
+) -> serde_json::Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": "example.com/app:1",
+                        "volumeMounts": [{"name": "tls", "mountPath": "/tls", "readOnly": true}]}],
+                    "volumes": [{"name": "tls", "secret": {"secretName": secret}}]}}}})
+}
+
+fn list(cp: &ControlPlane, path: &str) -> Vec<serde_json::Value> {
+    cp.admin("GET", path, None).unwrap_or_default()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn rollouts(n: usize, clients: usize, log_dir: &Path) {
+    let unrelated = env_or("UNRELATED", 10_000);
+    let unrelated_deployments = env_or("UNRELATED_DEPLOYMENTS", 2_000);
+    let rate = env_or("RATE", 600);
+    let args = vec![format!("--rollouts-per-minute={rate}")];
+    println!("certwright rollout benchmark: {unrelated} unrelated Secrets and {unrelated_deployments} unrelated Deployments; {n} Certificates each followed by a Deployment, renewed at once; {rate} rollouts a minute");
+
+    // The operator idle on an empty cluster.
+    let (cp, kubeconfig) = bench_cluster();
+    let op = operator(&kubeconfig, &args, log_dir, "empty");
+    wait_ca(&cp);
+    std::thread::sleep(Duration::from_secs(15));
+    let (empty_rss, empty_peak) = memory(op.0.id());
+    op.stop();
+    drop(cp);
+
+    // The same with the unrelated objects present before it starts.
+    let (cp, kubeconfig) = bench_cluster();
+    let secrets_s = noise_secrets(&cp, unrelated, clients);
+    let apps = ApiResource {
+        group: "apps".into(),
+        version: "v1".into(),
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        plural: "deployments".into(),
+    };
+    let deployments_s = create(&cp.kubeconfig, &apps, unrelated_deployments, clients, |i| {
+        let ns = format!("noise-{}", i % 10);
+        let d = workload(
+            &ns,
+            &format!("unrelated-{i}"),
+            &format!("unrelated-{i}"),
+            json!({}),
+        );
+        (ns, d)
+    });
+    println!("created {unrelated} Secrets in {secrets_s:.1} s and {unrelated_deployments} Deployments in {deployments_s:.1} s");
+    let op = operator(&kubeconfig, &args, log_dir, "unrelated");
+    let pid = op.0.id();
+    wait_ca(&cp);
+    std::thread::sleep(Duration::from_secs(15));
+    let (noise_rss, noise_peak) = memory(pid);
+    println!(
+        "operator idle: empty cluster {:.1} MiB (peak {:.1}); with the unrelated objects {:.1} MiB (peak {:.1}): {:+.1} MiB at the peak",
+        mib(empty_rss),
+        mib(empty_peak),
+        mib(noise_rss),
+        mib(noise_peak),
+        mib(noise_peak) - mib(empty_peak)
+    );
+
+    // N Certificates, each followed by a Deployment.
+    let t = Instant::now();
+    certificates(&cp, n, clients);
+    create(&cp.kubeconfig, &apps, n, clients, |i| {
+        let d = workload(
+            "bench",
+            &format!("svc-{i}"),
+            &format!("svc-{i}-tls"),
+            json!({"secret.reloader.stakater.com/reload": format!("svc-{i}-tls")}),
+        );
+        ("bench".to_string(), d)
+    });
+    let recorded = |d: &serde_json::Value| {
+        d["metadata"]["annotations"]["certwright.io/reloaded-from"]
+            .as_str()
+            .is_some_and(|r| r.contains("Secret/svc-"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let ready = ready_count(&cp);
+        let deployments = list(&cp, "/apis/apps/v1/namespaces/bench/deployments");
+        let seen = deployments.iter().filter(|d| recorded(d)).count();
+        if ready >= n && seen >= n {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ready} Ready, {seen} recorded");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    println!(
+        "{n} Certificates Ready and their Deployments recorded in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let rolled_before = list(&cp, "/apis/apps/v1/namespaces/bench/deployments")
+        .iter()
+        .filter(|d| !d["metadata"]["annotations"]["certwright.io/rolled-out-at"].is_null())
+        .count();
+    assert_eq!(rolled_before, 0, "Deployments rolled out at first sight");
+
+    // All renewed at once.
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_certwright"))
+        .args(["renew", "--all", "-n", "bench"])
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .expect("renew");
+    assert!(
+        out.status.success(),
+        "renew: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rolled_at = |d: &serde_json::Value| {
+        d["metadata"]["annotations"]["certwright.io/rolled-out-at"]
+            .as_str()
+            .and_then(|s| {
+                time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+            })
+            .map(|t| t.unix_timestamp())
+    };
+    let limit = Duration::from_secs((n * 60 / rate.max(1)) as u64 + 600);
+    let times: Vec<i64> = loop {
+        let times: Vec<i64> = list(&cp, "/apis/apps/v1/namespaces/bench/deployments")
+            .iter()
+            .filter_map(rolled_at)
+            .collect();
+        if times.len() >= n {
+            break times;
+        }
+        assert!(
+            t.elapsed() < limit,
+            "only {} of {n} rolled out",
+            times.len()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let all_s = t.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(20));
+    let (_, rollout_peak) = memory(pid);
+    let cpu_s = cpu_seconds(pid);
+    let mut sorted = times.clone();
+    sorted.sort();
+    let busiest = sorted
+        .iter()
+        .map(|start| {
+            sorted
+                .iter()
+                .filter(|t| **t >= *start && **t < start + 60)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    // Exactly once: each Deployment has its first ReplicaSet and one more.
+    let mut per_deployment = std::collections::BTreeMap::<String, usize>::new();
+    for rs in list(&cp, "/apis/apps/v1/namespaces/bench/replicasets") {
+        if let Some(owner) = rs["metadata"]["ownerReferences"][0]["name"].as_str() {
+            *per_deployment.entry(owner.to_string()).or_default() += 1;
+        }
+    }
+    let once = per_deployment.values().filter(|c| **c == 2).count();
+    let more = per_deployment.values().filter(|c| **c > 2).count();
+    op.stop();
+    println!(
+        "renewed {n} at once: all rolled out in {all_s:.1} s; busiest minute {busiest} rollouts (limit {rate}); {once} Deployments with exactly one new ReplicaSet, {more} with more; operator peak {:.1} MiB, CPU {cpu_s:.1} s",
+        mib(rollout_peak)
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("operator_scale is a benchmark: run `bash bench/operator.sh`; nothing to do under cargo test");
+        return;
+    }
+    if std::env::var("SCENARIO").as_deref() == Ok("rollouts") {
+        let logs =
+            std::env::temp_dir().join(format!("certwright-rollout-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&logs).expect("log dir");
+        rollouts(env_or("N", 1000), env_or("CLIENTS", 8), &logs);
+        println!("operator logs: {}", logs.display());
         return;
     }
     let n = env_or("N", 1000);
