@@ -190,5 +190,24 @@ fn ca_bundles_reach_every_kind_and_follow_a_renewal() {
         || (injected(&cp) == want).then_some(()),
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", injected(&cp), logs()));
+
+    // A restart writes none of the targets again.
+    let paths: Vec<String> = vec![
+        format!("{wh}/validatingwebhookconfigurations/v1"),
+        format!("{wh}/mutatingwebhookconfigurations/m1"),
+        format!("{wh}/mutatingwebhookconfigurations/m2"),
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com".into(),
+        "/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.widgets.example.com".into(),
+        "/api/v1/namespaces/demo/secrets/bundle".into(),
+        "/api/v1/namespaces/demo/configmaps/bundle".into(),
+    ];
+    let mut op = restart_writes_nothing(
+        &cp,
+        &mut op,
+        &kubeconfig,
+        &dir.path().join("restarted.log"),
+        &["--metrics-address", ""],
+        &paths,
+    );
     terminate(&mut op);
 }

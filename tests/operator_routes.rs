@@ -239,5 +239,29 @@ fn routes_get_their_certificates_and_each_renewal_once() {
     );
     let log_text = logs();
     assert!(!log_text.contains("PRIVATE KEY"), "key material in the log");
+
+    // A restart writes nothing: no Route, Secret or Certificate.
+    let mut paths: Vec<String> = [
+        "customer",
+        "customer-edge",
+        "customer-pass",
+        "waiting",
+        "shimmed",
+    ]
+    .iter()
+    .map(|r| format!("/apis/route.openshift.io/v1/namespaces/demo/routes/{r}"))
+    .collect();
+    for s in ["route-customer", "service-customer", "later", "shimmed-tls"] {
+        paths.push(format!("/api/v1/namespaces/demo/secrets/{s}"));
+    }
+    paths.push("/apis/cert-manager.io/v1/namespaces/demo/certificates/shimmed".into());
+    let mut op = restart_writes_nothing(
+        &cp,
+        &mut op,
+        &kubeconfig,
+        &dir.path().join("restarted.log"),
+        &["--metrics-address", ""],
+        &paths,
+    );
     terminate(&mut op);
 }

@@ -121,5 +121,30 @@ fn an_annotated_ingress_owns_its_certificates() {
         certificate(&cp, "api-tls").is_none().then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+
+    // A restart writes neither the Ingress's Certificate nor its Secret.
+    cp.wait_for("web-tls issued again", Duration::from_secs(60), || {
+        let c = certificate(&cp, "web-tls")?;
+        let ready = c["status"]["conditions"].as_array()?.iter().any(|r| {
+            r["type"] == "Ready"
+                && r["status"] == "True"
+                && r["observedGeneration"] == c["metadata"]["generation"]
+        });
+        ready.then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let paths = vec![
+        "/apis/cert-manager.io/v1/namespaces/demo/certificates/web-tls".to_string(),
+        "/api/v1/namespaces/demo/secrets/web-tls".to_string(),
+        "/apis/networking.k8s.io/v1/namespaces/demo/ingresses/web".to_string(),
+    ];
+    let mut op = restart_writes_nothing(
+        &cp,
+        &mut op,
+        &kubeconfig,
+        &dir.path().join("restarted.log"),
+        &["--metrics-address", ""],
+        &paths,
+    );
     terminate(&mut op);
 }

@@ -197,3 +197,51 @@ pub fn terminate(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Stops the operator and starts it again with `args` (its log in `log`); after the new
+/// one has run a while, asserts that none of the objects at `paths` (API paths) was
+/// written: same resourceVersion. Returns the new operator.
+pub fn restart_writes_nothing(
+    cp: &certwright_testkube::ControlPlane,
+    op: &mut std::process::Child,
+    kubeconfig: &Path,
+    log: &Path,
+    args: &[&str],
+    paths: &[String],
+) -> std::process::Child {
+    let versions = || -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| {
+                let o = cp.admin("GET", p, None).unwrap_or_default();
+                assert!(o.is_object(), "{p} does not exist");
+                o["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let before = versions();
+    terminate(op);
+    let new = start_operator(kubeconfig, log, args);
+    let logs = || std::fs::read_to_string(log).unwrap_or_default();
+    cp.wait_for(
+        "the restarted operator",
+        std::time::Duration::from_secs(30),
+        || logs().contains("operator starting").then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    // Long enough for every watch to list and every object to be reconciled.
+    std::thread::sleep(std::time::Duration::from_secs(15));
+    let after = versions();
+    for ((p, b), a) in paths.iter().zip(&before).zip(&after) {
+        assert_eq!(
+            b,
+            a,
+            "{p} was written after the operator's restart\n{}",
+            logs()
+        );
+    }
+    new
+}

@@ -192,7 +192,7 @@ pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
 /// (`{"Secret/name": "sha1"}`). With it, a restart or a change that leaves the data
 /// alone rolls nothing, and a change made while the operator was down is still rolled.
 pub const RECORD: &str = "certwright.io/reloaded-from";
-/// When certwright last rolled the workload out (RFC 3339).
+/// When certwright last rolled the workload out (RFC 3339, milliseconds).
 pub const ROLLED_OUT_AT: &str = "certwright.io/rolled-out-at";
 
 impl ResourceKind {
@@ -579,22 +579,28 @@ impl Workload {
 
     /// The strategic-merge patch that applies a decision: the record (and, with a
     /// rollout, when) in the workload's metadata, and for a rollout the strategy's change
-    /// to the pod template, as Reloader writes it. `now` is Unix seconds.
+    /// to the pod template, as Reloader writes it. `now_ms` is Unix milliseconds.
     pub fn patch(
         &self,
         d: &Decision,
         strategy: Strategy,
         namespace: &str,
-        now: i64,
+        now_ms: i64,
     ) -> serde_json::Value {
         use serde_json::json;
+        let now = now_ms.div_euclid(1000);
         let mut annotations = serde_json::Map::new();
         if let Some(r) = &d.record {
             annotations.insert(RECORD.into(), json!(r));
         }
         let mut patch = json!({});
         if !d.changed.is_empty() {
-            let at = certwright_pki::der::rfc3339(now);
+            let seconds = certwright_pki::der::rfc3339(now);
+            let at = format!(
+                "{}.{:03}Z",
+                seconds.trim_end_matches('Z'),
+                now_ms.rem_euclid(1000)
+            );
             annotations.insert(ROLLED_OUT_AT.into(), json!(at));
             patch["spec"] = match strategy {
                 Strategy::EnvVars => {
@@ -641,14 +647,15 @@ impl Workload {
     }
 }
 
-/// Whether a workload's pods are updated to its current template, from its status:
-/// the controller has seen the current generation, and as many pods run the current
-/// template as are wanted (Deployment and StatefulSet `updatedReplicas` against
-/// `spec.replicas`, DaemonSet `updatedNumberScheduled` against `desiredNumberScheduled`).
-pub fn pods_updated(kind: &str, obj: &serde_json::Value) -> bool {
+/// Whether a workload's pods are updated to the template of generation `since` (the
+/// one a rollout wrote), from its status: the controller has seen that generation, and
+/// as many pods run its template as are wanted (Deployment and StatefulSet
+/// `updatedReplicas` against `spec.replicas`, DaemonSet `updatedNumberScheduled` against
+/// `desiredNumberScheduled`). A later generation that changed only annotations (a
+/// Deployment's generation moves with them) need not be seen.
+pub fn pods_updated(kind: &str, obj: &serde_json::Value, since: i64) -> bool {
     let int = |p: &str| obj.pointer(p).and_then(serde_json::Value::as_i64);
-    let generation = int("/metadata/generation").unwrap_or(0);
-    if int("/status/observedGeneration").unwrap_or(0) < generation {
+    if int("/status/observedGeneration").unwrap_or(0) < since {
         return false;
     }
     match kind {
@@ -820,7 +827,7 @@ mod tests {
         assert!(first.changed.is_empty());
         let record = first.record.clone().expect("a record");
         assert_eq!(record, r#"{"Secret/service-customer":"h1"}"#);
-        let p = fresh.patch(&first, Strategy::EnvVars, "ns", 1_700_000_000);
+        let p = fresh.patch(&first, Strategy::EnvVars, "ns", 1_700_000_000_123);
         assert_eq!(
             p,
             json!({"metadata": {"annotations": {RECORD: record}}}),
@@ -834,16 +841,16 @@ mod tests {
         );
         let d = recorded.decide(&[obs("service-customer", "h2")]);
         assert_eq!(d.changed, vec![obs("service-customer", "h2")]);
-        let p = recorded.patch(&d, Strategy::EnvVars, "ns", 1_700_000_000);
+        let p = recorded.patch(&d, Strategy::EnvVars, "ns", 1_700_000_000_123);
         assert_eq!(
             p["spec"],
             json!({"template": {"spec": {"containers": [{"name": "sidecar", "env": [{"name": "STAKATER_SERVICE_CUSTOMER_SECRET", "value": "h2"}]}]}}})
         );
         assert_eq!(
             p["metadata"]["annotations"][ROLLED_OUT_AT],
-            "2023-11-14T22:13:20Z"
+            "2023-11-14T22:13:20.123Z"
         );
-        let p = recorded.patch(&d, Strategy::Annotations, "ns", 1_700_000_000);
+        let p = recorded.patch(&d, Strategy::Annotations, "ns", 1_700_000_000_123);
         let last: serde_json::Value = serde_json::from_str(
             p["spec"]["template"]["metadata"]["annotations"][LAST_RELOADED_FROM]
                 .as_str()
@@ -891,10 +898,12 @@ mod tests {
             json!({"metadata": {"generation": gen}, "spec": {"replicas": 2},
                    "status": {"observedGeneration": observed, "updatedReplicas": updated}})
         };
-        assert!(pods_updated("Deployment", &d(3, 3, 2)));
-        assert!(!pods_updated("Deployment", &d(3, 2, 2)));
-        assert!(!pods_updated("Deployment", &d(3, 3, 1)));
+        assert!(pods_updated("Deployment", &d(3, 3, 2), 3));
+        assert!(!pods_updated("Deployment", &d(3, 2, 2), 3));
+        assert!(!pods_updated("Deployment", &d(3, 3, 1), 3));
+        // Generation 3 only changed annotations after the rollout of generation 2.
+        assert!(pods_updated("Deployment", &d(3, 2, 2), 2));
         let ds = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 0}});
-        assert!(pods_updated("DaemonSet", &ds));
+        assert!(pods_updated("DaemonSet", &ds, 1));
     }
 }

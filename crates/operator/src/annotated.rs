@@ -96,13 +96,17 @@ where
 /// [`Feed::run`] starts; one that goes away is dropped.
 pub(crate) struct Feed<K> {
     api: Api<PartialObjectMeta<K>>,
-    consumers: std::sync::Mutex<Vec<UnboundedSender<PartialObjectMeta<K>>>>,
+    consumers: std::sync::Mutex<Vec<Sender<PartialObjectMeta<K>>>>,
 }
 
 /// The feed of Secret changes.
 pub(crate) type SecretFeed = Feed<Secret>;
 
-type UnboundedSender<T> = tokio::sync::mpsc::UnboundedSender<T>;
+type Sender<T> = tokio::sync::mpsc::Sender<T>;
+
+/// Changes a consumer may have waiting: the feed waits for a slow consumer rather than
+/// queue a whole listing for it (ten consumers of 10,000 Secrets would hold megabytes).
+const FEED_BACKLOG: usize = 64;
 
 impl<K> Feed<K>
 where
@@ -121,7 +125,7 @@ where
 
     /// A stream of every change from now on, for one more consumer.
     pub(crate) fn subscribe(&self) -> Objects<PartialObjectMeta<K>> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::channel(FEED_BACKLOG);
         if let Ok(mut c) = self.consumers.lock() {
             c.push(tx);
         }
@@ -139,19 +143,37 @@ where
             .touched_objects()
             .boxed();
         while let Some(change) = changes.next().await {
-            let Ok(mut object) = change else { continue };
+            let Ok(object) = change else { continue };
             // Consumers read the name, the namespace and the certificate-name annotation.
-            slim(&mut object);
             let cert = object
                 .metadata
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(ann::CERT_NAME).cloned());
-            object.metadata.annotations =
-                cert.map(|c| std::collections::BTreeMap::from([(ann::CERT_NAME.to_string(), c)]));
-            object.metadata.labels = None;
-            if let Ok(mut consumers) = self.consumers.lock() {
-                consumers.retain(|c| c.send(object.clone()).is_ok());
+            let object = PartialObjectMeta::<K> {
+                types: object.types,
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    name: object.metadata.name,
+                    namespace: object.metadata.namespace,
+                    annotations: cert.map(|c| {
+                        std::collections::BTreeMap::from([(ann::CERT_NAME.to_string(), c)])
+                    }),
+                    ..Default::default()
+                },
+                _phantom: Default::default(),
+            };
+            let consumers: Vec<_> = match self.consumers.lock() {
+                Ok(c) => c.clone(),
+                Err(_) => continue,
+            };
+            let mut gone = false;
+            for c in &consumers {
+                gone |= c.send(object.clone()).await.is_err();
+            }
+            if gone {
+                if let Ok(mut c) = self.consumers.lock() {
+                    c.retain(|c| !c.is_closed());
+                }
             }
         }
     }

@@ -84,6 +84,9 @@ pub(crate) struct Rollouts {
     /// When a change was first seen, per workload not yet rolled out.
     pending: Mutex<HashMap<Key, Instant>>,
     turns: Mutex<Turns>,
+    /// The generation each workload's last rollout by this process made (the one whose
+    /// pods must be updated before the next).
+    rolled: Mutex<HashMap<Key, i64>>,
 }
 
 /// The rate limit: each workload that must roll out gets a turn, one every interval.
@@ -332,6 +335,9 @@ pub(crate) async fn reconcile<K: WorkloadKind>(
     };
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(current) = api.get_opt(&name).await? else {
+        if let Ok(mut r) = rollouts.rolled.lock() {
+            r.remove(&key);
+        }
         return done(Action::await_change());
     };
     let value = serde_json::to_value(&current)
@@ -362,7 +368,7 @@ pub(crate) async fn reconcile<K: WorkloadKind>(
     };
     if decision.changed.is_empty() {
         if decision.record.is_some() {
-            let patch = apply(w.patch(&decision, ctx.config.rollouts.strategy, &ns, now()));
+            let patch = apply(w.patch(&decision, ctx.config.rollouts.strategy, &ns, now_ms()));
             api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await?;
         }
@@ -371,16 +377,30 @@ pub(crate) async fn reconcile<K: WorkloadKind>(
     let cfg = ctx.config.rollouts;
     let seen = rollouts.seen(&key);
     rollouts.gauges(&ctx);
+    let id = format!("{}/{ns}/{name}", K::KIND);
     if seen.elapsed() < cfg.debounce {
+        tracing::debug!(workload = %id, "change seen, waiting for the debounce");
         return Ok(Action::requeue(cfg.debounce - seen.elapsed()));
     }
-    if !pods_updated(K::KIND, &value) {
+    // Only a rollout of certwright's is waited for: the generation it made, or after a
+    // restart (a rollout recorded on the workload, its generation unknown) the current
+    // one. A workload it never rolled out has nothing of its in progress.
+    let rolled_generation = rollouts
+        .rolled
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&key).copied());
+    let since = rolled_generation.or_else(|| {
+        w.rolled_out_at()
+            .map(|_| current.meta().generation.unwrap_or(0))
+    });
+    if since.is_some_and(|g| !pods_updated(K::KIND, &value, g)) {
         let waited = match w.rolled_out_at() {
             Some(at) => Duration::from_secs((now() - at).max(0) as u64),
             None => seen.elapsed(),
         };
         if waited < cfg.wait {
-            tracing::debug!(workload = %format!("{}/{ns}/{name}", K::KIND), "waiting for the previous rollout");
+            tracing::debug!(workload = %id, waited_s = waited.as_secs(), "waiting for the previous rollout");
             // Its status changes wake it sooner.
             return Ok(Action::requeue(
                 (cfg.wait - waited).min(Duration::from_secs(30)),
@@ -395,18 +415,23 @@ pub(crate) async fn reconcile<K: WorkloadKind>(
     rollouts.gauges(&ctx);
     let wait = turn.saturating_duration_since(Instant::now());
     if !wait.is_zero() {
+        tracing::debug!(workload = %id, turn_in_ms = wait.as_millis() as u64, "waiting for a turn");
         return Ok(Action::requeue(wait));
     }
-    let patch = apply(w.patch(&decision, cfg.strategy, &ns, now()));
-    api.patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+    let patch = apply(w.patch(&decision, cfg.strategy, &ns, now_ms()));
+    let rolled = api
+        .patch(&name, &PatchParams::default(), &Patch::Strategic(&patch))
         .await?;
+    if let Ok(mut r) = rollouts.rolled.lock() {
+        r.insert(key.clone(), rolled.meta().generation.unwrap_or(0));
+    }
     ctx.metrics.rollouts.inc();
     let changed: Vec<String> = decision
         .changed
         .iter()
         .map(|o| o.resource.to_string())
         .collect();
-    tracing::info!(workload = %format!("{}/{ns}/{name}", K::KIND), changed = ?changed, "rolled out");
+    tracing::info!(workload = %id, changed = ?changed, "rolled out");
     let note = format!("Rolled out: changed {}", changed.join(", "));
     event(
         &ctx,
@@ -418,6 +443,13 @@ pub(crate) async fn reconcile<K: WorkloadKind>(
     )
     .await;
     done(Action::await_change())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// The three controllers, until `stopped`.
