@@ -16,7 +16,7 @@
 //! then N Certificates (default 1,000) each followed by one Deployment
 //! (`secret.reloader.stakater.com/reload`), all renewed at once (`certwright renew
 //! --all`): how long until every Deployment is rolled out, the most rollouts in any 60 s
-//! against RATE (`--rollouts-per-minute`, default 600), and whether each Deployment got
+//! against RATE (`--rollouts-per-minute`, default 200), and whether each Deployment got
 //! exactly one new ReplicaSet.
 
 use certwright_testkube::ControlPlane;
@@ -329,7 +329,11 @@ fn operator(kubeconfig: &Path, args: &[String], log_dir: &Path, name: &str) -> O
     let log = log_dir.join(format!("operator-{name}.log"));
     Operator(
         Command::new(env!("CARGO_BIN_EXE_certwright"))
-            .args(["operator", "--metrics-address", ""])
+            .arg("operator")
+            .args(
+                (!args.iter().any(|a| a.starts_with("--metrics-address")))
+                    .then_some("--metrics-address="),
+            )
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .stdout(Stdio::null())
@@ -385,6 +389,20 @@ fn workload(
                     "volumes": [{"name": "tls", "secret": {"secretName": secret}}]}}}})
 }
 
+/// A gauge or counter from the operator's /metrics (0 when unreadable).
+fn metric(port: u16, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn list(cp: &ControlPlane, path: &str) -> Vec<serde_json::Value> {
     cp.admin("GET", path, None).unwrap_or_default()["items"]
         .as_array()
@@ -395,8 +413,12 @@ fn list(cp: &ControlPlane, path: &str) -> Vec<serde_json::Value> {
 fn rollouts(n: usize, clients: usize, log_dir: &Path) {
     let unrelated = env_or("UNRELATED", 10_000);
     let unrelated_deployments = env_or("UNRELATED_DEPLOYMENTS", 2_000);
-    let rate = env_or("RATE", 600);
-    let args = vec![format!("--rollouts-per-minute={rate}")];
+    let rate = env_or("RATE", 200);
+    let port = certwright_testkube::free_port().expect("port");
+    let args = vec![
+        format!("--rollouts-per-minute={rate}"),
+        format!("--metrics-address=127.0.0.1:{port}"),
+    ];
     println!("certwright rollout benchmark: {unrelated} unrelated Secrets and {unrelated_deployments} unrelated Deployments; {n} Certificates each followed by a Deployment, renewed at once; {rate} rollouts a minute");
 
     // The operator idle on an empty cluster.
@@ -460,16 +482,31 @@ fn rollouts(n: usize, clients: usize, log_dir: &Path) {
             .as_str()
             .is_some_and(|r| r.contains("Secret/svc-"))
     };
-    let deadline = Instant::now() + Duration::from_secs(900);
+    // Exactly once is counted in ReplicaSets (kube-controller-manager's), so each
+    // Deployment's first one must exist before the renewal.
+    let replica_sets = || {
+        let mut per_deployment = std::collections::BTreeMap::<String, usize>::new();
+        for rs in list(&cp, "/apis/apps/v1/namespaces/bench/replicasets") {
+            if let Some(owner) = rs["metadata"]["ownerReferences"][0]["name"].as_str() {
+                *per_deployment.entry(owner.to_string()).or_default() += 1;
+            }
+        }
+        per_deployment
+    };
+    let deadline = Instant::now() + Duration::from_secs(1200);
     loop {
         let ready = ready_count(&cp);
         let deployments = list(&cp, "/apis/apps/v1/namespaces/bench/deployments");
         let seen = deployments.iter().filter(|d| recorded(d)).count();
-        if ready >= n && seen >= n {
+        let first_rs = replica_sets().len();
+        if ready >= n && seen >= n && first_rs >= n {
             break;
         }
-        assert!(Instant::now() < deadline, "{ready} Ready, {seen} recorded");
-        std::thread::sleep(Duration::from_secs(1));
+        assert!(
+            Instant::now() < deadline,
+            "{ready} Ready, {seen} recorded, {first_rs} with a ReplicaSet"
+        );
+        std::thread::sleep(Duration::from_secs(2));
     }
     println!(
         "{n} Certificates Ready and their Deployments recorded in {:.1} s",
@@ -502,7 +539,9 @@ fn rollouts(n: usize, clients: usize, log_dir: &Path) {
             .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
     };
     let limit = Duration::from_secs((n * 60 / rate.max(1)) as u64 + 600);
+    let mut backlog = 0.0f64;
     let times: Vec<i64> = loop {
+        backlog = backlog.max(metric(port, "certwright_rollouts_backlog"));
         let times: Vec<i64> = list(&cp, "/apis/apps/v1/namespaces/bench/deployments")
             .iter()
             .filter_map(rolled_at)
@@ -521,15 +560,6 @@ fn rollouts(n: usize, clients: usize, log_dir: &Path) {
     // Exactly once: each Deployment has its first ReplicaSet and one more (made by
     // kube-controller-manager, which takes its time with 1,000; then a while longer, in
     // case a second rollout came late).
-    let replica_sets = || {
-        let mut per_deployment = std::collections::BTreeMap::<String, usize>::new();
-        for rs in list(&cp, "/apis/apps/v1/namespaces/bench/replicasets") {
-            if let Some(owner) = rs["metadata"]["ownerReferences"][0]["name"].as_str() {
-                *per_deployment.entry(owner.to_string()).or_default() += 1;
-            }
-        }
-        per_deployment
-    };
     let waited = Instant::now();
     while replica_sets().values().filter(|c| **c >= 2).count() < n
         && waited.elapsed() < Duration::from_secs(600)
@@ -556,9 +586,10 @@ fn rollouts(n: usize, clients: usize, log_dir: &Path) {
     let last = sorted.last().copied().unwrap_or(0);
     let once = per_deployment.values().filter(|c| **c == 2).count();
     let more = per_deployment.values().filter(|c| **c > 2).count();
+    let total = metric(port, "certwright_rollouts_total");
     op.stop();
     println!(
-        "renewed {n} at once: all rolled out {all_s:.1} s after `renew --all`, the first to the last rollout {:.1} s; busiest 60 s {busiest} rollouts (limit {rate}); {once} Deployments with exactly one new ReplicaSet, {more} with more (ReplicaSets waited for {:.0} s); operator peak {:.1} MiB, CPU {cpu_s:.1} s",
+        "renewed {n} at once: all rolled out {all_s:.1} s after `renew --all`, the first to the last rollout {:.1} s; busiest 60 s {busiest} rollouts (limit {rate}), largest backlog {backlog}, {total} rollouts in all; {once} Deployments with exactly one new ReplicaSet, {more} with more (ReplicaSets waited for {:.0} s); operator peak {:.1} MiB, CPU {cpu_s:.1} s",
         (last - first) as f64 / 1000.0,
         waited.elapsed().as_secs_f64(),
         mib(rollout_peak)

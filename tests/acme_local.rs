@@ -224,11 +224,11 @@ fn orders_created(p: &Pebble) -> usize {
 
 #[test]
 fn an_order_in_flight_survives_a_restart() {
-    // Validation sleeps (up to 4 s per validation) keep the order pending long enough for
+    // Validation sleeps (up to 10 s per validation) keep the order pending long enough for
     // the first run to stop in the middle of it.
     let Some((Setup { pebble, dir, state }, port)) = setup_http_with(|o| {
         o.validation_sleeps = true;
-        o.env.push(("PEBBLE_VA_SLEEPTIME".into(), "4".into()));
+        o.env.push(("PEBBLE_VA_SLEEPTIME".into(), "10".into()));
     }) else {
         return;
     };
@@ -240,7 +240,9 @@ fn an_order_in_flight_survives_a_restart() {
             &["a.example.test", "b.example.test", "c.example.test"],
         ),
     );
-    let first = http01_run(&pebble, &m, &state, port, "1s");
+    // Long enough for a second pass to record the order the first one asked for, on a
+    // busy machine too.
+    let first = http01_run(&pebble, &m, &state, port, "3s");
     let status = common::status_json(&state);
     let cert = status["certificates"]
         .as_array()

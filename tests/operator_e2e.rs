@@ -85,16 +85,25 @@ fn operator_runs_the_reference_scenario_on_a_real_control_plane() {
         let text = std::fs::read_to_string(repo().join("examples/e2e").join(f)).expect("example");
         cp.create_all(&text).expect("create");
     }
-    // Least privilege is real: the operator's identity may not delete namespaces or touch
-    // Deployments.
+    // Least privilege is real: the operator's identity may not delete namespaces, nor
+    // create or delete Deployments (it may read and patch them, for rollouts).
     let (code, _) = cp
         .request(&token, "DELETE", "/api/v1/namespaces/demo", None)
         .expect("request");
     assert_eq!(code, 403);
     let (code, _) = cp
-        .request(&token, "GET", "/apis/apps/v1/deployments", None)
+        .request(
+            &token,
+            "DELETE",
+            "/apis/apps/v1/namespaces/demo/deployments/customer",
+            None,
+        )
         .expect("request");
     assert_eq!(code, 403);
+    let (code, _) = cp
+        .request(&token, "GET", "/apis/apps/v1/deployments", None)
+        .expect("request");
+    assert_eq!(code, 200);
     let tmp = tempfile::tempdir().expect("tmp");
     let log1 = tmp.path().join("operator-1.log");
     let port = certwright_testkube::free_port().expect("port");
