@@ -89,11 +89,14 @@ pub(crate) struct Rollouts {
     rolled: Mutex<HashMap<Key, i64>>,
 }
 
-/// The rate limit: each workload that must roll out gets a turn, one every interval.
+/// The rate limit: each workload that must roll out gets a turn, one every interval, in
+/// the order they asked; and no rollout starts sooner than an interval after the last
+/// one did (a reconcile that comes late to its turn does not bunch with the next).
 #[derive(Default)]
 struct Turns {
     next: Option<Instant>,
     given: HashMap<Key, Instant>,
+    last: Option<Instant>,
 }
 
 impl Rollouts {
@@ -117,19 +120,37 @@ impl Rollouts {
             .unwrap_or_else(|_| Instant::now())
     }
 
-    /// The workload's turn under the rate limit (given once, kept until it is used).
-    fn turn(&self, key: &Key, interval: Duration) -> Instant {
+    /// How long the workload waits for its turn under the rate limit (given once, kept
+    /// until it is used); zero when it may roll out now, which counts as the last
+    /// rollout started.
+    fn turn(&self, key: &Key, interval: Duration) -> Duration {
         let now = Instant::now();
         let Ok(mut t) = self.turns.lock() else {
-            return now;
+            return Duration::ZERO;
         };
-        if let Some(at) = t.given.get(key) {
-            return *at;
+        let at = match t.given.get(key) {
+            Some(at) => *at,
+            None => {
+                let at = t.next.map_or(now, |n| n.max(now));
+                t.next = Some(at + interval);
+                t.given.insert(key.clone(), at);
+                at
+            }
+        };
+        // Its turn, but not before an interval has passed since the last rollout.
+        let at = match t.last {
+            Some(last) if last + interval > at => last + interval,
+            _ => at,
+        };
+        if at > now {
+            t.given.insert(key.clone(), at);
+            if t.next.is_none_or(|n| n < at + interval) {
+                t.next = Some(at + interval);
+            }
+            return at - now;
         }
-        let at = t.next.map_or(now, |n| n.max(now));
-        t.next = Some(at + interval);
-        t.given.insert(key.clone(), at);
-        at
+        t.last = Some(now);
+        Duration::ZERO
     }
 
     /// The workload has nothing (more) to roll out.
@@ -217,7 +238,9 @@ pub(crate) fn controller<K: WorkloadKind>(
     let writer = Writer::<K>::new(());
     let reader = writer.as_reader();
     let indexing = index.clone();
-    let stream: Objects<K> = watcher(api, listing())
+    // Whole workloads are larger than metadata (a Deployment's JSON is a few KiB): smaller
+    // pages keep what one page holds in memory small.
+    let stream: Objects<K> = watcher(api, listing().page_size(20))
         .default_backoff()
         .try_filter_map(|ev| futures::future::ready(Ok(only_wanted(ev, wanted::<K>))))
         .modify(|o| slim_metadata(o.meta_mut()))
@@ -411,9 +434,8 @@ pub(crate) async fn reconcile<K: WorkloadKind>(
         0 => Duration::ZERO,
         n => Duration::from_secs(60) / n,
     };
-    let turn = rollouts.turn(&key, interval);
+    let wait = rollouts.turn(&key, interval);
     rollouts.gauges(&ctx);
-    let wait = turn.saturating_duration_since(Instant::now());
     if !wait.is_zero() {
         tracing::debug!(workload = %id, turn_in_ms = wait.as_millis() as u64, "waiting for a turn");
         return Ok(Action::requeue(wait));
@@ -481,4 +503,35 @@ pub(crate) async fn run(
             stopped,
         ),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_are_an_interval_apart_even_for_late_comers() {
+        let r = Rollouts::default();
+        let k = |n: &str| ("Deployment", "ns".to_string(), n.to_string());
+        let i = Duration::from_millis(200);
+        assert_eq!(
+            r.turn(&k("a"), i),
+            Duration::ZERO,
+            "the first rolls at once"
+        );
+        let b = r.turn(&k("b"), i);
+        assert!(b > Duration::from_millis(150) && b <= i, "{b:?}");
+        let c = r.turn(&k("c"), i);
+        assert!(c > Duration::from_millis(350), "{c:?}");
+        // c comes after its turn and rolls; b, later still, must wait an interval more.
+        std::thread::sleep(Duration::from_millis(450));
+        assert_eq!(r.turn(&k("c"), i), Duration::ZERO);
+        let b = r.turn(&k("b"), i);
+        assert!(b > Duration::from_millis(150), "{b:?}");
+        // No limit: never a wait.
+        let r = Rollouts::default();
+        for n in ["a", "b", "c"] {
+            assert_eq!(r.turn(&k(n), Duration::ZERO), Duration::ZERO);
+        }
+    }
 }
