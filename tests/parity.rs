@@ -393,6 +393,7 @@ impl Local {
             clock: certwright_local::Clock::set_by(self.clock.clone()),
             acme: Default::default(),
             once_timeout: std::time::Duration::from_secs(60),
+            edge: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! benchmark uses it to time how long a new certificate takes to be served).
 
 mod live;
+mod load;
 mod material;
 mod metrics;
 mod probe;
@@ -37,6 +38,9 @@ enum Command {
     /// Print the serial of the certificate a TLS server presents now, one line per
     /// connection (`--every` repeats).
     Probe(probe::Probe),
+    /// Send GET / at a fixed rate (kept-alive and new connections) and print a JSON
+    /// summary: requests, failures, latency percentiles.
+    Load(load::Load),
 }
 
 #[derive(Parser)]
@@ -62,6 +66,9 @@ struct Serve {
     /// The host name the last hop reports (default: this machine's).
     #[arg(long)]
     host: Option<String>,
+    /// Also answer plain HTTP here (what an edge Route calls: TLS ends at the edge).
+    #[arg(long)]
+    plain_listen: Option<SocketAddr>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -87,6 +94,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(s) => serve(s).await,
             Command::Probe(p) => p.run().await,
+            Command::Load(l) => l.run().await,
         }
     });
     match result {
@@ -125,10 +133,33 @@ async fn serve(s: Serve) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", s.listen))?;
     let addr = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let plain = match s.plain_listen {
+        Some(a) => {
+            let l = tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding {a}"))?;
+            tracing::info!(addr = %l.local_addr()?, "serving plain HTTP");
+            let (hop, mut stopped) = (hop.clone(), stopped.clone());
+            Some(tokio::spawn(service::serve_plain(l, hop, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     // One line on stdout for whoever started this hop (the demo script, the tests).
     println!("{} listening on {addr}", s.name);
     tracing::info!(name = %s.name, %addr, "serving");
-    service::serve(listener, hop, live, provider, shutdown_signal()).await
+    let result = service::serve(listener, hop, live, provider, async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    })
+    .await;
+    if let Some(p) = plain {
+        let _ = p.await;
+    }
+    drop(stopped);
+    result
 }
 
 async fn shutdown_signal() {

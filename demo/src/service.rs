@@ -103,6 +103,16 @@ impl Hop {
         }
     }
 
+    /// Answers, counting the request (and a failure) in the metrics.
+    async fn counted(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let res = self.answer(req).await;
+        self.metrics.requests.inc();
+        if res.status().is_server_error() {
+            self.metrics.failures.inc();
+        }
+        res
+    }
+
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/") => self.chain(None).await,
@@ -247,6 +257,47 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Serves plain HTTP on `listener` until `shutdown` resolves (an edge Route's backend).
+pub async fn serve_plain(
+    listener: TcpListener,
+    hop: Arc<Hop>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            got = listener.accept() => match got {
+                Ok((tcp, _)) => tcp,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let hop = hop.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let hop = hop.clone();
+                async move { Ok::<_, Infallible>(hop.counted(req).await) }
+            });
+            let _ = watcher
+                .watch(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc),
+                )
+                .await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN) => {}
+    }
+}
+
 /// Serves HTTPS on `listener` until `shutdown` resolves, then lets connections in flight
 /// finish (up to 10 s).
 pub async fn serve(
@@ -307,7 +358,7 @@ pub async fn serve(
                 let live = live.clone();
                 let version = version.clone();
                 async move {
-                    let mut res = hop.answer(req).await;
+                    let mut res = hop.counted(req).await;
                     // A connection made with an older certificate is closed after this
                     // answer, which says so: the caller's next request makes a new
                     // handshake (and checks the new certificate). The server never closes

@@ -19,6 +19,7 @@ pub enum Resource {
     CertificateRequest(CertificateRequest),
     Secret(Secret),
     ConfigMap(ConfigMap),
+    Route(Route),
     ReloadHook(ReloadHook),
 }
 
@@ -290,6 +291,7 @@ pub fn parse_value(value: Value, source: String) -> Document {
         match (api_version.as_str(), kind.as_str()) {
             ("v1", "Secret") => Ok(Resource::Secret(typed(value.clone())?)),
             ("v1", "ConfigMap") => Ok(Resource::ConfigMap(typed(value.clone())?)),
+            (ROUTE_API_VERSION, "Route") => Ok(Resource::Route(typed(value.clone())?)),
             (API_VERSION, "Certificate") => Ok(Resource::Certificate(typed(value.clone())?)),
             (API_VERSION, "Issuer") => Ok(Resource::Issuer(typed(value.clone())?)),
             (API_VERSION, "ClusterIssuer") => Ok(Resource::ClusterIssuer(typed(value.clone())?)),
@@ -331,7 +333,7 @@ pub fn parse_value(value: Value, source: String) -> Document {
             (av, k) => Err(DocError {
                 reason: "UnknownKind",
                 message: format!(
-                    "unsupported apiVersion/kind {av}/{k}: certwright reads cert-manager.io/v1 (and certmanager.k8s.io/v1alpha1) Certificate, Issuer, ClusterIssuer, CertificateRequest, v1 Secret and ConfigMap, and certwright.io/v1alpha1 ReloadHook"
+                    "unsupported apiVersion/kind {av}/{k}: certwright reads cert-manager.io/v1 (and certmanager.k8s.io/v1alpha1) Certificate, Issuer, ClusterIssuer, CertificateRequest, v1 Secret and ConfigMap, route.openshift.io/v1 Route, and certwright.io/v1alpha1 ReloadHook"
                 ),
             }),
         }
@@ -354,6 +356,7 @@ impl Resource {
             Resource::CertificateRequest(o) => ("CertificateRequest", &o.metadata),
             Resource::Secret(o) => ("Secret", &o.metadata),
             Resource::ConfigMap(o) => ("ConfigMap", &o.metadata),
+            Resource::Route(o) => ("Route", &o.metadata),
             Resource::ReloadHook(o) => ("ReloadHook", &o.metadata),
         };
         ResourceId {

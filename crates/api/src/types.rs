@@ -11,6 +11,8 @@ pub const GROUP: &str = "cert-manager.io";
 pub const API_VERSION: &str = "cert-manager.io/v1";
 pub const LEGACY_API_VERSION: &str = "certmanager.k8s.io/v1alpha1";
 pub const CERTWRIGHT_API_VERSION: &str = "certwright.io/v1alpha1";
+/// OpenShift's Routes.
+pub const ROUTE_API_VERSION: &str = "route.openshift.io/v1";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -611,3 +613,53 @@ pub struct SignalSpec {
 pub struct NoStatus {}
 
 pub type ReloadHook = Object<ReloadHookSpec, NoStatus>;
+
+/// An OpenShift `route.openshift.io/v1` Route manifest: what the local runtime's edge
+/// reads. `spec.tls` stays JSON, read by the engine as the operator reads a Route's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Route {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: RouteSpec,
+    /// Whatever else the manifest holds (`status`), kept so that `convert` passes a
+    /// Route through whole.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSpec {
+    /// The public host name the edge routes by (SNI and the Host header).
+    #[serde(default)]
+    pub host: String,
+    /// The Service behind the route.
+    #[serde(default)]
+    pub to: RouteTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<serde_json::Value>,
+    /// `termination` (edge, reencrypt, passthrough), `certificate`, `key`,
+    /// `caCertificate`, `destinationCACertificate`, `insecureEdgeTerminationPolicy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<serde_json::Value>,
+    /// The fields the local edge does not read (`path`, `wildcardPolicy`, ...).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteTarget {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}

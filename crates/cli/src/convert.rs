@@ -35,6 +35,7 @@ pub fn run(paths: &[PathBuf], recursive: bool) -> Result<ExitCode> {
                         Resource::CertificateRequest(c) => serde_json::to_value(c)?,
                         Resource::Secret(s) => serde_json::to_value(s)?,
                         Resource::ConfigMap(c) => serde_json::to_value(c)?,
+                        Resource::Route(r) => serde_json::to_value(r)?,
                         Resource::ReloadHook(h) => serde_json::to_value(h)?,
                     };
                     if let Some(acme) = doc.legacy_acme {

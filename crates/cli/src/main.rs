@@ -82,7 +82,7 @@ enum Command {
 #[derive(Subcommand)]
 enum LocalCommand {
     /// Reconcile the manifests under the given paths into the state directory.
-    Run(LocalRunArgs),
+    Run(Box<LocalRunArgs>),
 }
 
 #[derive(clap::Args)]
@@ -130,6 +130,28 @@ struct LocalRunArgs {
     timeout: std::time::Duration,
     #[command(flatten)]
     acme: AcmeArgs,
+    /// Serve the Route manifests on this HTTPS address (HOST:PORT) with HAProxy, as
+    /// OpenShift's router does (not with --once).
+    #[arg(long, value_name = "HOST:PORT")]
+    edge_listen: Option<std::net::SocketAddr>,
+    /// The haproxy binary the edge runs.
+    #[arg(long, default_value = "haproxy", value_name = "PATH")]
+    haproxy: PathBuf,
+    /// Where a Service is (Routes name Services): NAMESPACE/SERVICE=HOST:PORT, repeatable.
+    #[arg(long = "endpoint", value_name = "NAMESPACE/SERVICE=HOST:PORT", value_parser = endpoint)]
+    endpoints: Vec<((String, String), std::net::SocketAddr)>,
+}
+
+/// `--endpoint NAMESPACE/SERVICE=HOST:PORT` (no namespace: `default`).
+fn endpoint(s: &str) -> Result<((String, String), std::net::SocketAddr), String> {
+    let (svc, addr) = s
+        .split_once('=')
+        .ok_or("expected NAMESPACE/SERVICE=HOST:PORT")?;
+    let (ns, name) = svc.split_once('/').unwrap_or(("default", svc));
+    certwright_api::validate::check_namespace(ns, "namespace").map_err(|e| e.to_string())?;
+    certwright_api::validate::check_name(name, "service").map_err(|e| e.to_string())?;
+    let addr = addr.parse().map_err(|e| format!("{addr:?}: {e}"))?;
+    Ok(((ns.to_string(), name.to_string()), addr))
 }
 
 /// ACME flags, the same for both runtimes (the DNS-01 ones with cert-manager's names).
@@ -349,7 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Local {
             command: LocalCommand::Run(args),
-        } => local_run(args),
+        } => local_run(*args),
         Command::Status { state, output } => status::print(&state, &output),
         Command::Inspect { path, password } => inspect::run(&path, password.as_deref()),
         Command::Convert { files, recursive } => convert::run(&files, recursive),
@@ -397,6 +419,9 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         acme_http01_address,
         timeout,
         acme,
+        edge_listen,
+        haproxy,
+        endpoints,
     } = args;
     logging::init(&log_level, &log_format)?;
     let workers = workers.unwrap_or_else(|| {
@@ -420,6 +445,11 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
             config: acme.config(),
         },
         once_timeout: timeout,
+        edge: edge_listen.map(|listen| certwright_local::edge::EdgeOptions {
+            listen,
+            haproxy,
+            endpoints: endpoints.into_iter().collect(),
+        }),
     })?;
     let stop = certwright_local::runtime::stop_flag();
     let summary = rt.run(&stop);

@@ -70,12 +70,49 @@ fn print_table(o: &Overview) {
             c.secret_name.clone(),
         ]);
     }
+    print_rows(rows);
+    if !o.routes.is_empty() {
+        println!();
+        let mut rows = vec![[
+            "ROUTE".to_string(),
+            "HOST".into(),
+            "TERMINATION".into(),
+            "SERVICE".into(),
+            "ADMITTED".into(),
+            "SERIAL".into(),
+            "NOT AFTER".into(),
+        ]];
+        for r in &o.routes {
+            rows.push([
+                format!("{}/{}", r.namespace, r.name),
+                r.host.clone(),
+                r.termination.clone(),
+                format!(
+                    "{} ({})",
+                    r.service,
+                    r.backend.as_deref().unwrap_or("no address")
+                ),
+                if r.admitted {
+                    "True".into()
+                } else {
+                    "False".into()
+                },
+                r.serial.clone().unwrap_or_else(|| "-".into()),
+                r.not_after.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        print_rows(rows);
+    }
+}
+
+/// Rows as columns as wide as their widest cell.
+fn print_rows<const N: usize>(mut rows: Vec<[String; N]>) {
     for r in rows.iter_mut() {
         for cell in r.iter_mut() {
             *cell = clean(cell);
         }
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..N)
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
         .collect();
     for r in &rows {
@@ -138,6 +175,20 @@ fn print_notes(o: &Overview) {
                 clean(&format!("{ns}{}", i.name)),
                 clean(&c.reason),
                 clean(&c.message)
+            );
+        }
+    }
+    let route_notes: Vec<_> = o.routes.iter().filter(|r| r.reason.is_some()).collect();
+    if !route_notes.is_empty() {
+        println!();
+        for r in route_notes {
+            println!(
+                "Route {}/{}{}: {}: {}",
+                clean(&r.namespace),
+                clean(&r.name),
+                if r.admitted { "" } else { " not served" },
+                clean(r.reason.as_deref().unwrap_or("")),
+                clean(r.message.as_deref().unwrap_or(""))
             );
         }
     }

@@ -28,6 +28,9 @@ pub enum Trigger {
     Renewing,
     /// `cmctl renew` or `certwright renew` asked for a new certificate.
     ManuallyTriggered,
+    /// Its CA issuer now signs with another CA (certwright's; see
+    /// [`crate::carotation`]).
+    IssuerCAChanged,
 }
 
 impl Trigger {
@@ -44,6 +47,7 @@ impl Trigger {
             Trigger::Expired => "Expired",
             Trigger::Renewing => "Renewing",
             Trigger::ManuallyTriggered => "ManuallyTriggered",
+            Trigger::IssuerCAChanged => "IssuerCAChanged",
         }
     }
 }

@@ -167,6 +167,12 @@ pub trait Issuer: Send + Sync {
         let _ = (subject, leaf, now);
         None
     }
+
+    /// A CA issuer's (signing certificate, the CA it hands out as `ca.crt`): leaves it
+    /// signed follow a change of either (see [`crate::carotation`]).
+    fn trust(&self) -> Option<(&CertInfo, &CertInfo)> {
+        None
+    }
 }
 
 fn parse_csr_pem(pem: &str) -> Result<Csr, RequestError> {
@@ -380,6 +386,10 @@ pub struct CaIssuer {
 }
 
 impl Issuer for CaIssuer {
+    fn trust(&self) -> Option<(&CertInfo, &CertInfo)> {
+        Some((&self.material.chain[0], &self.material.top))
+    }
+
     fn process(&self, req: &Request<'_>) -> Outcome {
         let csr = match parse_csr_pem(req.csr_pem) {
             Ok(c) => c,

@@ -8,6 +8,7 @@
 pub mod annotated;
 pub mod backoff;
 pub mod cainject;
+pub mod carotation;
 pub mod decide;
 pub mod issue;
 pub mod lifecycle;

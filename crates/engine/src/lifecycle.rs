@@ -10,6 +10,7 @@
 //! issuance, the request record, counting failures and backing off, the Ready and
 //! Issuing conditions, a manual renewal.
 
+use crate::carotation::{self, Rotation};
 use crate::decide::{decide, inputs_digest, Decision, Failures, Inputs, LastIssuance, Trigger};
 use crate::issue::{self, Outcome, Request};
 use crate::observe::{SecretData, TlsMaterial};
@@ -139,6 +140,9 @@ pub struct Observed<'a> {
     /// The Certificate's `metadata.generation`, written as every condition's
     /// `observedGeneration` (kstatus and GitOps tools read it); None where there is none.
     pub generation: Option<i64>,
+    /// The pace of a CA issuer's rotation under this Certificate (see
+    /// [`crate::carotation`]).
+    pub ca_rotation: carotation::Timing,
 }
 
 /// What to do, in this order.
@@ -208,6 +212,8 @@ struct Attempt {
     /// The request as made (no result yet).
     request: CertificateRequest,
     limit: u32,
+    /// See [`AttemptInputs`]' field of that name.
+    carry: Option<String>,
 }
 
 /// An issued certificate whose Secret the shell has yet to write: if the write is
@@ -427,6 +433,94 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
         }
         d => d,
     };
+    // Under a CA issuer whose CA changed: trust the new CA before any leaf it signs is
+    // presented (see crate::carotation).
+    let rotation = match (obs.issuer, material.as_ref()) {
+        (Resolved::Ready(r), Some(m)) => match (r.issuer.trust(), m.pair()) {
+            (Some((signer, top)), Some((_, chain))) => {
+                let annotations = obs.secret.map(|s| &s.annotations);
+                let empty = BTreeMap::new();
+                let a = annotations.unwrap_or(&empty);
+                Some(carotation::check(
+                    chain,
+                    m.ca_certs(),
+                    a,
+                    signer,
+                    top,
+                    now,
+                    obs.ca_rotation,
+                ))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let defer = |d: Decision, until: i64| match d {
+        // A leaf past its notAfter serves nobody: reissued at once.
+        Decision::Issue {
+            trigger: Trigger::Expired,
+            ..
+        } => (d, false),
+        Decision::Issue { .. } | Decision::Backoff { .. } => {
+            (up_to_date_decision(obs, material.as_ref(), until), true)
+        }
+        d => (d, false),
+    };
+    let (decision, carry, trust) = match rotation {
+        None => (decision, None, TrustStep::default()),
+        Some(Rotation::Trust {
+            ca,
+            annotation,
+            wake,
+        }) => {
+            // Whatever issuance was due waits for the new trust to spread.
+            let (d, deferred) = defer(decision, wake.unwrap_or(now));
+            (
+                d,
+                None,
+                TrustStep {
+                    ca: Some(ca),
+                    annotation,
+                    wake,
+                    set: true,
+                    deferred,
+                },
+            )
+        }
+        Some(Rotation::Wait { until, carry }) => {
+            let (d, deferred) = defer(decision, until);
+            (
+                d,
+                carry.clone(),
+                TrustStep {
+                    annotation: carry,
+                    wake: Some(until),
+                    deferred,
+                    ..Default::default()
+                },
+            )
+        }
+        Some(Rotation::Reissue { message, carry }) => {
+            let d = match decision {
+                Decision::UpToDate { .. } => Decision::Issue {
+                    trigger: Trigger::IssuerCAChanged,
+                    message,
+                    reuse_key: reuse_key(obs, material.as_ref()),
+                },
+                d => d,
+            };
+            (d, carry, TrustStep::default())
+        }
+        Some(Rotation::Settled { carry, wake }) => (
+            decision,
+            carry.clone(),
+            TrustStep {
+                annotation: carry,
+                wake,
+                ..Default::default()
+            },
+        ),
+    };
     match decision {
         Decision::UpToDate {
             not_before,
@@ -434,7 +528,7 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
             renewal_time,
         } => {
             let times = (not_before, not_after, renewal_time);
-            up_to_date_step(state, obs, material.as_ref(), passwords, times)
+            up_to_date_step(state, obs, material.as_ref(), passwords, times, trust)
         }
         Decision::Backoff {
             trigger,
@@ -464,6 +558,7 @@ fn step_for(mut state: State, obs: &Observed<'_>) -> Step {
                 policy,
                 reuse_key,
                 last,
+                carry,
             };
             let ready_issuer = match obs.issuer {
                 Resolved::Ready(r) => r,
@@ -559,6 +654,7 @@ fn up_to_date_step(
     material: Option<&TlsMaterial>,
     passwords: &Passwords,
     (not_before, not_after, renewal_time): (i64, i64, Option<i64>),
+    trust: TrustStep,
 ) -> Step {
     let now = obs.now;
     let mut effects = drop_pending(&mut state);
@@ -570,25 +666,37 @@ fn up_to_date_step(
             Some(now + 30),
         );
     };
-    let ca = material.map(|m| m.ca_certs()).unwrap_or_default();
+    let ca = match &trust.ca {
+        Some(ca) => ca.as_slice(),
+        None => material.map(|m| m.ca_certs()).unwrap_or_default(),
+    };
     let m = Material { key, chain, ca };
     let record = obs
         .secret
         .and_then(|s| s.annotations.get(ann::LAST_ISSUANCE))
         .cloned();
-    let desired = match render_secret(obs, &m, passwords, record) {
+    let desired = match render_secret(obs, &m, passwords, record, trust.annotation.clone()) {
         Ok(d) => d,
         Err(p) => return blocked(state, &p, now, Some(now + 30)),
     };
     let rewritten = desired.changed;
     if rewritten {
-        tracing::info!(certificate = %key_str(obs), secret = %obs.params.secret_name, "secret outputs rewritten");
+        if trust.set {
+            tracing::info!(certificate = %key_str(obs), secret = %obs.params.secret_name, anchors = ca.len(), "ca.crt follows the issuer's CA rotation");
+        } else {
+            tracing::info!(certificate = %key_str(obs), secret = %obs.params.secret_name, "secret outputs rewritten");
+        }
         effects.push(Effect::WriteSecret(desired.secret));
     }
+    let issuing = state.status.condition("Issuing").cloned();
     up_to_date(&mut state.status, not_before, not_after, renewal_time, now);
+    if let (true, Some(c)) = (trust.deferred, issuing) {
+        state.status.conditions.push(c);
+    }
     // With renewal disabled, the next look is at expiry (an expired certificate is still
-    // reissued).
+    // reissued); a CA rotation in progress looks again at its next step.
     let wake = renewal_time.unwrap_or(not_after);
+    let wake = trust.wake.map_or(wake, |w| w.min(wake));
     let mut s = Step::new(state, Summary::UpToDate { rewritten }, Some(wake));
     s.effects = effects;
     s
@@ -600,6 +708,36 @@ fn reuse_key(obs: &Observed<'_>, material: Option<&TlsMaterial>) -> bool {
             .and_then(|m| m.key.as_ref())
             .and_then(|k| k.as_ref().ok())
             .is_some_and(|k| k.algorithm() == obs.params.issuance.key())
+}
+
+/// What a CA rotation changes in an up-to-date Secret (see [`crate::carotation`]).
+#[derive(Debug, Default)]
+struct TrustStep {
+    /// `ca.crt` to write instead of the Secret's own.
+    ca: Option<Vec<CertInfo>>,
+    /// The `trust-extended-at` annotation to keep or set (None: none, or removed).
+    annotation: Option<String>,
+    /// When the rotation's next step is due.
+    wake: Option<i64>,
+    /// This step changes the trust (for the log line).
+    set: bool,
+    /// An issuance that was due waits for this step: its Issuing condition stays.
+    deferred: bool,
+}
+
+/// The up-to-date decision for the certificate the Secret holds (a CA rotation's trust
+/// step comes before an issuance that was due).
+fn up_to_date_decision(obs: &Observed<'_>, material: Option<&TlsMaterial>, until: i64) -> Decision {
+    let leaf = material.and_then(|m| m.pair()).map(|(_, c)| &c[0]);
+    let (nb, na) = leaf
+        .map(|l| (l.not_before, l.not_after))
+        .unwrap_or((obs.now, obs.now));
+    // The issuance that was due comes with the rotation's next step.
+    Decision::UpToDate {
+        not_before: nb,
+        not_after: na,
+        renewal_time: Some(until),
+    }
 }
 
 /// Drops a pending request that is no longer wanted, with its kept key.
@@ -635,10 +773,15 @@ fn render_secret(
     m: &Material<'_>,
     passwords: &Passwords,
     record: Option<String>,
+    trust_extended_at: Option<String>,
 ) -> Result<render::Desired, Problem> {
     let mut base = obs.secret_base.cloned().unwrap_or_default();
     if let Some(r) = record {
         base.annotations.insert(ann::LAST_ISSUANCE.into(), r);
+    }
+    if let Some(t) = trust_extended_at {
+        base.annotations
+            .insert(carotation::TRUST_EXTENDED_AT.into(), t);
     }
     render::certificate_secret(
         obs.name,
@@ -700,6 +843,9 @@ struct AttemptInputs {
     policy: BackoffPolicy,
     reuse_key: bool,
     last: Option<LastIssuance>,
+    /// A CA rotation's overlap still running: the new Secret keeps the CAs its `ca.crt`
+    /// held and this `trust-extended-at` annotation (see [`crate::carotation`]).
+    carry: Option<String>,
 }
 
 /// A random suffix for the next-private-key Secret, as cert-manager names it
@@ -818,11 +964,21 @@ fn issue_certificate(
         policy: a.policy,
         request,
         limit: history_limit(params),
+        carry: a.carry.clone(),
     };
     match outcome {
         Outcome::Issued(issued) => match issued.check(&key) {
-            Ok((chain, ca)) => {
+            Ok((chain, mut ca)) => {
                 let at = attempt(req.build(RequestResult::Issued(&chain, &ca, &issued.state)));
+                // During a CA rotation's overlap the new Secret trusts what the old one
+                // did too (callers not yet reissued still present the old CA's leaves).
+                if a.carry.is_some() {
+                    for c in material.map(|m| m.ca_certs()).unwrap_or_default() {
+                        if !ca.iter().any(|x| x.der == c.der) && c.not_after > now {
+                            ca.push(c.clone());
+                        }
+                    }
+                }
                 let m = Material {
                     key: &key,
                     chain: &chain,
@@ -874,6 +1030,7 @@ fn issued_step(
     req: &RequestRecord<'_>,
     at: Attempt,
 ) -> Step {
+    let carry = at.carry.clone();
     let (now, params, revision) = (obs.now, obs.params, req.revision);
     let leaf = &m.chain[0];
     let last = LastIssuance {
@@ -882,7 +1039,7 @@ fn issued_step(
         revision: Some(revision),
     };
     let record = serde_json::to_string(&last).unwrap_or_default();
-    let desired = match render_secret(obs, m, passwords, Some(record)) {
+    let desired = match render_secret(obs, m, passwords, Some(record), carry.clone()) {
         Ok(d) => d,
         Err(p) => {
             let why = (p.reason.as_str(), p.message.as_str());
@@ -927,10 +1084,16 @@ fn issued_step(
     // The attempt keeps the state before it, for a refused Secret write.
     let mut attempt = at;
     attempt.request = req.build(RequestResult::Pending(None));
+    // A CA rotation's overlap still running ends with a trust-only write.
+    let overlap_end = carry
+        .as_deref()
+        .and_then(certwright_pki::der::parse_rfc3339)
+        .map(|t| t + obs.ca_rotation.overlap);
+    let wake = renewal.unwrap_or(leaf.not_after);
     let mut s = Step::new(
         state,
         Summary::Issued { revision },
-        Some(renewal.unwrap_or(leaf.not_after)),
+        Some(overlap_end.map_or(wake, |o| o.min(wake))),
     );
     s.effects = effects;
     s.on_refusal = Some(Box::new(Refusable {
@@ -1270,6 +1433,7 @@ mod tests {
                     passwords: &pw,
                     pending_key: pending_key.as_ref(),
                     recorded_revision: &none,
+                    ca_rotation: Default::default(),
                     now,
                     generation: Some(3),
                 },

@@ -166,6 +166,26 @@ pub fn desired_tls(
         .collect())
 }
 
+/// The Route's `spec.tls` once the annotations are applied: what an edge serves (the
+/// local runtime's HAProxy). The same [`desired_tls`] answer the operator patches Routes
+/// with, laid over the manifest's own fields.
+pub fn applied_tls(
+    namespace: &str,
+    annotations: &BTreeMap<String, String>,
+    tls: Option<&Value>,
+    certs: Option<Lookup<'_>>,
+    dest_ca: Option<Lookup<'_>>,
+) -> Result<Option<Value>, Problem> {
+    let set = desired_tls(namespace, annotations, tls, certs, dest_ca)?;
+    Ok(tls.filter(|t| t.is_object()).map(|t| {
+        let mut out = t.clone();
+        for (field, value) in set {
+            out[field] = Value::String(value);
+        }
+        out
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! directory for `certwright status`; host services can be reloaded by hooks.
 
 pub mod acme;
+pub mod edge;
 pub mod fsroot;
 pub mod hooks;
 pub mod model;

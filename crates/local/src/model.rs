@@ -4,7 +4,7 @@ use base64::Engine;
 use certwright_api::legacy::LegacyAcmeCertificateConfig;
 use certwright_api::manifest::{self, DocError, Resource, ResourceId};
 use certwright_api::validate::{self, CertificateParams, FieldError, IssuerType};
-use certwright_api::{Issuer, IssuerRef, ReloadHook, Secret};
+use certwright_api::{Issuer, IssuerRef, ReloadHook, Route, Secret};
 use certwright_engine::SecretData;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +53,8 @@ pub struct Model {
     /// ConfigMap manifests, decoded.
     pub configmaps: BTreeMap<Key, (String, ConfigMapData)>,
     pub hooks: BTreeMap<Key, (String, ReloadHook)>,
+    /// Route manifests that passed [`check_route`] (the edge serves them).
+    pub routes: BTreeMap<Key, (String, Route)>,
     /// Documents whose resource could not be identified, or kinds the runtime does not
     /// manage (for example CertificateRequest).
     pub errors: Vec<(String, Problem)>,
@@ -384,6 +386,16 @@ impl Model {
                     Err(p) => self.errors.push((source.clone(), Problem::new(p.reason, format!("{source}: ConfigMap {}/{}: {}", key.0, key.1, p.message)))),
                 }
             }
+            Resource::Route(mut r) => {
+                let ns = ns_or_default(&id.namespace);
+                r.metadata.namespace = Some(ns.clone());
+                match check_route(&r) {
+                    Ok(()) => {
+                        self.routes.insert((ns, id.name), (source, r));
+                    }
+                    Err(m) => self.errors.push((source.clone(), Problem::new("InvalidRoute", format!("{source}: Route {ns}/{}: {m}", id.name)))),
+                }
+            }
             Resource::ReloadHook(mut h) => {
                 let ns = ns_or_default(&id.namespace);
                 h.metadata.namespace = Some(ns.clone());
@@ -406,6 +418,56 @@ pub fn check_identity(id: &ResourceId) -> Result<(), Problem> {
     }
     if !id.name.is_empty() {
         validate::check_name(&id.name, "metadata.name").map_err(problem)?;
+    }
+    Ok(())
+}
+
+/// What the edge needs of a Route, checked before any of it reaches the proxy's
+/// configuration: a host name, a Service name, and a known termination.
+pub fn check_route(r: &Route) -> Result<(), String> {
+    validate::check_name(&r.metadata.name, "metadata.name").map_err(|e| e.to_string())?;
+    if r.spec.host.is_empty() {
+        return Err("spec.host: required (the local edge does not make up host names)".into());
+    }
+    if r.spec.host.starts_with("*.") {
+        return Err(format!(
+            "spec.host: {:?}: wildcard routes are not served by the local edge",
+            r.spec.host
+        ));
+    }
+    validate::check_dns_name(&r.spec.host).map_err(|e| format!("spec.host: {e}"))?;
+    if !r.spec.to.kind.is_empty() && r.spec.to.kind != "Service" {
+        return Err(format!("spec.to.kind: {:?}: only Service", r.spec.to.kind));
+    }
+    validate::check_name(&r.spec.to.name, "spec.to.name").map_err(|e| e.to_string())?;
+    if let Some(tls) = &r.spec.tls {
+        if !tls.is_null() && !tls.is_object() {
+            return Err("spec.tls: must be a mapping".into());
+        }
+        match tls.get("termination").and_then(|t| t.as_str()) {
+            Some("edge" | "reencrypt" | "passthrough") => {}
+            Some(other) => {
+                return Err(format!(
+                    "spec.tls.termination: {other:?}: one of edge, reencrypt, passthrough"
+                ))
+            }
+            None if tls.is_null() => {}
+            None => return Err("spec.tls.termination: required".into()),
+        }
+        for field in [
+            "certificate",
+            "key",
+            "caCertificate",
+            "destinationCACertificate",
+            "insecureEdgeTerminationPolicy",
+        ] {
+            if tls
+                .get(field)
+                .is_some_and(|v| !v.is_string() && !v.is_null())
+            {
+                return Err(format!("spec.tls.{field}: must be a string"));
+            }
+        }
     }
     Ok(())
 }

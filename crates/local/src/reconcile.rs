@@ -314,6 +314,7 @@ pub fn certificate(
         recorded_revision: &recorded,
         now,
         generation: None,
+        ca_rotation: Default::default(),
     };
     let step = lifecycle::step(rec.take_state(), &obs);
     apply(ctx, rec, step, key, &params.secret_name)

@@ -149,9 +149,38 @@ pub struct Overview {
     /// ReloadHooks and their last run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookRecord>,
+    /// Route manifests and how the edge serves them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRecord>,
     /// Whether the runtime could write its state at its last try.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthState>,
+}
+
+/// A Route and what the edge serves for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteRecord {
+    pub namespace: String,
+    pub name: String,
+    pub host: String,
+    pub termination: String,
+    pub service: String,
+    /// The Service's address (`--endpoint`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// Served by the edge.
+    pub admitted: bool,
+    /// The Route certificate served (edge, re-encrypt): serial (hex) and notAfter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Why the Route is not served, or not as it asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A ReloadHook and the outcome of its last run.
@@ -593,12 +622,14 @@ impl StateDir {
         issuers: &[IssuerRecord],
         problems: &[ProblemRecord],
         hooks: &[HookRecord],
+        routes: &[RouteRecord],
     ) -> io::Result<()> {
         let o = Overview {
             certificates: vec![],
             issuers: issuers.to_vec(),
             problems: problems.to_vec(),
             hooks: hooks.to_vec(),
+            routes: routes.to_vec(),
             health: None,
         };
         let d = self.required(&[STATUS])?;

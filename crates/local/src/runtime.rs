@@ -37,6 +37,8 @@ pub struct Options {
     pub acme: crate::acme::AcmeOptions,
     /// With `once`: how long to wait for ACME orders to finish before exiting.
     pub once_timeout: Duration,
+    /// The edge (HAProxy driven from Route manifests); not started with `once`.
+    pub edge: Option<crate::edge::EdgeOptions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,27 +109,10 @@ pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
         }
     }
     let dep = |k: &Key| -> Option<Key> {
-        let p = model.certificates.get(k)?.params.as_ref().ok()?;
-        let (entry, ns) = if p.issuance.issuer_kind == IssuerKind::ClusterIssuer {
-            (
-                model.cluster_issuers.get(&p.issuance.issuer_name)?,
-                cluster_ns.to_string(),
-            )
-        } else {
-            (
-                model
-                    .issuers
-                    .get(&(k.0.clone(), p.issuance.issuer_name.clone()))?,
-                k.0.clone(),
-            )
-        };
-        match entry.kind.as_ref().ok()? {
-            IssuerType::Ca { secret_name, .. } => writer
-                .get(&(ns, secret_name.clone()))
-                .filter(|w| *w != k)
-                .cloned(),
-            _ => None,
-        }
+        writer
+            .get(&ca_secret(model, cluster_ns, k)?)
+            .filter(|w| *w != k)
+            .cloned()
     };
     fn level_of(
         k: &Key,
@@ -163,6 +148,38 @@ pub fn levels(model: &Model, cluster_ns: &str) -> Vec<Vec<Key>> {
     }
     out.retain(|l| !l.is_empty());
     out
+}
+
+/// The Secret (namespace, name) a Certificate's CA issuer signs with, if its issuer is a CA.
+fn ca_secret(model: &Model, cluster_ns: &str, k: &Key) -> Option<(String, String)> {
+    let p = model.certificates.get(k)?.params.as_ref().ok()?;
+    let (entry, ns) = if p.issuance.issuer_kind == IssuerKind::ClusterIssuer {
+        (
+            model.cluster_issuers.get(&p.issuance.issuer_name)?,
+            cluster_ns.to_string(),
+        )
+    } else {
+        (
+            model
+                .issuers
+                .get(&(k.0.clone(), p.issuance.issuer_name.clone()))?,
+            k.0.clone(),
+        )
+    };
+    match entry.kind.as_ref().ok()? {
+        IssuerType::Ca { secret_name, .. } => Some((ns, secret_name.clone())),
+        _ => None,
+    }
+}
+
+/// The Certificates whose CA issuer signs with one of the `secrets`.
+fn signed_with(model: &Model, cluster_ns: &str, secrets: &[(String, String)]) -> BTreeSet<Key> {
+    model
+        .certificates
+        .keys()
+        .filter(|k| ca_secret(model, cluster_ns, k).is_some_and(|s| secrets.contains(&s)))
+        .cloned()
+        .collect()
 }
 
 /// A record carrying its Certificate's name.
@@ -210,6 +227,9 @@ pub struct Runtime {
     /// The ACME service: started with the runtime when an HTTP-01 address is given, else
     /// when the manifests first name an ACME issuer.
     acme: Option<crate::acme::LocalAcme>,
+    /// The edge, when asked for, and the Routes' status as last applied.
+    edge: Option<crate::edge::Edge>,
+    routes: Vec<crate::records::RouteRecord>,
     _lock: std::fs::File,
 }
 
@@ -251,6 +271,12 @@ impl Runtime {
             ),
             None => None,
         };
+        let edge = match (&opts.edge, opts.once) {
+            (Some(e), false) => {
+                Some(crate::edge::Edge::new(e.clone(), opts.state.join("edge")).map_err(serr)?)
+            }
+            _ => None,
+        };
         let health = state
             .open_health()
             .map_err(|e| tracing::warn!(error = %e, "cannot prepare the health file"))
@@ -266,6 +292,8 @@ impl Runtime {
             state_errors: Default::default(),
             health: Mutex::new(health),
             acme,
+            edge,
+            routes: Vec::new(),
             state,
             store,
             configmaps,
@@ -411,6 +439,7 @@ impl Runtime {
             }
         }
         self.last_extra = secret_problems;
+        self.sync_routes();
         self.save_runtime_status();
         if !self.opts.once {
             self.remember_versions();
@@ -682,7 +711,10 @@ impl Runtime {
                 last_run: runs.get(k).cloned(),
             })
             .collect();
-        if let Err(e) = self.state.save_runtime(&issuers, &problems, &hooks) {
+        if let Err(e) = self
+            .state
+            .save_runtime(&issuers, &problems, &hooks, &self.routes)
+        {
             self.state_error("cannot save status", &e);
         }
         // The health file says whether this round of state writes went through.
@@ -811,13 +843,19 @@ impl Runtime {
                 if !due.is_empty() {
                     let written = self.pass(Some(&due));
                     if !written.is_empty() {
-                        // Certificates waiting for a CA may be unblocked by a new Secret.
-                        let waiting: BTreeSet<Key> = self
+                        // Certificates waiting for a CA may be unblocked by a new Secret,
+                        // and those a changed CA signed follow it (crate::carotation).
+                        let mut waiting: BTreeSet<Key> = self
                             .records
                             .iter()
                             .filter(|(_, r)| !r.ready())
                             .map(|(k, _)| k.clone())
                             .collect();
+                        waiting.extend(signed_with(
+                            &self.model,
+                            &self.opts.cluster_resource_namespace,
+                            &written,
+                        ));
                         if !waiting.is_empty() {
                             self.pass(Some(&waiting));
                         }
@@ -825,11 +863,15 @@ impl Runtime {
                 }
             }
             self.hooks.run_due(&self.model, false);
-            if self.hooks.take_results().is_some() {
+            let edge_down = self.edge.as_mut().is_some_and(|e| e.pid().is_none());
+            if self.hooks.take_results().is_some() || (edge_down && self.sync_routes()) {
                 self.save_runtime_status();
             }
         }
         tracing::info!("stopping");
+        if let Some(e) = self.edge.as_mut() {
+            e.stop();
+        }
         self.hooks.wait();
         if self.hooks.take_results().is_some() {
             self.save_runtime_status();
@@ -986,4 +1028,166 @@ pub fn stop_flag() -> Arc<AtomicBool> {
         }
     }
     flag
+}
+
+impl Runtime {
+    /// Each Route manifest as the edge is to serve it: the engine's answer on which
+    /// Secrets fill its TLS fields (as for a Route in a cluster), then the Service's
+    /// address and what the edge needs to serve it.
+    fn edge_routes(&self) -> Vec<crate::edge::EdgeRoute> {
+        use crate::edge::{EdgeRoute, Termination};
+        use certwright_engine::routes::{self, Lookup};
+        let mut out = Vec::new();
+        for (key, (_, route)) in &self.model.routes {
+            let annotations = &route.metadata.annotations;
+            let (certs_name, dest_name) = routes::referenced_secrets(annotations);
+            let read = |name: Option<&str>| name.map(|n| self.store.read(&key.0, n).ok().flatten());
+            let (certs, dest) = (read(certs_name), read(dest_name));
+            fn lookup(s: &Option<Option<certwright_engine::SecretData>>) -> Option<Lookup<'_>> {
+                s.as_ref()
+                    .map(|s| s.as_ref().map_or(Lookup::Missing, Lookup::Found))
+            }
+            let tls = route.spec.tls.as_ref().filter(|t| t.is_object());
+            let (tls, mut problem) = match routes::applied_tls(
+                &key.0,
+                annotations,
+                tls,
+                lookup(&certs),
+                lookup(&dest),
+            ) {
+                Ok(t) => (t, None),
+                Err(p) => (tls.cloned(), Some(p)),
+            };
+            let field = |f: &str| {
+                tls.as_ref()
+                    .and_then(|t| t.get(f))
+                    .and_then(|v| v.as_str())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+            };
+            let termination = Termination::parse(tls.as_ref());
+            let certificate = match (field("certificate"), field("key")) {
+                (Some(c), Some(k)) => Some(format!("{c}\n{k}\n")),
+                _ => None,
+            };
+            let destination_ca = field("destinationCACertificate").map(|c| format!("{c}\n"));
+            let backend = self
+                .opts
+                .edge
+                .as_ref()
+                .and_then(|e| {
+                    e.endpoints
+                        .get(&(key.0.clone(), route.spec.to.name.clone()))
+                })
+                .copied();
+            let later = |p: &mut Option<Problem>, reason: &str, message: String| {
+                p.get_or_insert_with(|| Problem::new(reason, message));
+            };
+            match termination {
+                Termination::None => later(&mut problem, "NotServed", "no spec.tls: the local edge serves HTTPS routes only".into()),
+                Termination::Reencrypt if destination_ca.is_none() => later(
+                    &mut problem,
+                    "NoDestinationCA",
+                    "a re-encrypt Route needs spec.tls.destinationCACertificate (or the destinationCA-from-secret annotation) locally: there is no service CA to fall back on".into(),
+                ),
+                Termination::Edge | Termination::Reencrypt if certificate.is_none() => later(
+                    &mut problem,
+                    "DefaultCertificate",
+                    "no certificate and key: served with the edge's default certificate".into(),
+                ),
+                _ => {}
+            }
+            if backend.is_none() {
+                later(
+                    &mut problem,
+                    "NoEndpoint",
+                    format!(
+                        "Service {}/{} has no address: give one with --endpoint {}/{}=HOST:PORT",
+                        key.0, route.spec.to.name, key.0, route.spec.to.name
+                    ),
+                );
+            }
+            out.push(EdgeRoute {
+                key: key.clone(),
+                host: route.spec.host.clone(),
+                termination,
+                service: route.spec.to.name.clone(),
+                backend,
+                certificate,
+                destination_ca,
+                problem,
+            });
+        }
+        out
+    }
+
+    /// Brings the edge in line with the Routes and records their status. Returns whether
+    /// the status changed.
+    fn sync_routes(&mut self) -> bool {
+        if self.model.routes.is_empty() && self.routes.is_empty() && self.edge.is_none() {
+            return false;
+        }
+        let routes = self.edge_routes();
+        let applied = self.edge.as_mut().map(|e| e.apply(&routes));
+        if let Some(a) = &applied {
+            if !a.updated.is_empty() {
+                tracing::info!(files = ?a.updated, "edge certificates updated in place");
+            }
+            if a.reloaded {
+                tracing::info!(routes = routes.len(), "edge configuration reloaded");
+            }
+        }
+        let edge_error = applied.and_then(|a| a.error);
+        let records: Vec<crate::records::RouteRecord> = routes
+            .iter()
+            .map(|r| {
+                let leaf = r.certificate.as_deref().and_then(|pem| {
+                    certwright_pki::pem::decode_all(pem.as_bytes())
+                        .ok()?
+                        .into_iter()
+                        .find(|b| b.label == "CERTIFICATE")
+                        .and_then(|b| certwright_pki::inspect::CertInfo::parse(&b.der).ok())
+                });
+                let (mut reason, mut message) = (
+                    r.problem.as_ref().map(|p| p.reason.clone()),
+                    r.problem.as_ref().map(|p| p.message.clone()),
+                );
+                let admitted = r.admitted() && self.edge.is_some() && edge_error.is_none();
+                if let (Some(e), true) = (&edge_error, reason.is_none()) {
+                    reason = Some("EdgeError".into());
+                    message = Some(e.clone());
+                }
+                crate::records::RouteRecord {
+                    namespace: r.key.0.clone(),
+                    name: r.key.1.clone(),
+                    host: r.host.clone(),
+                    termination: r.termination.as_str().into(),
+                    service: r.service.clone(),
+                    backend: r.backend.map(|b| b.to_string()),
+                    admitted,
+                    serial: leaf.as_ref().map(|c| c.serial_hex.clone()),
+                    not_after: leaf
+                        .as_ref()
+                        .map(|c| certwright_pki::der::rfc3339(c.not_after)),
+                    reason,
+                    message,
+                }
+            })
+            .collect();
+        if records == self.routes {
+            return false;
+        }
+        for r in &records {
+            match &r.reason {
+                Some(reason) => {
+                    tracing::warn!(route = %format!("{}/{}", r.namespace, r.name), %reason, message = r.message.as_deref().unwrap_or(""), admitted = r.admitted, "route")
+                }
+                None => {
+                    tracing::info!(route = %format!("{}/{}", r.namespace, r.name), host = %r.host, termination = %r.termination, serial = r.serial.as_deref().unwrap_or("-"), "route served")
+                }
+            }
+        }
+        self.routes = records;
+        true
+    }
 }

@@ -401,10 +401,20 @@ impl Observation {
                 recorded_revision: &none,
                 now: self.t,
                 generation: self.generation,
+                ca_rotation: OPERATOR_CA_ROTATION,
             },
         )
     }
 }
+
+/// The pace of a CA rotation in a cluster: the kubelet takes up to a minute or two to
+/// update a mounted Secret, so a new CA is trusted for 2 minutes before any leaf it signs
+/// is presented, and the old one is dropped 6 minutes after.
+const OPERATOR_CA_ROTATION: certwright_engine::carotation::Timing =
+    certwright_engine::carotation::Timing {
+        grace: 120,
+        overlap: 360,
+    };
 
 /// Applies a step's effects in order. A Secret the API refuses for its content makes the
 /// attempt a failure (the engine's [`lifecycle::refused`]), whose effects are applied in

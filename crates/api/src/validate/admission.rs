@@ -41,7 +41,10 @@ pub fn check(op: Operation, mut object: Value, old: Option<&Value>) -> Result<()
             }
             certificate_request(cr).err().unwrap_or_default()
         }
-        Resource::Secret(_) | Resource::ConfigMap(_) | Resource::ReloadHook(_) => Vec::new(),
+        Resource::Secret(_)
+        | Resource::ConfigMap(_)
+        | Resource::Route(_)
+        | Resource::ReloadHook(_) => Vec::new(),
     };
     let refused: Vec<FieldError> = errors
         .into_iter()
