@@ -245,3 +245,146 @@ pub fn restart_writes_nothing(
     }
     new
 }
+
+/// The demo services' binary (`certwright-demo`), beside certwright's; built with Cargo
+/// when a test is run alone and it is not there yet.
+pub fn demo_bin() -> PathBuf {
+    let dir = Path::new(bin())
+        .parent()
+        .expect("binary directory")
+        .to_path_buf();
+    let path = dir.join("certwright-demo");
+    if !path.is_file() {
+        let target = dir.parent().expect("target directory");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "--locked", "-p", "certwright-demo"])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(repo())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok && path.is_file(),
+            "cannot build certwright-demo into {}",
+            dir.display()
+        );
+    }
+    path
+}
+
+/// A child process stopped (SIGTERM, then waited for) when dropped.
+pub struct Stopped(pub std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        terminate(&mut self.0);
+    }
+}
+
+/// One hop of the scenario (`certwright-demo serve`), serving the Secret directory
+/// `secret`, calling `upstream` (address, service name) if given.
+pub fn start_hop(
+    name: &str,
+    listen: &str,
+    secret: &Path,
+    upstream: Option<(&str, &str)>,
+    extra: &[&str],
+) -> Stopped {
+    let mut cmd = Command::new(demo_bin());
+    cmd.args([
+        "serve",
+        "--name",
+        name,
+        "--listen",
+        listen,
+        "--host",
+        "test-host",
+        "--secret-dir",
+    ])
+    .arg(secret)
+    .args(extra);
+    if let Some((addr, svc)) = upstream {
+        cmd.args([
+            "--upstream",
+            &format!("https://{addr}/"),
+            "--upstream-name",
+            svc,
+        ]);
+    }
+    Stopped(
+        cmd.stdout(std::process::Stdio::null())
+            .env("CERTWRIGHT_DEMO_LOG", "warn")
+            .spawn()
+            .expect("certwright-demo runs"),
+    )
+}
+
+/// `curl` through `addr` as `host` (SNI and Host), trusting `ca`: (status, body).
+pub fn curl(addr: &str, host: &str, ca: &Path, path: &str) -> (u16, String) {
+    let (ip, port) = addr.rsplit_once(':').expect("HOST:PORT");
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+        ])
+        .arg(ca)
+        .args([
+            "--resolve",
+            &format!("{host}:{port}:{ip}"),
+            &format!("https://{host}:{port}{path}"),
+        ])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let code = code.trim().parse().unwrap_or(0);
+    if code == 0 {
+        return (0, String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    (code, format!("{body}\n"))
+}
+
+/// The serial (lower-case hex) of the certificate a TLS server presents to `host` now.
+pub fn served_serial(addr: &str, host: &str) -> String {
+    let out = Command::new(demo_bin())
+        .args(["probe", "--connect", addr, "--server-name", host])
+        .output()
+        .expect("probe runs");
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The serial (lower-case hex, no leading zeros) of the first certificate of a PEM file.
+pub fn file_serial(pem: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl runs");
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.trim()
+        .trim_start_matches("serial=")
+        .trim_start_matches('0')
+        .to_ascii_lowercase()
+}
+
+/// Waits up to `secs` for `what` to hold, polling every 100 ms; panics with `why()`.
+pub fn wait_until(secs: u64, why: impl Fn() -> String, mut what: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !what() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {secs} s: {}",
+            why()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

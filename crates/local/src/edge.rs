@@ -496,15 +496,15 @@ impl Edge {
         Ok(())
     }
 
-    /// Stops HAProxy: soft stop (SIGUSR1: listeners close, connections finish), then
-    /// SIGTERM after 10 s.
+    /// Stops HAProxy: soft stop (SIGUSR1: listeners close, idle connections close,
+    /// requests in flight finish), then SIGTERM after 3 s.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::USR1);
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     tracing::info!("edge stopped");

@@ -1048,7 +1048,7 @@ impl Runtime {
                     .map(|s| s.as_ref().map_or(Lookup::Missing, Lookup::Found))
             }
             let tls = route.spec.tls.as_ref().filter(|t| t.is_object());
-            let (tls, mut problem) = match routes::applied_tls(
+            let (tls, problem) = match routes::applied_tls(
                 &key.0,
                 annotations,
                 tls,
@@ -1080,33 +1080,30 @@ impl Runtime {
                         .get(&(key.0.clone(), route.spec.to.name.clone()))
                 })
                 .copied();
-            let later = |p: &mut Option<Problem>, reason: &str, message: String| {
-                p.get_or_insert_with(|| Problem::new(reason, message));
-            };
-            match termination {
-                Termination::None => later(&mut problem, "NotServed", "no spec.tls: the local edge serves HTTPS routes only".into()),
-                Termination::Reencrypt if destination_ca.is_none() => later(
-                    &mut problem,
-                    "NoDestinationCA",
-                    "a re-encrypt Route needs spec.tls.destinationCACertificate (or the destinationCA-from-secret annotation) locally: there is no service CA to fall back on".into(),
-                ),
-                Termination::Edge | Termination::Reencrypt if certificate.is_none() => later(
-                    &mut problem,
-                    "DefaultCertificate",
-                    "no certificate and key: served with the edge's default certificate".into(),
-                ),
-                _ => {}
-            }
-            if backend.is_none() {
-                later(
-                    &mut problem,
+            // What keeps the Route from being served comes first; then what the Secrets
+            // or the manifest lack.
+            let blocking = match (termination, backend, &destination_ca) {
+                (Termination::None, _, _) => Some(Problem::new("NotServed", "no spec.tls: the local edge serves HTTPS routes only")),
+                (_, None, _) => Some(Problem::new(
                     "NoEndpoint",
-                    format!(
-                        "Service {}/{} has no address: give one with --endpoint {}/{}=HOST:PORT",
-                        key.0, route.spec.to.name, key.0, route.spec.to.name
-                    ),
-                );
-            }
+                    format!("Service {}/{} has no address: give one with --endpoint {}/{}=HOST:PORT", key.0, route.spec.to.name, key.0, route.spec.to.name),
+                )),
+                (Termination::Reencrypt, _, None) => Some(Problem::new(
+                    "NoDestinationCA",
+                    "a re-encrypt Route needs spec.tls.destinationCACertificate (or the destinationCA-from-secret annotation) locally: there is no service CA to fall back on",
+                )),
+                _ => None,
+            };
+            let no_certificate = matches!(termination, Termination::Edge | Termination::Reencrypt)
+                && certificate.is_none();
+            let problem = blocking.or(problem).or_else(|| {
+                no_certificate.then(|| {
+                    Problem::new(
+                        "DefaultCertificate",
+                        "no certificate and key: served with the edge's default certificate",
+                    )
+                })
+            });
             out.push(EdgeRoute {
                 key: key.clone(),
                 host: route.spec.host.clone(),
