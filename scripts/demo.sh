@@ -90,7 +90,7 @@ trap 'exit 130' INT TERM HUP
 # A closed output (`| head`) makes writes fail, and the script stop through cleanup.
 trap '' PIPE
 
-cp examples/e2e/internal-pki.yaml examples/e2e/services.yaml demo/manifests/routes.yaml "$manifests/"
+cp deploy/demo/pki.yaml deploy/demo/certificates.yaml deploy/demo/routes.yaml "$manifests/"
 runtime_args=()
 if [ "$acme" = 1 ]; then
   pebble_dir="$(bash scripts/pebble-bin.sh)"

@@ -80,9 +80,9 @@ fn scenario_through_haproxy_rotates_every_certificate_under_load_without_a_failu
     let m = tmp.path().join("manifests");
     std::fs::create_dir(&m).expect("manifests");
     for f in [
-        "examples/e2e/internal-pki.yaml",
-        "examples/e2e/services.yaml",
-        "demo/manifests/routes.yaml",
+        "deploy/demo/pki.yaml",
+        "deploy/demo/certificates.yaml",
+        "deploy/demo/routes.yaml",
         "demo/manifests/stand-in-public-ca.yaml",
     ] {
         let src = repo().join(f);

@@ -11,6 +11,7 @@ mod load;
 mod material;
 mod metrics;
 mod probe;
+mod propagation;
 mod service;
 
 use std::net::SocketAddr;
@@ -41,6 +42,9 @@ enum Command {
     /// Send GET / at a fixed rate (kept-alive and new connections) and print a JSON
     /// summary: requests, failures, latency percentiles.
     Load(load::Load),
+    /// For each new version of Secret directories, print (JSON lines) how long until an
+    /// endpoint presents its certificate.
+    Propagation(propagation::Propagation),
 }
 
 #[derive(Parser)]
@@ -95,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve(s) => serve(s).await,
             Command::Probe(p) => p.run().await,
             Command::Load(l) => l.run().await,
+            Command::Propagation(p) => p.run().await,
         }
     });
     match result {

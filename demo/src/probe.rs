@@ -30,22 +30,9 @@ pub struct Probe {
 impl Probe {
     pub async fn run(self) -> Result<()> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let seen = Arc::new(Recorder {
-            provider: provider.clone(),
-            leaf: Mutex::new(None),
-        });
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(seen.clone())
-            .with_no_client_auth();
-        tls.resumption = rustls::client::Resumption::disabled();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-        let name = ServerName::try_from(self.server_name.clone())
-            .with_context(|| format!("{:?} is not a server name", self.server_name))?;
         let mut done = 0u64;
         loop {
-            let line = match probe_once(&connector, self.connect, name.clone(), &seen).await {
+            let line = match serial_at(&provider, self.connect, &self.server_name).await {
                 Ok(serial) => serial,
                 Err(e) => format!("error {e:#}"),
             };
@@ -63,12 +50,25 @@ impl Probe {
     }
 }
 
-async fn probe_once(
-    connector: &tokio_rustls::TlsConnector,
+/// The serial of the certificate `addr` presents to `server_name` in a fresh handshake.
+pub async fn serial_at(
+    provider: &Arc<rustls::crypto::CryptoProvider>,
     addr: SocketAddr,
-    name: ServerName<'static>,
-    seen: &Recorder,
+    server_name: &str,
 ) -> Result<String> {
+    let seen = Arc::new(Recorder {
+        provider: provider.clone(),
+        leaf: Mutex::new(None),
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(seen.clone())
+        .with_no_client_auth();
+    tls.resumption = rustls::client::Resumption::disabled();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let name = ServerName::try_from(server_name.to_string())
+        .with_context(|| format!("{server_name:?} is not a server name"))?;
     let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
         .await
         .context("connect timed out")??;
