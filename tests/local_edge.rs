@@ -319,8 +319,10 @@ fn scenario_through_haproxy_rotates_every_certificate_under_load_without_a_failu
     eprintln!("load during the rotations: {summary}");
     assert_eq!(summary["requests"], 40 * 70, "{summary}");
     assert_eq!(
-        summary["failed"], 0,
-        "requests failed during the rotations: {summary}"
+        summary["failed"],
+        0,
+        "requests failed during the rotations: {summary}\n{}",
+        runtime_log()
     );
     let (code, body) = curl(&edge, CUSTOMER_HOST, &public_ca, "/");
     assert_eq!(code, 200, "{body}");

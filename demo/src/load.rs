@@ -83,7 +83,13 @@ impl Load {
             tasks.push(tokio::spawn(async move {
                 let t = Instant::now();
                 let kept = (n % 2 == 0).then(|| &pool[(n as usize / 2) % pool.len()]);
-                let result = this.one(kept, &provider, name).await;
+                let result = this.one(kept, &provider, name).await.with_context(|| {
+                    if kept.is_some() {
+                        "kept-alive connection"
+                    } else {
+                        "new connection"
+                    }
+                });
                 let us = t.elapsed().as_micros() as u64;
                 let mut tl = tally.lock().unwrap_or_else(|e| e.into_inner());
                 tl.requests += 1;

@@ -605,7 +605,16 @@ fn render(dir: &Path, listen: SocketAddr, routes: &[&EdgeRoute]) -> String {
     let _ = writeln!(c, "    ssl-default-bind-options ssl-min-ver TLSv1.2");
     let _ = writeln!(c, "    ssl-server-verify required");
     let _ = writeln!(c, "    hard-stop-after 60s");
+    // Sessions that end abnormally (a refused backend certificate, a client gone
+    // mid-request) are logged, to stderr, which certwright's log takes in.
+    let _ = writeln!(c, "    log stderr format short local0 info");
     let _ = writeln!(c, "defaults");
+    let _ = writeln!(c, "    log global");
+    let _ = writeln!(c, "    option httplog");
+    let _ = writeln!(c, "    option dontlog-normal");
+    // A reload's old worker does not close idle kept-alive connections under a client
+    // about to send on them: it answers their next request with `Connection: close`.
+    let _ = writeln!(c, "    option idle-close-on-response");
     let _ = writeln!(c, "    mode http");
     let _ = writeln!(c, "    timeout connect 5s");
     let _ = writeln!(c, "    timeout client 30s");
