@@ -15,6 +15,11 @@
 # swap to the new serial being presented by each hop (fresh handshakes every 10 ms) and
 # by HAProxy (the route certificate, and preference's through the passthrough route).
 #
+# Then (EDGE_COMPARISON seconds, default 120, 0 to skip) the route certificate alone is
+# renewed every 5 s under the same load twice, once with certwright's way of updating
+# HAProxy (the runtime API) and once with a reload per change (the hidden flag
+# --edge-reload-certificates), in fresh scenarios: what each drops.
+#
 # The load generator is oha 1.16.0 (crates.io), a benchmark-only peer: installed here
 # into /var/tmp/certwright-oha when missing, never by .ci/run (the CI version of this run
 # is tests/local_edge.rs, with certwright-demo's own load generator).
@@ -48,22 +53,35 @@ export CERTWRIGHT_BIN_DIR
 cw="$CERTWRIGHT_BIN_DIR/certwright"
 svc="$CERTWRIGHT_BIN_DIR/certwright-demo"
 
-state="$out/state"
-STATE="$state" bash scripts/demo.sh > "$out/demo.log" 2>&1 &
-demo=$!
+demo=""
 watcher=""
 stop() {
   [ -n "$watcher" ] && kill "$watcher" 2>/dev/null || true
-  kill -TERM "$demo" 2>/dev/null || true
-  wait "$demo" 2>/dev/null || true
+  watcher=""
+  if [ -n "$demo" ]; then
+    kill -TERM "$demo" 2>/dev/null || true
+    wait "$demo" 2>/dev/null || true
+  fi
+  demo=""
 }
 trap stop EXIT
-for _ in $(seq 1 6000); do
-  grep -q "^Try it" "$out/demo.log" 2>/dev/null && break
-  kill -0 "$demo" 2>/dev/null || { echo "rotation: the scenario did not start:" >&2; tail -30 "$out/demo.log" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "^Try it" "$out/demo.log" || { echo "rotation: the scenario did not start in 10 minutes" >&2; exit 1; }
+# scenario DIR [FLAGS]: starts scripts/demo.sh with its state in DIR (more flags for
+# `certwright local run` in FLAGS) and waits until it serves.
+scenario() {
+  state="$1"
+  # certwright allows 6 ACME orders an hour per Certificate by default (a guard for real
+  # CAs); renewing the route certificate every few seconds against Pebble needs more.
+  STATE="$state" CERTWRIGHT_LOCAL_ARGS="--acme-max-orders-per-hour 100000 ${2:-}" bash scripts/demo.sh > "$state.log" 2>&1 &
+  demo=$!
+  for _ in $(seq 1 6000); do
+    grep -q "^Try it" "$state.log" 2>/dev/null && return 0
+    kill -0 "$demo" 2>/dev/null || { echo "rotation: the scenario did not start:" >&2; tail -30 "$state.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "rotation: the scenario did not start in 10 minutes" >&2
+  exit 1
+}
+scenario "$out/state"
 
 host=customer-demo.apps.example.com
 port="${EDGE_PORT:-8443}"
@@ -119,9 +137,34 @@ kill "$watcher" 2>/dev/null || true
 watcher=""
 cp "$state/demo/logs/certwright.log" "$out/certwright.log"
 
-python3 - "$out" "$round" <<'EOF'
+# The route certificate alone, every 5 s: runtime API (certwright's way) against a
+# HAProxy reload per change.
+compare="${EDGE_COMPARISON:-120}"
+if [ "$compare" -gt 0 ]; then
+  for mode in api reload; do
+    stop
+    flags=""
+    [ "$mode" = reload ] && flags="--edge-reload-certificates"
+    scenario "$out/edge-$mode" "$flags"
+    ca="$state/demo/public-ca.pem"
+    echo "rotation: edge updates by $mode, ${compare} s, route certificate renewed every 5 s"
+    load "edge-$mode" "$compare" &
+    loader=$!
+    t0=$(date +%s)
+    while [ $(( $(date +%s) - t0 )) -lt $((compare - 5)) ]; do
+      sleep 5
+      "$cw" renew route-customer -n demo --state "$state" > /dev/null
+    done
+    wait "$loader"
+    grep -c "edge configuration reloaded" "$state/demo/logs/certwright.log" > "$out/edge-$mode.reloads" || true
+    grep -c "edge certificates updated in place" "$state/demo/logs/certwright.log" > "$out/edge-$mode.updates" || true
+  done
+fi
+stop
+
+python3 - "$out" "$round" "$compare" <<'EOF'
 import json, sys, os
-out, rounds = sys.argv[1], int(sys.argv[2]) - 1
+out, rounds, compare = sys.argv[1], int(sys.argv[2]) - 1, int(sys.argv[3])
 
 def phase(name):
     total = failed = 0
@@ -166,5 +209,10 @@ for e, v in sorted(delays.items()):
     worst = max(worst, pct(0.99))
     print(f"  {label:<50} n={len(v):>3}  p50 {pct(0.5):>4}  p99 {pct(0.99):>4}  max {v[-1]:>4}" + (f"  timeouts {timeouts.get(e, 0)}" if timeouts.get(e) else ""))
 print(f"worst p99: {worst} ms (target 1000); failed requests during rotation: {failed} (target 0)")
+if compare > 0:
+    for mode in ("api", "reload"):
+        read = lambda ext: open(os.path.join(out, f"edge-{mode}.{ext}")).read().strip() or "0"
+        print(f"edge updates by {mode}: {read('updates')} in place, {read('reloads')} reloads")
+        phase(f"edge-{mode}")
 EOF
 echo "rotation: results in $out"

@@ -18,7 +18,8 @@
 #   --exit            stop after printing (and after one rotation round with --rotate)
 #
 # Environment: STATE (default ./state), EDGE_PORT (8443), CERTWRIGHT_BIN_DIR (use the
-# certwright and certwright-demo binaries there instead of building them).
+# certwright and certwright-demo binaries there instead of building them),
+# CERTWRIGHT_LOCAL_ARGS (more flags for `certwright local run`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -159,7 +160,7 @@ fi
   --edge-listen "127.0.0.1:$edge_port" \
   --endpoint "demo/customer=127.0.0.1:$customer_port" \
   --endpoint "demo/preference=127.0.0.1:$preference_port" \
-  "${runtime_args[@]}" > "$logs/certwright.log" 2>&1 &
+  "${runtime_args[@]}" ${CERTWRIGHT_LOCAL_ARGS:-} > "$logs/certwright.log" 2>&1 &
 pids=($! "${pids[@]}")
 
 secret() { echo "$state/secrets/demo/$1"; }

@@ -102,6 +102,23 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
     write(&m, "unknown-kind.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n---\napiVersion: cert-manager.io/v1\nkind: Certificat\nmetadata: {name: y}\n---\nmetadata: {name: nokind}\n");
     write(&m, "bad-secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: b64, namespace: bad}\ndata: {tls.crt: '%%%not base64'}\n");
     write(&m, "bad-configmaps.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b64, namespace: bad}\nbinaryData: {x.bin: '%%%not base64'}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nobundle\n  namespace: bad\n  annotations: {cert-utils-operator.redhat-cop.io/generate-java-truststore: 'true'}\ndata: {other: x}\n");
+    // Routes the edge cannot serve: nothing of theirs may reach HAProxy's configuration.
+    let route = |name: &str, spec: &str| {
+        format!("apiVersion: route.openshift.io/v1\nkind: Route\nmetadata: {{name: {name}, namespace: bad}}\nspec: {spec}\n")
+    };
+    write(
+        &m,
+        "bad-routes.yaml",
+        &[
+            route("nohost", "{to: {kind: Service, name: x}, tls: {termination: edge}}"),
+            route("inject", "{host: \"a.example.com\\n    server evil 10.0.0.1:80\", to: {name: x}, tls: {termination: edge}}"),
+            route("wild", "{host: '*.example.com', to: {name: x}, tls: {termination: edge}}"),
+            route("term", "{host: t.example.com, to: {name: x}, tls: {termination: reencrypt-ish}}"),
+            route("kind", "{host: k.example.com, to: {kind: Deployment, name: x}}"),
+            route("svc", "{host: s.example.com, to: {name: 'X Y'}, tls: {termination: edge}}"),
+        ]
+        .join("---\n"),
+    );
 
     let state = tmp.path().join("state");
     let out = once(&[&m], &state);
@@ -179,7 +196,25 @@ fn every_bad_input_gets_a_specific_reason_and_the_rest_becomes_ready() {
         has("InvalidConfigMap", "ca-bundle.crt: missing or empty"),
         "{problems:?}"
     );
-    checked += 7;
+    for (name, frag) in [
+        ("nohost", "spec.host: required"),
+        ("inject", "spec.host"),
+        ("wild", "wildcard routes are not served"),
+        ("term", "spec.tls.termination: \"reencrypt-ish\""),
+        ("kind", "spec.to.kind: \"Deployment\": only Service"),
+        ("svc", "spec.to.name"),
+    ] {
+        let found = problems.iter().any(|(r, m)| {
+            r == "InvalidRoute" && m.contains(&format!("Route bad/{name}: ")) && m.contains(frag)
+        });
+        assert!(found, "{name}: {problems:?}");
+    }
+    assert!(
+        st["routes"].as_array().is_none_or(|r| r.is_empty()),
+        "no bad Route is served: {}",
+        st["routes"]
+    );
+    checked += 13;
     assert!(checked >= 25, "catalogue has {checked} cases");
     // No key material in what users see.
     let status_text = serde_json::to_string(&st).expect("json");

@@ -140,6 +140,10 @@ struct LocalRunArgs {
     /// Where a Service is (Routes name Services): NAMESPACE/SERVICE=HOST:PORT, repeatable.
     #[arg(long = "endpoint", value_name = "NAMESPACE/SERVICE=HOST:PORT", value_parser = endpoint)]
     endpoints: Vec<((String, String), std::net::SocketAddr)>,
+    /// Route certificate changes through a HAProxy reload instead of its runtime API (for
+    /// bench/rotation.sh's comparison only).
+    #[arg(long, hide = true)]
+    edge_reload_certificates: bool,
 }
 
 /// `--endpoint NAMESPACE/SERVICE=HOST:PORT` (no namespace: `default`).
@@ -422,6 +426,7 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
         edge_listen,
         haproxy,
         endpoints,
+        edge_reload_certificates,
     } = args;
     logging::init(&log_level, &log_format)?;
     let workers = workers.unwrap_or_else(|| {
@@ -449,6 +454,7 @@ fn local_run(args: LocalRunArgs) -> Result<ExitCode> {
             listen,
             haproxy,
             endpoints: endpoints.into_iter().collect(),
+            reload_certificates: edge_reload_certificates,
         }),
     })?;
     let stop = certwright_local::runtime::stop_flag();

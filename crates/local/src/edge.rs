@@ -42,6 +42,9 @@ pub struct EdgeOptions {
     /// Where each Service is: (namespace, name) → address. A Route whose Service is not
     /// here is not admitted.
     pub endpoints: BTreeMap<Key, SocketAddr>,
+    /// Route certificate changes through a reload instead of the runtime API (to measure
+    /// what each drops; not for production).
+    pub reload_certificates: bool,
 }
 
 #[derive(
@@ -150,8 +153,35 @@ fn io_context<'a>(
 }
 
 impl Edge {
-    /// Prepares `dir` (mode 0700: it holds private keys) and the default certificate.
+    /// Prepares `dir` (mode 0700: it holds private keys) and the default certificate,
+    /// after checking that the haproxy binary runs.
     pub fn new(opts: EdgeOptions, dir: PathBuf) -> std::io::Result<Edge> {
+        let version = Command::new(&opts.haproxy)
+            .arg("-v")
+            .stdin(Stdio::null())
+            .output();
+        match version {
+            Ok(o) if o.status.success() => {
+                let v = String::from_utf8_lossy(&o.stdout);
+                tracing::info!(haproxy = %opts.haproxy.display(), version = v.lines().next().unwrap_or("").trim(), "edge");
+            }
+            Ok(o) => {
+                return Err(std::io::Error::other(format!(
+                    "{} -v exited with {}",
+                    opts.haproxy.display(),
+                    o.status
+                )))
+            }
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot run {} (install HAProxy, or give --haproxy PATH): {e}",
+                        opts.haproxy.display()
+                    ),
+                ))
+            }
+        }
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -262,7 +292,9 @@ impl Edge {
             topology.push_str(&format!("\n{}\n{content}", path.display()));
         }
         let running = self.alive();
+        let in_place = !self.opts.reload_certificates || self.loaded == files;
         if running
+            && in_place
             && self.config.as_deref() == Some(topology.as_str())
             && self.loaded.keys().eq(files.keys())
         {

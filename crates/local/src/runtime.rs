@@ -53,6 +53,8 @@ pub enum RuntimeError {
     ClusterNamespace(String),
     #[error("--acme-http01-address: {0}")]
     Http01(std::io::Error),
+    #[error("--edge-listen: {0}")]
+    Edge(String),
 }
 
 /// The result of a run: every Certificate's readiness and the problems found.
@@ -272,9 +274,10 @@ impl Runtime {
             None => None,
         };
         let edge = match (&opts.edge, opts.once) {
-            (Some(e), false) => {
-                Some(crate::edge::Edge::new(e.clone(), opts.state.join("edge")).map_err(serr)?)
-            }
+            (Some(e), false) => Some(
+                crate::edge::Edge::new(e.clone(), opts.state.join("edge"))
+                    .map_err(|e| RuntimeError::Edge(e.to_string()))?,
+            ),
             _ => None,
         };
         let health = state
