@@ -39,7 +39,6 @@ done
 case "$rotate" in ''|*[!0-9]*) echo "demo: --rotate takes whole seconds" >&2; exit 2 ;; esac
 
 bash scripts/setup.sh
-command -v curl >/dev/null 2>&1 || { echo "demo: installing curl" >&2; apt-get install -y -qq curl >/dev/null; }
 
 if [ -n "${CERTWRIGHT_BIN_DIR:-}" ]; then
   bin_dir="$CERTWRIGHT_BIN_DIR"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what certwright's build and tests need on a Debian machine, if missing:
-# OpenSSL, a Java 17 JDK (keytool, and javac for single-file Java programs), and HAProxy
-# (the local runtime's edge).
+# OpenSSL, a Java 17 JDK (keytool, and javac for single-file Java programs), HAProxy
+# (the local runtime's edge) and curl.
 # Idempotent; safe to run on every invocation.
 set -euo pipefail
 
@@ -12,8 +12,10 @@ if ! command -v keytool >/dev/null 2>&1 || ! command -v javac >/dev/null 2>&1; t
 fi
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
-# The local runtime's edge (Route manifests) runs HAProxy, as OpenShift's router does.
+# The local runtime's edge (Route manifests) runs HAProxy, as OpenShift's router does;
+# the demo and the tests talk to it with curl.
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""
