@@ -196,11 +196,13 @@ fi
 internal_ca="$run/internal-ca.pem"
 cp "$(secret route-service-preference)/ca.crt" "$internal_ca"
 
-through() { # host ca: curl through the edge
-  curl -sS --max-time 10 --cacert "$2" --resolve "$1:$edge_port:127.0.0.1" "https://$1:$edge_port/"
+through() { # host ca [path]: curl through the edge
+  curl -sS --max-time 10 --cacert "$2" --resolve "$1:$edge_port:127.0.0.1" "https://$1:$edge_port${3:-/}"
 }
+# Wait for the edge and customer (its /healthz does not go down the chain, so the first
+# request below is recommendation's first).
 for _ in $(seq 1 300); do
-  through customer-demo.apps.example.com "$public_ca" >/dev/null 2>&1 && break
+  through customer-demo.apps.example.com "$public_ca" /healthz >/dev/null 2>&1 && break
   sleep 0.1
 done
 

@@ -37,9 +37,11 @@ fn demo_script_prints_the_chain_through_both_routes_and_stops_everything() {
             .unwrap_or_else(|| panic!("{header:?} missing:\n{stdout}"));
         stdout[i..].lines().nth(1).unwrap_or_default().to_string()
     };
+    // The first request down the chain: recommendation counts 1.
+    let chain = line_after("== re-encrypt route");
     assert!(
-        line_after("== re-encrypt route")
-            .starts_with("customer => preference => recommendation v1 from '"),
+        chain.starts_with("customer => preference => recommendation v1 from '")
+            && chain.ends_with("': 1"),
         "{stdout}"
     );
     assert!(
